@@ -1,0 +1,208 @@
+// A small C ABI over libtorch's c10d: TCPStore rendezvous, ProcessGroupGloo and (with
+// ARL_WITH_NCCL) ProcessGroupNCCL, and the collectives the trainer needs.
+//
+// Contract for every entry point: it never throws and never aborts. It returns NULL on
+// success, or a malloc'd, NUL-terminated error message that the caller frees with
+// arl_c10d_free_error. Tensors arrive as tch handles (`at::Tensor*`); copying an
+// at::Tensor shares its storage, so collectives work in place on the Rust tensors.
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef ARL_WITH_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include <c10/util/Exception.h>
+#include <c10/util/Logging.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+struct arl_store {
+  c10::intrusive_ptr<c10d::Store> store;
+};
+
+struct arl_pg {
+  c10::intrusive_ptr<c10d::Backend> backend;
+};
+
+namespace {
+
+char* dup_message(const std::string& message) {
+  char* out = static_cast<char*>(std::malloc(message.size() + 1));
+  if (out != nullptr) {
+    std::memcpy(out, message.c_str(), message.size() + 1);
+  }
+  return out;
+}
+
+// Runs `body`, turning every C++ exception into a returned message.
+template <typename F>
+char* guarded(F&& body) noexcept {
+  try {
+    body();
+    return nullptr;
+  } catch (const c10::Error& e) {
+    return dup_message(e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    return dup_message(e.what());
+  } catch (...) {
+    return dup_message("unknown C++ exception");
+  }
+}
+
+// Waits for every work item, then rethrows the first failure (after all have settled,
+// so no in-flight operation outlives the call).
+void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works) {
+  std::exception_ptr first;
+  for (auto& work : works) {
+    try {
+      work->wait();
+    } catch (...) {
+      if (!first) {
+        first = std::current_exception();
+      }
+    }
+  }
+  if (first) {
+    std::rethrow_exception(first);
+  }
+}
+
+} // namespace
+
+extern "C" {
+
+void arl_c10d_free_error(char* error) {
+  std::free(error);
+}
+
+char* arl_c10d_init_logging() {
+  return guarded([] { c10::initLogging(); });
+}
+
+char* arl_store_create(
+    const char* host,
+    uint16_t port,
+    int32_t world_size,
+    bool is_server,
+    int64_t timeout_ms,
+    arl_store** out) {
+  return guarded([&] {
+    c10d::TCPStoreOptions opts;
+    opts.port = port;
+    opts.isServer = is_server;
+    opts.numWorkers = static_cast<size_t>(world_size);
+    opts.waitWorkers = false;
+    opts.timeout = std::chrono::milliseconds(timeout_ms);
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
+    *out = new arl_store{tcp};
+  });
+}
+
+void arl_store_free(arl_store* store) {
+  delete store;
+}
+
+char* arl_pg_gloo_create(
+    arl_store* store,
+    const char* prefix,
+    int32_t rank,
+    int32_t size,
+    const char* hostname,
+    int64_t timeout_ms,
+    int32_t threads,
+    arl_pg** out) {
+  return guarded([&] {
+    auto prefixed = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), store->store);
+    auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::milliseconds(timeout_ms));
+    // An empty hostname means c10d's default: the address this machine's hostname resolves to.
+    std::string host(hostname);
+    opts->devices.push_back(
+        host.empty() ? c10d::ProcessGroupGloo::createDefaultDevice()
+                     : c10d::ProcessGroupGloo::createDeviceForHostname(host));
+    opts->threads = threads;
+    auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, size, opts);
+    *out = new arl_pg{pg};
+  });
+}
+
+char* arl_pg_nccl_create(
+    arl_store* store,
+    const char* prefix,
+    int32_t rank,
+    int32_t size,
+    int64_t timeout_ms,
+    arl_pg** out) {
+#ifdef ARL_WITH_NCCL
+  return guarded([&] {
+    auto prefixed = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), store->store);
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = std::chrono::milliseconds(timeout_ms);
+    auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, rank, size, opts);
+    *out = new arl_pg{pg};
+  });
+#else
+  (void)store;
+  (void)prefix;
+  (void)rank;
+  (void)size;
+  (void)timeout_ms;
+  (void)out;
+  return dup_message("this build has no NCCL support: rebuild with the cargo feature `nccl`");
+#endif
+}
+
+void arl_pg_free(arl_pg* pg) {
+  delete pg;
+}
+
+// Sums each tensor across ranks, in place: one collective per tensor, all issued before
+// the first wait so that they overlap.
+char* arl_pg_allreduce_sum(arl_pg* pg, at::Tensor* const* tensors, size_t count) {
+  return guarded([&] {
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+    works.reserve(count);
+    for (size_t i = 0; i < count; ++i) {
+      std::vector<at::Tensor> one{*tensors[i]};
+      c10d::AllreduceOptions opts;
+      opts.reduceOp = c10d::ReduceOp::SUM;
+      works.push_back(pg->backend->allreduce(one, opts));
+    }
+    wait_all(works);
+  });
+}
+
+// Broadcasts each tensor from `root`, in place.
+char* arl_pg_broadcast(arl_pg* pg, at::Tensor* const* tensors, size_t count, int32_t root) {
+  return guarded([&] {
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+    works.reserve(count);
+    for (size_t i = 0; i < count; ++i) {
+      std::vector<at::Tensor> one{*tensors[i]};
+      c10d::BroadcastOptions opts;
+      opts.rootRank = root;
+      works.push_back(pg->backend->broadcast(one, opts));
+    }
+    wait_all(works);
+  });
+}
+
+char* arl_pg_barrier(arl_pg* pg) {
+  return guarded([&] {
+    std::vector<c10::intrusive_ptr<c10d::Work>> works{pg->backend->barrier()};
+    wait_all(works);
+  });
+}
+
+char* arl_pg_shutdown(arl_pg* pg) {
+  return guarded([&] { pg->backend->shutdown(); });
+}
+
+} // extern "C"

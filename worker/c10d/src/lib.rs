@@ -1,0 +1,29 @@
+//! libtorch's distributed engine, c10d, for Rust: `TCPStore` rendezvous, `ProcessGroupGloo`
+//! (CPU) and `ProcessGroupNCCL` (GPU, feature `nccl`), with bucketed all-reduce, broadcast,
+//! barrier and shutdown. Every failure is a [`C10dError`] carrying c10d's own message; nothing
+//! aborts or panics across the FFI boundary.
+
+mod bucket;
+mod env;
+mod error;
+mod ffi;
+mod group;
+mod store;
+
+pub use bucket::{TensorSpec, plan_buckets};
+pub use env::RankEnv;
+pub use error::{C10dError, Result};
+pub use group::{Backend, GroupOptions, ProcessGroup, ReduceOp};
+
+/// Routes libtorch's C++ logging through `TORCH_CPP_LOG_LEVEL` (call once, early).
+///
+/// # Errors
+/// If c10's logging could not be initialised.
+pub fn init_logging() -> Result<()> {
+    // SAFETY: no arguments; the shim catches every exception.
+    ffi::take_error(unsafe { ffi::arl_c10d_init_logging() }).map_err(|message| C10dError::Op {
+        op: "init logging".into(),
+        rank: -1,
+        message,
+    })
+}

@@ -1,0 +1,6 @@
+//! The per-rank side of arl: joining the process group and the work one rank does.
+//! (The model, data and tasks arrive with their issues; see ARCHITECTURE.md.)
+
+pub mod bench;
+pub mod dist;
+pub mod preflight;

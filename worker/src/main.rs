@@ -1,0 +1,73 @@
+//! `arl-worker`: one rank of an arl job, started by the `arl` launcher with the standard rank
+//! environment (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`,
+//! `MASTER_PORT`; see cluster/README.md).
+
+use std::process::ExitCode;
+
+use arl_worker::{bench, dist::DistArgs, preflight};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "arl-worker", version, about = "One rank of an arl job (started by `arl`)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Join the group and check that an all-reduce of the ranks gives the right sum.
+    Preflight {
+        #[command(flatten)]
+        dist: DistArgs,
+    },
+    /// Time all-reduce for `arl bench allreduce`.
+    BenchAllreduce {
+        #[command(flatten)]
+        dist: DistArgs,
+        /// Sizes in MiB, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,128")]
+        sizes_mb: Vec<usize>,
+        /// Untimed iterations per size.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Timed iterations per size.
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let rank = std::env::var("RANK").unwrap_or_else(|_| "?".into());
+            eprintln!("arl-worker rank {rank}: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Preflight { dist } => {
+            let (group, device) = dist.join()?;
+            let report = preflight::run(&group, device)?;
+            if group.rank() == 0 {
+                println!("{}", serde_json::to_string(&report)?);
+            }
+            group.shutdown()?;
+        }
+        Command::BenchAllreduce { dist, sizes_mb, warmup, iters } => {
+            let (group, device) = dist.join()?;
+            for size_mb in sizes_mb {
+                let timing = bench::time_allreduce(&group, device, size_mb, warmup, iters)?;
+                if group.rank() == 0 {
+                    println!("{}", serde_json::to_string(&timing)?);
+                }
+            }
+            group.shutdown()?;
+        }
+    }
+    Ok(())
+}
