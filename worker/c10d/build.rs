@@ -39,6 +39,8 @@ fn main() {
     println!("cargo:rustc-link-search=native={}", lib_dir.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
+    // For this package's own test binaries; dependents add theirs (worker/build.rs).
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
     println!("cargo:libtorch_lib={}", lib_dir.display());
 }
 

@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -163,16 +164,19 @@ void arl_pg_free(arl_pg* pg) {
   delete pg;
 }
 
-// Sums each tensor across ranks, in place: one collective per tensor, all issued before
-// the first wait so that they overlap.
-char* arl_pg_allreduce_sum(arl_pg* pg, at::Tensor* const* tensors, size_t count) {
+// Reduces each tensor across ranks, in place (op 0: sum, 1: max): one collective per tensor,
+// all issued before the first wait so that they overlap.
+char* arl_pg_allreduce(arl_pg* pg, at::Tensor* const* tensors, size_t count, int32_t op) {
   return guarded([&] {
+    if (op != 0 && op != 1) {
+      throw std::invalid_argument("unknown reduce op " + std::to_string(op));
+    }
     std::vector<c10::intrusive_ptr<c10d::Work>> works;
     works.reserve(count);
     for (size_t i = 0; i < count; ++i) {
       std::vector<at::Tensor> one{*tensors[i]};
       c10d::AllreduceOptions opts;
-      opts.reduceOp = c10d::ReduceOp::SUM;
+      opts.reduceOp = op == 0 ? c10d::ReduceOp::SUM : c10d::ReduceOp::MAX;
       works.push_back(pg->backend->allreduce(one, opts));
     }
     wait_all(works);

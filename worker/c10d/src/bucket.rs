@@ -132,7 +132,7 @@ mod tests {
         let b = Tensor::arange(4, (Kind::Float, Device::Cpu)).view([2, 2]).tr();
         let bucket = FlatBucket::pack(vec![a.shallow_clone(), b.shallow_clone()]);
         assert_eq!(bucket.flat.size(), vec![10]);
-        let _ = bucket.flat.shallow_clone().mul_scalar_(2);
+        let _ = bucket.flat.shallow_clone().g_mul_scalar_(2);
         bucket.unpack();
         let expected_a = Tensor::arange(6, (Kind::Float, Device::Cpu)).view([2, 3]) * 2;
         let expected_b = Tensor::arange(4, (Kind::Float, Device::Cpu)).view([2, 2]).tr() * 2;

@@ -50,10 +50,11 @@ unsafe extern "C" {
         out: *mut *mut RawGroup,
     ) -> *mut c_char;
     pub(crate) fn arl_pg_free(group: *mut RawGroup);
-    pub(crate) fn arl_pg_allreduce_sum(
+    pub(crate) fn arl_pg_allreduce(
         group: *mut RawGroup,
         tensors: *const *mut C_tensor,
         count: usize,
+        op: i32,
     ) -> *mut c_char;
     pub(crate) fn arl_pg_broadcast(
         group: *mut RawGroup,
@@ -64,6 +65,11 @@ unsafe extern "C" {
     pub(crate) fn arl_pg_barrier(group: *mut RawGroup) -> *mut c_char;
     pub(crate) fn arl_pg_shutdown(group: *mut RawGroup) -> *mut c_char;
 }
+
+/// `op` of [`arl_pg_allreduce`]: element-wise sum.
+pub(crate) const OP_SUM: i32 = 0;
+/// `op` of [`arl_pg_allreduce`]: element-wise maximum.
+pub(crate) const OP_MAX: i32 = 1;
 
 /// Turns a shim return value into `Ok(())` or the message it carried, freeing it.
 pub(crate) fn take_error(raw: *mut c_char) -> Result<(), String> {

@@ -3,12 +3,13 @@
 use std::ffi::CString;
 use std::time::Duration;
 
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 use crate::bucket::{FlatBucket, TensorSpec, plan_buckets};
 use crate::env::RankEnv;
 use crate::error::{C10dError, Result};
 use crate::ffi;
+use crate::layout;
 use crate::store::{StoreOptions, TcpStore, millis};
 
 /// Which c10d backend carries the collectives.
@@ -44,6 +45,9 @@ pub struct GroupOptions {
     pub gloo_hostname: String,
     /// Gloo: worker threads per group.
     pub gloo_threads: usize,
+    /// Compare dtypes and shapes across ranks before each collective (one 16-byte
+    /// all-reduce). Without it, ranks that disagree make Gloo abort the process.
+    pub verify_layout: bool,
 }
 
 impl Default for GroupOptions {
@@ -55,6 +59,7 @@ impl Default for GroupOptions {
             bucket_cap_bytes: 25 * 1024 * 1024,
             gloo_hostname: String::new(),
             gloo_threads: 2,
+            verify_layout: true,
         }
     }
 }
@@ -65,6 +70,10 @@ pub struct ProcessGroup {
     rank: usize,
     world_size: usize,
     bucket_cap_bytes: usize,
+    verify_layout: bool,
+    /// Where small bookkeeping tensors (layout probes) live: the CPU for Gloo, the rank's GPU
+    /// for NCCL.
+    probe_device: Device,
     // Kept alive for as long as the group: the group holds the store's connection.
     _store: TcpStore,
 }
@@ -137,6 +146,11 @@ impl ProcessGroup {
             rank: env.rank,
             world_size: env.world_size,
             bucket_cap_bytes: opts.bucket_cap_bytes.max(1),
+            verify_layout: opts.verify_layout,
+            probe_device: match opts.backend {
+                Backend::Gloo => Device::Cpu,
+                Backend::Nccl => Device::Cuda(env.local_rank),
+            },
             _store: store,
         })
     }
@@ -163,15 +177,14 @@ impl ProcessGroup {
         {
             return Err(self.invalid("allreduce", format!("Avg needs floating tensors, got {:?}", t.kind())));
         }
+        self.verify_layout("allreduce", tensors)?;
         let specs: Vec<TensorSpec> = tensors.iter().map(TensorSpec::of).collect();
         let buckets: Vec<FlatBucket> = plan_buckets(&specs, self.bucket_cap_bytes)
             .into_iter()
             .map(|members| FlatBucket::pack(members.iter().map(|&i| tensors[i].shallow_clone()).collect()))
             .collect();
         let flats: Vec<Tensor> = buckets.iter().map(|b| b.flat.shallow_clone()).collect();
-        self.call("allreduce", &flats, |raw, ptrs, count| unsafe {
-            ffi::arl_pg_allreduce_sum(raw, ptrs, count)
-        })?;
+        self.reduce_raw("allreduce", &flats, ffi::OP_SUM)?;
         if op == ReduceOp::Avg {
             for flat in &flats {
                 let _ = flat.shallow_clone().g_div_scalar_(self.world_size as i64);
@@ -189,6 +202,7 @@ impl ProcessGroup {
         if root >= self.world_size {
             return Err(self.invalid("broadcast", format!("root {root} is not below world size {}", self.world_size)));
         }
+        self.verify_layout("broadcast", tensors)?;
         self.call("broadcast", tensors, |raw, ptrs, count| unsafe {
             ffi::arl_pg_broadcast(raw, ptrs, count, root as i32)
         })
@@ -208,6 +222,34 @@ impl ProcessGroup {
     /// c10d's message if the backend could not shut down.
     pub fn shutdown(self) -> Result<()> {
         self.call("shutdown", &[], |raw, _, _| unsafe { ffi::arl_pg_shutdown(raw) })
+    }
+
+    /// Fails on every rank, naming this rank's tensors, unless all ranks pass tensors of the
+    /// same dtypes and shapes to `op`.
+    fn verify_layout(&self, op: &str, tensors: &[Tensor]) -> Result<()> {
+        if !self.verify_layout {
+            return Ok(());
+        }
+        let fingerprint = layout::fingerprint(op, tensors);
+        let probe = Tensor::from_slice(&layout::probe(fingerprint)).to_device(self.probe_device);
+        self.reduce_raw(op, std::slice::from_ref(&probe), ffi::OP_MAX)?;
+        let reduced: Vec<i64> = Vec::try_from(probe.to_device(Device::Cpu)).expect("int64 probe");
+        if layout::all_agree(fingerprint, [reduced[0], reduced[1]]) {
+            return Ok(());
+        }
+        Err(self.invalid(
+            op,
+            format!(
+                "tensor dtypes or shapes differ between ranks (this rank has {})",
+                layout::describe(tensors)
+            ),
+        ))
+    }
+
+    fn reduce_raw(&self, op: &str, tensors: &[Tensor], reduce: i32) -> Result<()> {
+        self.call(op, tensors, |raw, ptrs, count| unsafe {
+            ffi::arl_pg_allreduce(raw, ptrs, count, reduce)
+        })
     }
 
     fn call(

@@ -8,6 +8,7 @@ mod env;
 mod error;
 mod ffi;
 mod group;
+mod layout;
 mod store;
 
 pub use bucket::{TensorSpec, plan_buckets};

@@ -1,0 +1,144 @@
+//! c10d through the shim, with real processes on 127.0.0.1: exact collectives on 2 and 3
+//! ranks, and a clear error (never an abort or a hang) for each failure mode.
+
+use std::time::{Duration, Instant};
+
+use arl_tests::{Rank, free_port};
+use serde_json::Value;
+
+const PEER: &str = env!("CARGO_BIN_EXE_c10d_peer");
+
+fn world(n: usize, scenario: &str, env: &[(&str, String)]) -> Vec<Rank> {
+    let port = free_port();
+    (0..n).map(|rank| Rank::spawn(PEER, &[scenario], rank, n, port, env)).collect()
+}
+
+/// Each rank's final JSON line and whether it exited successfully.
+fn finish(ranks: &mut [Rank], timeout: Duration) -> Vec<(bool, Value)> {
+    ranks
+        .iter_mut()
+        .map(|rank| {
+            let line = rank.next_line(timeout).expect("rank printed no result");
+            (rank.wait_exit(timeout).success(), line)
+        })
+        .collect()
+}
+
+fn error_of(result: &(bool, Value)) -> String {
+    assert!(!result.0, "expected a failure, got {}", result.1);
+    result.1["error"].as_str().expect("an error message").to_owned()
+}
+
+/// Checks every tensor of `actual` against `input` scaled by `factor`, exactly, with dtype
+/// and shape kept.
+fn assert_scaled(actual: &Value, input: &Value, factor: f64) {
+    let (actual, input) = (actual.as_array().unwrap(), input.as_array().unwrap());
+    assert_eq!(actual.len(), input.len());
+    for (a, i) in actual.iter().zip(input) {
+        assert_eq!(a["kind"], i["kind"]);
+        assert_eq!(a["shape"], i["shape"]);
+        let expected: Vec<f64> =
+            i["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() * factor).collect();
+        let got: Vec<f64> = a["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(got, expected, "kind {}", a["kind"]);
+    }
+}
+
+fn allreduce_is_exact(n: usize, bucket_bytes: usize) {
+    let mut ranks = world(n, "allreduce", &[("PEER_BUCKET_BYTES", bucket_bytes.to_string())]);
+    let rank_scale_sum = (n * (n + 1) / 2) as f64;
+    for (ok, line) in finish(&mut ranks, Duration::from_secs(60)) {
+        assert!(ok, "{line}");
+        let out = &line["ok"];
+        assert_scaled(&out["sum"], &out["input"], rank_scale_sum);
+        assert_scaled(&out["avg"], &out["input"], rank_scale_sum / n as f64);
+    }
+}
+
+#[test]
+fn two_ranks_all_reduce_mixed_shapes_and_dtypes_exactly() {
+    allreduce_is_exact(2, 25 << 20);
+}
+
+#[test]
+fn three_ranks_all_reduce_exactly_through_many_small_buckets() {
+    allreduce_is_exact(3, 64);
+}
+
+#[test]
+fn broadcast_from_a_non_zero_root_reaches_every_rank() {
+    let mut ranks = world(3, "broadcast", &[("PEER_ROOT", "1".into())]);
+    for (ok, line) in finish(&mut ranks, Duration::from_secs(60)) {
+        assert!(ok, "{line}");
+        assert_scaled(&line["ok"]["result"], &line["ok"]["input"], 2.0);
+    }
+}
+
+#[test]
+fn no_master_at_the_address_is_a_timed_out_error() {
+    let port = free_port();
+    let env = [("PEER_TIMEOUT_MS", "1500".to_owned())];
+    let mut lone = [Rank::spawn(PEER, &["join"], 1, 2, port, &env)];
+    let result = finish(&mut lone, Duration::from_secs(30)).remove(0);
+    let error = error_of(&result);
+    assert!(error.contains(&format!("connect to 127.0.0.1:{port}")), "{error}");
+    assert!(error.to_lowercase().contains("timed out"), "{error}");
+}
+
+#[test]
+fn a_port_in_use_is_reported() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut master = [Rank::spawn(PEER, &["join"], 0, 1, port, &[])];
+    let result = finish(&mut master, Duration::from_secs(30)).remove(0);
+    let error = error_of(&result);
+    assert!(error.contains(&format!("serve at 127.0.0.1:{port}")), "{error}");
+    assert!(error.contains("EADDRINUSE") || error.contains("already in use"), "{error}");
+}
+
+#[test]
+fn mismatched_shapes_fail_on_every_rank() {
+    let mut ranks = world(2, "mismatch", &[("PEER_TIMEOUT_MS", "10000".into())]);
+    for result in finish(&mut ranks, Duration::from_secs(30)) {
+        let error = error_of(&result);
+        assert!(error.contains("allreduce"), "{error}");
+    }
+}
+
+/// Starts `n` ranks of the stall scenario and waits until all finished the first collective.
+fn stalled_world(n: usize, victim: usize, timeout_ms: u64) -> Vec<Rank> {
+    let env = [("PEER_VICTIM", victim.to_string()), ("PEER_TIMEOUT_MS", timeout_ms.to_string())];
+    let ranks = world(n, "stall", &env);
+    for rank in &ranks {
+        let ready = rank.next_line(Duration::from_secs(60)).expect("rank never got ready");
+        assert!(ready.get("ready").is_some(), "{ready}");
+    }
+    ranks
+}
+
+#[test]
+fn survivors_of_a_killed_peer_fail_within_five_seconds() {
+    let victim = 2;
+    let mut ranks = stalled_world(3, victim, 60_000);
+    std::thread::sleep(Duration::from_millis(300));
+    ranks[victim].child.kill().unwrap();
+    let killed_at = Instant::now();
+    for rank in ranks.iter_mut().take(victim) {
+        let line = rank.next_line(Duration::from_secs(5)).expect("no error within 5 s");
+        let error = error_of(&(rank.wait_exit(Duration::from_secs(5)).success(), line));
+        assert!(error.contains("allreduce"), "{error}");
+    }
+    assert!(killed_at.elapsed() < Duration::from_secs(5), "took {:?}", killed_at.elapsed());
+}
+
+#[test]
+fn a_silent_peer_fails_the_others_at_the_configured_timeout() {
+    let mut ranks = stalled_world(2, 1, 2_000);
+    let started = Instant::now();
+    let line = ranks[0].next_line(Duration::from_secs(20)).expect("no error after the timeout");
+    let elapsed = started.elapsed();
+    let error = error_of(&(ranks[0].wait_exit(Duration::from_secs(5)).success(), line));
+    assert!(error.to_lowercase().contains("timed out"), "{error}");
+    assert!(elapsed >= Duration::from_millis(1_500), "failed too early: {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10), "failed too late: {elapsed:?}");
+}
