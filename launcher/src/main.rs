@@ -1,1 +1,101 @@
-fn main() {}
+//! `arl`: the command-line front of the launcher (see the `arl_launcher` library).
+
+use arl_launcher::{bench, config, run};
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code of a subcommand that is planned but not built yet.
+const NOT_BUILT: u8 = 3;
+
+#[derive(Parser)]
+#[command(name = "arl", version, about = "Train ARL: pretraining, fine-tunes and a results table")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole job from one config (default: the embedded CPU demo).
+    Run(ConfigArgs),
+    /// Validate a config and print it fully resolved.
+    Check(ConfigArgs),
+    /// Side-by-side benchmarks against the Python reference.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Pretraining only (issue 8: not built yet).
+    Pretrain(Planned),
+    /// One fine-tune: vqa, cls or irtr (issue 9: not built yet).
+    Finetune(Planned),
+    /// Evaluate a checkpoint on a benchmark (issue 9: not built yet).
+    Eval(Planned),
+    /// Convert datasets to shards, or make the synthetic corpus (issues 5 and 6: not built yet).
+    Data(Planned),
+    /// Build the knowledge graph and TransE embeddings (issue 4: not built yet).
+    Knowledge(Planned),
+    /// Inspect, verify or export checkpoints (issue 7: not built yet).
+    Ckpt(Planned),
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// TOML config; omit for the embedded default (configs/demo.toml).
+    config: Option<PathBuf>,
+    /// Override one key: `--set section.key=value` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Our c10d all-reduce against Python torch.distributed (Gloo), in the same run.
+    Allreduce(bench::allreduce::AllreduceArgs),
+}
+
+/// Arguments of a subcommand that is not built yet (accepted, then refused).
+#[derive(clap::Args)]
+struct Planned {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    match dispatch(Cli::parse().command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("arl: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    let load = |args: &ConfigArgs| config::Config::load(args.config.as_deref(), &args.overrides);
+    let planned = |name: &str, issue: u32| {
+        eprintln!("arl {name}: not built yet (planned in issue {issue})");
+        Ok(ExitCode::from(NOT_BUILT))
+    };
+    match command {
+        Command::Run(args) => {
+            run::run(&load(&args)?)?;
+            planned("run: pretraining, fine-tunes and the results table", 8)
+        }
+        Command::Check(args) => {
+            print!("{}", toml::to_string(&load(&args)?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Allreduce(args)) => {
+            bench::allreduce::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pretrain(_) => planned("pretrain", 8),
+        Command::Finetune(_) => planned("finetune", 9),
+        Command::Eval(_) => planned("eval", 9),
+        Command::Data(_) => planned("data", 5),
+        Command::Knowledge(_) => planned("knowledge", 4),
+        Command::Ckpt(_) => planned("ckpt", 7),
+    }
+}

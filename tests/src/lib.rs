@@ -2,11 +2,25 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+/// A release binary of the workspace (`arl`, `arl-worker`), built by `scripts/setup`.
+///
+/// # Panics
+/// If it has not been built.
+pub fn release_binary(name: &str) -> PathBuf {
+    // This test runs as target/<profile>/deps/<test>-<hash>; the binaries sit in target/release.
+    let exe = std::env::current_exe().expect("test executable path");
+    let target = exe.ancestors().nth(3).expect("target folder");
+    let path = target.join("release").join(name);
+    assert!(path.exists(), "{} is missing: build the workspace first (`cargo build --release`)", path.display());
+    path
+}
 
 /// A port that was free a moment ago (bound, then released).
 pub fn free_port() -> u16 {

@@ -22,6 +22,10 @@ pub struct DistArgs {
     /// All-reduce bucket size in MiB.
     #[arg(long, default_value_t = 25.0)]
     pub bucket_mb: f64,
+    /// Skip the cross-rank dtype/shape check before each collective (saves one 16-byte
+    /// all-reduce per call; ranks that disagree then make Gloo abort).
+    #[arg(long)]
+    pub skip_layout_check: bool,
     /// Address Gloo binds to, as a hostname; default: this machine's hostname.
     #[arg(long, default_value = "")]
     pub gloo_hostname: String,
@@ -48,6 +52,7 @@ impl DistArgs {
             timeout: Duration::from_secs_f64(self.timeout_s),
             bucket_cap_bytes: (self.bucket_mb * 1024.0 * 1024.0) as usize,
             gloo_hostname: self.gloo_hostname.clone(),
+            verify_layout: !self.skip_layout_check,
             ..GroupOptions::default()
         }
     }

@@ -32,7 +32,7 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         warmup: usize,
         /// Timed iterations per size.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 20)]
         iters: usize,
     },
 }

@@ -1,0 +1,3 @@
+//! `arl bench …`: side-by-side benchmarks against the Python reference, in the same run.
+
+pub mod allreduce;

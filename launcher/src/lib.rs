@@ -1,0 +1,9 @@
+//! The `arl` launcher: trains ARL (knowledge-enhanced medical vision-language pretraining) end
+//! to end by launching one `arl-worker` per device, then the fine-tunes, then a results table.
+//! This library holds the config, the local world of rank processes, and the benchmarks.
+
+pub mod bench;
+pub mod config;
+pub mod paths;
+pub mod run;
+pub mod world;

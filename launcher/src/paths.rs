@@ -1,0 +1,43 @@
+//! Where the launcher finds its helpers: the `arl-worker` binary and the venv's Python.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+/// `arl-worker`: `$ARL_WORKER_BIN`, else beside this executable.
+///
+/// # Errors
+/// If neither exists.
+pub fn worker_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("ARL_WORKER_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().context("locating the arl executable")?;
+    let worker = exe.with_file_name("arl-worker");
+    if !worker.exists() {
+        bail!("arl-worker not found beside {} (build it, or set ARL_WORKER_BIN)", exe.display());
+    }
+    Ok(worker)
+}
+
+/// The Python with torch: `explicit`, else `$ARL_PYTHON`, else `$VIRTUAL_ENV/bin/python3`,
+/// else the project's `.venv/bin/python3` above this executable (made by `scripts/setup`).
+///
+/// # Errors
+/// If none is found.
+pub fn python(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_owned());
+    }
+    if let Some(path) = std::env::var_os("ARL_PYTHON") {
+        return Ok(PathBuf::from(path));
+    }
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
+        return Ok(Path::new(&venv).join("bin/python3"));
+    }
+    let exe = std::env::current_exe().context("locating the arl executable")?;
+    exe.ancestors()
+        .map(|dir| dir.join(".venv/bin/python3"))
+        .find(|candidate| candidate.exists())
+        .context("no Python with torch found: pass --python, or set ARL_PYTHON, or run scripts/setup")
+}

@@ -1,0 +1,64 @@
+//! `arl run`: the whole job from one config. Today it launches the world and runs the
+//! distributed preflight; the stages after it (pretraining, fine-tunes, results table) arrive
+//! with issues 8 and 9, and until then `run` says so and exits non-zero.
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::config::Config;
+use crate::paths;
+use crate::world::{WorldSpec, run_world};
+
+#[derive(Deserialize)]
+struct PreflightReport {
+    world_size: usize,
+    rank_sum: i64,
+}
+
+/// Runs the stages of the job that exist today (launch and distributed preflight).
+///
+/// # Errors
+/// A rank that fails (named), or a preflight report that cannot be read.
+pub fn run(config: &Config) -> anyhow::Result<()> {
+    let spec = WorldSpec {
+        program: paths::worker_binary()?,
+        args: worker_args("preflight", config),
+        nproc: config.launch.nproc_per_node,
+        master_addr: config.launch.master_addr.clone(),
+        master_port: config.launch.master_port,
+        env: Vec::new(),
+    };
+    eprintln!("arl run: starting {} {} ranks", spec.nproc, config.launch.backend);
+    let outputs = run_world(&spec).context("distributed preflight")?;
+    let line = outputs.first().and_then(|lines| lines.last()).context("rank 0 printed no preflight report")?;
+    let report: PreflightReport = serde_json::from_str(line).with_context(|| format!("reading {line:?}"))?;
+    eprintln!(
+        "arl run: preflight passed: {} ranks joined, all-reduced rank sum {}",
+        report.world_size, report.rank_sum
+    );
+    Ok(())
+}
+
+/// `arl-worker SUBCOMMAND` with the process-group settings of `config`.
+fn worker_args(subcommand: &str, config: &Config) -> Vec<String> {
+    let dist = &config.dist;
+    let mut args: Vec<String> = [
+        subcommand,
+        "--backend",
+        &config.launch.backend,
+        "--init-timeout-s",
+        &dist.init_timeout_s.to_string(),
+        "--timeout-s",
+        &dist.timeout_s.to_string(),
+        "--bucket-mb",
+        &dist.bucket_mb.to_string(),
+        "--gloo-hostname",
+        &config.launch.master_addr,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    if !dist.verify_layout {
+        args.push("--skip-layout-check".to_owned());
+    }
+    args
+}

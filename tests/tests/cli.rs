@@ -1,0 +1,101 @@
+//! The `arl` command as a user meets it: its subcommands, the embedded default job, configs
+//! with bad keys, and the all-reduce benchmark's output format.
+
+use std::process::{Command, Output};
+
+use arl_tests::release_binary;
+
+fn arl(args: &[&str]) -> Output {
+    Command::new(release_binary("arl"))
+        .args(args)
+        .env("TORCH_CPP_LOG_LEVEL", "ERROR")
+        .output()
+        .expect("running arl")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn help_lists_every_planned_subcommand() {
+    let out = arl(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for sub in ["run", "check", "bench", "pretrain", "finetune", "eval", "data", "knowledge", "ckpt"] {
+        assert!(help.contains(&format!("\n  {sub} ")), "{sub} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn unbuilt_subcommands_say_so_and_exit_non_zero() {
+    for sub in ["pretrain", "finetune", "eval", "data", "knowledge", "ckpt"] {
+        let out = arl(&[sub, "--anything"]);
+        assert_eq!(out.status.code(), Some(3), "{sub}");
+        assert!(text(&out.stderr).contains("not built yet"), "{sub}: {}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn run_on_the_embedded_default_passes_the_two_rank_preflight() {
+    let out = arl(&["run"]);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("preflight passed: 2 ranks joined, all-reduced rank sum 1"), "{stderr}");
+    assert!(stderr.contains("not built yet"), "{stderr}");
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn run_with_three_ranks_through_an_override() {
+    let out = arl(&["run", "--set", "launch.nproc_per_node=3"]);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("3 ranks joined, all-reduced rank sum 3"), "{stderr}");
+}
+
+#[test]
+fn check_names_the_file_and_the_unknown_key() {
+    let dir = std::env::temp_dir().join(format!("arl-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[launch]\nnproc_per_node = 2\nbackend = \"gloo\"\nmaster_addr = \"127.0.0.1\"\nmaster_port = 0\nthreads = 4\n").unwrap();
+    let out = arl(&["check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(bad.to_str().unwrap()) && stderr.contains("threads"), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn check_prints_the_resolved_config() {
+    let out = arl(&["check", "--set", "dist.bucket_mb=4"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let resolved = text(&out.stdout);
+    assert!(resolved.contains("bucket_mb = 4.0") && resolved.contains("nproc_per_node = 2"), "{resolved}");
+}
+
+#[test]
+fn bench_allreduce_prints_one_line_per_size_in_the_documented_format() {
+    let out = arl(&["bench", "allreduce", "--sizes-mb", "1,2", "--rounds", "1", "--warmup", "1", "--iters", "2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (line, size) in lines.iter().zip([1, 2]) {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(fields[0], "allreduce");
+        assert_eq!(fields[1], format!("size_mb={size}"));
+        for (field, key) in fields[2..].iter().zip(["arl_gbps", "torch_gbps", "ratio"]) {
+            let value = field.strip_prefix(&format!("{key}=")).unwrap_or_else(|| panic!("{line}"));
+            assert!(value.parse::<f64>().unwrap() > 0.0, "{line}");
+        }
+    }
+}
+
+#[test]
+fn a_failing_rank_is_named_and_its_c10d_error_shown() {
+    // This build has no NCCL (or this machine no GPU): every rank fails to create its group.
+    let out = arl(&["run", "--set", "launch.backend=nccl", "--set", "dist.init_timeout_s=20"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("of 2 failed"), "{stderr}");
+    assert!(stderr.contains("Nccl init"), "{stderr}");
+}
