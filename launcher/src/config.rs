@@ -58,16 +58,24 @@ impl Config {
         let (name, text) = match path {
             Some(path) => (
                 path.display().to_string(),
-                std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?,
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config {}", path.display()))?,
             ),
-            None => ("<embedded configs/demo.toml>".to_owned(), DEFAULT_CONFIG.to_owned()),
+            None => (
+                "<embedded configs/demo.toml>".to_owned(),
+                DEFAULT_CONFIG.to_owned(),
+            ),
         };
-        let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing config {name}"))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing config {name}"))?;
         for assignment in overrides {
-            apply_override(&mut table, assignment).with_context(|| format!("--set {assignment}"))?;
+            apply_override(&mut table, assignment)
+                .with_context(|| format!("--set {assignment}"))?;
         }
         let config: Self = table.try_into().with_context(|| format!("config {name}"))?;
-        config.validate().with_context(|| format!("config {name}"))?;
+        config
+            .validate()
+            .with_context(|| format!("config {name}"))?;
         Ok(config)
     }
 
@@ -76,7 +84,10 @@ impl Config {
             bail!("launch.nproc_per_node must be at least 1");
         }
         if !matches!(self.launch.backend.as_str(), "gloo" | "nccl") {
-            bail!("launch.backend must be \"gloo\" or \"nccl\", not {:?}", self.launch.backend);
+            bail!(
+                "launch.backend must be \"gloo\" or \"nccl\", not {:?}",
+                self.launch.backend
+            );
         }
         for (key, value) in [
             ("dist.init_timeout_s", self.dist.init_timeout_s),
@@ -93,7 +104,9 @@ impl Config {
 
 /// Sets `section.key=value`; the value is read as TOML (`3`, `true`, `"x"`), else as a string.
 fn apply_override(table: &mut toml::Table, assignment: &str) -> anyhow::Result<()> {
-    let (key, raw) = assignment.split_once('=').context("expected section.key=value")?;
+    let (key, raw) = assignment
+        .split_once('=')
+        .context("expected section.key=value")?;
     let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
         .and_then(|mut t| t.remove("v"))
@@ -125,7 +138,10 @@ mod tests {
 
     #[test]
     fn overrides_parse_as_toml_values() {
-        let sets = ["launch.nproc_per_node=3".to_owned(), "dist.bucket_mb=0.5".to_owned()];
+        let sets = [
+            "launch.nproc_per_node=3".to_owned(),
+            "dist.bucket_mb=0.5".to_owned(),
+        ];
         let config = Config::load(None, &sets).unwrap();
         assert_eq!(config.launch.nproc_per_node, 3);
         assert_eq!(config.dist.bucket_mb, 0.5);
@@ -135,17 +151,32 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
-        let error = format!("{:#}", Config::load(None, &["launch.nprocs=2".to_owned()]).unwrap_err());
+        let error = format!(
+            "{:#}",
+            Config::load(None, &["launch.nprocs=2".to_owned()]).unwrap_err()
+        );
         assert!(error.contains("nprocs"), "{error}");
-        let error = format!("{:#}", Config::load(None, &["dist.timeout_s=-1".to_owned()]).unwrap_err());
-        assert!(error.contains("dist.timeout_s must be a positive number"), "{error}");
-        let error = format!("{:#}", Config::load(None, &["launch.backend=mpi".to_owned()]).unwrap_err());
+        let error = format!(
+            "{:#}",
+            Config::load(None, &["dist.timeout_s=-1".to_owned()]).unwrap_err()
+        );
+        assert!(
+            error.contains("dist.timeout_s must be a positive number"),
+            "{error}"
+        );
+        let error = format!(
+            "{:#}",
+            Config::load(None, &["launch.backend=mpi".to_owned()]).unwrap_err()
+        );
         assert!(error.contains("launch.backend"), "{error}");
     }
 
     #[test]
     fn a_missing_file_is_named() {
-        let error = format!("{:#}", Config::load(Some(Path::new("/nonexistent/x.toml")), &[]).unwrap_err());
+        let error = format!(
+            "{:#}",
+            Config::load(Some(Path::new("/nonexistent/x.toml")), &[]).unwrap_err()
+        );
         assert!(error.contains("/nonexistent/x.toml"), "{error}");
     }
 }

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 const NOT_BUILT: u8 = 3;
 
 #[derive(Parser)]
-#[command(name = "arl", version, about = "Train ARL: pretraining, fine-tunes and a results table")]
+#[command(
+    name = "arl",
+    version,
+    about = "Train ARL: pretraining, fine-tunes and a results table"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -15,7 +15,10 @@ pub fn worker_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the arl executable")?;
     let worker = exe.with_file_name("arl-worker");
     if !worker.exists() {
-        bail!("arl-worker not found beside {} (build it, or set ARL_WORKER_BIN)", exe.display());
+        bail!(
+            "arl-worker not found beside {} (build it, or set ARL_WORKER_BIN)",
+            exe.display()
+        );
     }
     Ok(worker)
 }
@@ -39,5 +42,7 @@ pub fn python(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     exe.ancestors()
         .map(|dir| dir.join(".venv/bin/python3"))
         .find(|candidate| candidate.exists())
-        .context("no Python with torch found: pass --python, or set ARL_PYTHON, or run scripts/setup")
+        .context(
+            "no Python with torch found: pass --python, or set ARL_PYTHON, or run scripts/setup",
+        )
 }

@@ -28,10 +28,17 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         master_port: config.launch.master_port,
         env: Vec::new(),
     };
-    eprintln!("arl run: starting {} {} ranks", spec.nproc, config.launch.backend);
+    eprintln!(
+        "arl run: starting {} {} ranks",
+        spec.nproc, config.launch.backend
+    );
     let outputs = run_world(&spec).context("distributed preflight")?;
-    let line = outputs.first().and_then(|lines| lines.last()).context("rank 0 printed no preflight report")?;
-    let report: PreflightReport = serde_json::from_str(line).with_context(|| format!("reading {line:?}"))?;
+    let line = outputs
+        .first()
+        .and_then(|lines| lines.last())
+        .context("rank 0 printed no preflight report")?;
+    let report: PreflightReport =
+        serde_json::from_str(line).with_context(|| format!("reading {line:?}"))?;
     eprintln!(
         "arl run: preflight passed: {} ranks joined, all-reduced rank sum {}",
         report.world_size, report.rank_sum

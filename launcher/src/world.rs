@@ -51,15 +51,26 @@ pub fn run_world(spec: &WorldSpec) -> anyhow::Result<Vec<Vec<String>>> {
         children.push(child);
     }
     let failure = supervise(&mut children);
-    let outputs = readers.into_iter().map(|r| r.join().unwrap_or_default()).collect();
+    let outputs = readers
+        .into_iter()
+        .map(|r| r.join().unwrap_or_default())
+        .collect();
     match failure {
-        Some((rank, status)) => bail!("rank {rank} of {} failed ({status}); the other ranks were stopped", spec.nproc),
+        Some((rank, status)) => bail!(
+            "rank {rank} of {} failed ({status}); the other ranks were stopped",
+            spec.nproc
+        ),
         None => Ok(outputs),
     }
 }
 
 /// The standard variables for one rank of a single-node world.
-fn rank_env(rank: usize, nproc: usize, master_addr: &str, port: u16) -> Vec<(&'static str, String)> {
+fn rank_env(
+    rank: usize,
+    nproc: usize,
+    master_addr: &str,
+    port: u16,
+) -> Vec<(&'static str, String)> {
     vec![
         ("RANK", rank.to_string()),
         ("WORLD_SIZE", nproc.to_string()),
@@ -96,10 +107,16 @@ fn supervise(children: &mut [Child]) -> Option<(usize, std::process::ExitStatus)
 }
 
 fn collect_lines(stdout: std::process::ChildStdout) -> JoinHandle<Vec<String>> {
-    std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect())
+    std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect()
+    })
 }
 
 fn free_port(host: &str) -> anyhow::Result<u16> {
-    let listener = TcpListener::bind((host, 0)).with_context(|| format!("finding a free port on {host}"))?;
+    let listener =
+        TcpListener::bind((host, 0)).with_context(|| format!("finding a free port on {host}"))?;
     Ok(listener.local_addr()?.port())
 }

@@ -18,7 +18,11 @@ pub fn release_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let target = exe.ancestors().nth(3).expect("target folder");
     let path = target.join("release").join(name);
-    assert!(path.exists(), "{} is missing: build the workspace first (`cargo build --release`)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo build --release`)",
+        path.display()
+    );
     path
 }
 
@@ -79,7 +83,10 @@ impl Rank {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("rank process {} did not exit within {timeout:?}", self.child.id());
+                panic!(
+                    "rank process {} did not exit within {timeout:?}",
+                    self.child.id()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

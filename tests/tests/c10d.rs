@@ -10,7 +10,9 @@ const PEER: &str = env!("CARGO_BIN_EXE_c10d_peer");
 
 fn world(n: usize, scenario: &str, env: &[(&str, String)]) -> Vec<Rank> {
     let port = free_port();
-    (0..n).map(|rank| Rank::spawn(PEER, &[scenario], rank, n, port, env)).collect()
+    (0..n)
+        .map(|rank| Rank::spawn(PEER, &[scenario], rank, n, port, env))
+        .collect()
 }
 
 /// Each rank's final JSON line and whether it exited successfully.
@@ -26,7 +28,10 @@ fn finish(ranks: &mut [Rank], timeout: Duration) -> Vec<(bool, Value)> {
 
 fn error_of(result: &(bool, Value)) -> String {
     assert!(!result.0, "expected a failure, got {}", result.1);
-    result.1["error"].as_str().expect("an error message").to_owned()
+    result.1["error"]
+        .as_str()
+        .expect("an error message")
+        .to_owned()
 }
 
 /// Checks every tensor of `actual` against `input` scaled by `factor`, exactly, with dtype
@@ -37,15 +42,28 @@ fn assert_scaled(actual: &Value, input: &Value, factor: f64) {
     for (a, i) in actual.iter().zip(input) {
         assert_eq!(a["kind"], i["kind"]);
         assert_eq!(a["shape"], i["shape"]);
-        let expected: Vec<f64> =
-            i["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() * factor).collect();
-        let got: Vec<f64> = a["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let expected: Vec<f64> = i["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() * factor)
+            .collect();
+        let got: Vec<f64> = a["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         assert_eq!(got, expected, "kind {}", a["kind"]);
     }
 }
 
 fn allreduce_is_exact(n: usize, bucket_bytes: usize) {
-    let mut ranks = world(n, "allreduce", &[("PEER_BUCKET_BYTES", bucket_bytes.to_string())]);
+    let mut ranks = world(
+        n,
+        "allreduce",
+        &[("PEER_BUCKET_BYTES", bucket_bytes.to_string())],
+    );
     let rank_scale_sum = (n * (n + 1) / 2) as f64;
     for (ok, line) in finish(&mut ranks, Duration::from_secs(60)) {
         assert!(ok, "{line}");
@@ -81,7 +99,10 @@ fn no_master_at_the_address_is_a_timed_out_error() {
     let mut lone = [Rank::spawn(PEER, &["join"], 1, 2, port, &env)];
     let result = finish(&mut lone, Duration::from_secs(30)).remove(0);
     let error = error_of(&result);
-    assert!(error.contains(&format!("connect to 127.0.0.1:{port}")), "{error}");
+    assert!(
+        error.contains(&format!("connect to 127.0.0.1:{port}")),
+        "{error}"
+    );
     assert!(error.to_lowercase().contains("timed out"), "{error}");
 }
 
@@ -92,8 +113,14 @@ fn a_port_in_use_is_reported() {
     let mut master = [Rank::spawn(PEER, &["join"], 0, 1, port, &[])];
     let result = finish(&mut master, Duration::from_secs(30)).remove(0);
     let error = error_of(&result);
-    assert!(error.contains(&format!("serve at 127.0.0.1:{port}")), "{error}");
-    assert!(error.contains("EADDRINUSE") || error.contains("already in use"), "{error}");
+    assert!(
+        error.contains(&format!("serve at 127.0.0.1:{port}")),
+        "{error}"
+    );
+    assert!(
+        error.contains("EADDRINUSE") || error.contains("already in use"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -107,10 +134,15 @@ fn mismatched_shapes_fail_on_every_rank() {
 
 /// Starts `n` ranks of the stall scenario and waits until all finished the first collective.
 fn stalled_world(n: usize, victim: usize, timeout_ms: u64) -> Vec<Rank> {
-    let env = [("PEER_VICTIM", victim.to_string()), ("PEER_TIMEOUT_MS", timeout_ms.to_string())];
+    let env = [
+        ("PEER_VICTIM", victim.to_string()),
+        ("PEER_TIMEOUT_MS", timeout_ms.to_string()),
+    ];
     let ranks = world(n, "stall", &env);
     for rank in &ranks {
-        let ready = rank.next_line(Duration::from_secs(60)).expect("rank never got ready");
+        let ready = rank
+            .next_line(Duration::from_secs(60))
+            .expect("rank never got ready");
         assert!(ready.get("ready").is_some(), "{ready}");
     }
     ranks
@@ -124,21 +156,35 @@ fn survivors_of_a_killed_peer_fail_within_five_seconds() {
     ranks[victim].child.kill().unwrap();
     let killed_at = Instant::now();
     for rank in ranks.iter_mut().take(victim) {
-        let line = rank.next_line(Duration::from_secs(5)).expect("no error within 5 s");
+        let line = rank
+            .next_line(Duration::from_secs(5))
+            .expect("no error within 5 s");
         let error = error_of(&(rank.wait_exit(Duration::from_secs(5)).success(), line));
         assert!(error.contains("allreduce"), "{error}");
     }
-    assert!(killed_at.elapsed() < Duration::from_secs(5), "took {:?}", killed_at.elapsed());
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        killed_at.elapsed()
+    );
 }
 
 #[test]
 fn a_silent_peer_fails_the_others_at_the_configured_timeout() {
     let mut ranks = stalled_world(2, 1, 2_000);
     let started = Instant::now();
-    let line = ranks[0].next_line(Duration::from_secs(20)).expect("no error after the timeout");
+    let line = ranks[0]
+        .next_line(Duration::from_secs(20))
+        .expect("no error after the timeout");
     let elapsed = started.elapsed();
     let error = error_of(&(ranks[0].wait_exit(Duration::from_secs(5)).success(), line));
     assert!(error.to_lowercase().contains("timed out"), "{error}");
-    assert!(elapsed >= Duration::from_millis(1_500), "failed too early: {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(10), "failed too late: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1_500),
+        "failed too early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "failed too late: {elapsed:?}"
+    );
 }

@@ -22,8 +22,21 @@ fn help_lists_every_planned_subcommand() {
     let out = arl(&["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for sub in ["run", "check", "bench", "pretrain", "finetune", "eval", "data", "knowledge", "ckpt"] {
-        assert!(help.contains(&format!("\n  {sub} ")), "{sub} missing from:\n{help}");
+    for sub in [
+        "run",
+        "check",
+        "bench",
+        "pretrain",
+        "finetune",
+        "eval",
+        "data",
+        "knowledge",
+        "ckpt",
+    ] {
+        assert!(
+            help.contains(&format!("\n  {sub} ")),
+            "{sub} missing from:\n{help}"
+        );
     }
 }
 
@@ -32,7 +45,11 @@ fn unbuilt_subcommands_say_so_and_exit_non_zero() {
     for sub in ["pretrain", "finetune", "eval", "data", "knowledge", "ckpt"] {
         let out = arl(&[sub, "--anything"]);
         assert_eq!(out.status.code(), Some(3), "{sub}");
-        assert!(text(&out.stderr).contains("not built yet"), "{sub}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("not built yet"),
+            "{sub}: {}",
+            text(&out.stderr)
+        );
     }
 }
 
@@ -40,7 +57,10 @@ fn unbuilt_subcommands_say_so_and_exit_non_zero() {
 fn run_on_the_embedded_default_passes_the_two_rank_preflight() {
     let out = arl(&["run"]);
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("preflight passed: 2 ranks joined, all-reduced rank sum 1"), "{stderr}");
+    assert!(
+        stderr.contains("preflight passed: 2 ranks joined, all-reduced rank sum 1"),
+        "{stderr}"
+    );
     assert!(stderr.contains("not built yet"), "{stderr}");
     assert_eq!(out.status.code(), Some(3));
 }
@@ -49,7 +69,10 @@ fn run_on_the_embedded_default_passes_the_two_rank_preflight() {
 fn run_with_three_ranks_through_an_override() {
     let out = arl(&["run", "--set", "launch.nproc_per_node=3"]);
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("3 ranks joined, all-reduced rank sum 3"), "{stderr}");
+    assert!(
+        stderr.contains("3 ranks joined, all-reduced rank sum 3"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -61,7 +84,10 @@ fn check_names_the_file_and_the_unknown_key() {
     let out = arl(&["check", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains(bad.to_str().unwrap()) && stderr.contains("threads"), "{stderr}");
+    assert!(
+        stderr.contains(bad.to_str().unwrap()) && stderr.contains("threads"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -70,12 +96,26 @@ fn check_prints_the_resolved_config() {
     let out = arl(&["check", "--set", "dist.bucket_mb=4"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let resolved = text(&out.stdout);
-    assert!(resolved.contains("bucket_mb = 4.0") && resolved.contains("nproc_per_node = 2"), "{resolved}");
+    assert!(
+        resolved.contains("bucket_mb = 4.0") && resolved.contains("nproc_per_node = 2"),
+        "{resolved}"
+    );
 }
 
 #[test]
 fn bench_allreduce_prints_one_line_per_size_in_the_documented_format() {
-    let out = arl(&["bench", "allreduce", "--sizes-mb", "1,2", "--rounds", "1", "--warmup", "1", "--iters", "2"]);
+    let out = arl(&[
+        "bench",
+        "allreduce",
+        "--sizes-mb",
+        "1,2",
+        "--rounds",
+        "1",
+        "--warmup",
+        "1",
+        "--iters",
+        "2",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
@@ -84,7 +124,9 @@ fn bench_allreduce_prints_one_line_per_size_in_the_documented_format() {
         assert_eq!(fields[0], "allreduce");
         assert_eq!(fields[1], format!("size_mb={size}"));
         for (field, key) in fields[2..].iter().zip(["arl_gbps", "torch_gbps", "ratio"]) {
-            let value = field.strip_prefix(&format!("{key}=")).unwrap_or_else(|| panic!("{line}"));
+            let value = field
+                .strip_prefix(&format!("{key}="))
+                .unwrap_or_else(|| panic!("{line}"));
             assert!(value.parse::<f64>().unwrap() > 0.0, "{line}");
         }
     }
@@ -93,9 +135,38 @@ fn bench_allreduce_prints_one_line_per_size_in_the_documented_format() {
 #[test]
 fn a_failing_rank_is_named_and_its_c10d_error_shown() {
     // This build has no NCCL (or this machine no GPU): every rank fails to create its group.
-    let out = arl(&["run", "--set", "launch.backend=nccl", "--set", "dist.init_timeout_s=20"]);
+    let out = arl(&[
+        "run",
+        "--set",
+        "launch.backend=nccl",
+        "--set",
+        "dist.init_timeout_s=20",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("of 2 failed"), "{stderr}");
     assert!(stderr.contains("Nccl init"), "{stderr}");
+}
+
+#[test]
+fn worker_matmul_check_reports_throughput() {
+    let out = Command::new(release_binary("arl-worker"))
+        .args([
+            "bench-matmul",
+            "--kind",
+            "f32",
+            "--size",
+            "64",
+            "--iters",
+            "3",
+            "--device",
+            "cpu",
+        ])
+        .output()
+        .expect("running arl-worker");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["size"], 64);
+    assert_eq!(report["device"], "Cpu");
+    assert!(report["tflops"].as_f64().unwrap() > 0.0, "{report}");
 }

@@ -1,6 +1,7 @@
-//! The rank side of `arl bench allreduce`: times in-place all-reduce of one f32 tensor per
-//! size and reports the median, the same protocol as the Python peer
-//! (`launcher/src/bench/torch_allreduce.py`).
+//! Timing kernels run by one rank: the rank side of `arl bench allreduce` (in-place
+//! all-reduce of one f32 tensor per size, the same protocol as the Python peer
+//! `launcher/src/bench/torch_allreduce.py`), and the matrix-multiply throughput check of
+//! `scripts/gpu-check.sh`.
 
 use std::time::Instant;
 
@@ -36,27 +37,72 @@ pub fn time_allreduce(
         group.barrier()?;
         let start = Instant::now();
         group.all_reduce(one, ReduceOp::Sum)?;
-        if device.is_cuda() {
-            tch::Cuda::synchronize(device_index(device));
+        if let Device::Cuda(index) = device {
+            tch::Cuda::synchronize(index as i64);
         }
         if i >= warmup {
             times.push(start.elapsed().as_secs_f64());
         }
     }
     let expected = (group.world_size() as f64).powi((warmup + iters) as i32);
-    let (lo, hi) = (tensor.min().double_value(&[]), tensor.max().double_value(&[]));
+    let (lo, hi) = (
+        tensor.min().double_value(&[]),
+        tensor.max().double_value(&[]),
+    );
     ensure!(
         lo == expected && hi == expected,
         "rank {}: all-reduce result in [{lo}, {hi}], expected {expected}",
         group.rank()
     );
     times.sort_by(f64::total_cmp);
-    Ok(AllreduceTiming { size_mb, median_s: times[times.len() / 2] })
+    Ok(AllreduceTiming {
+        size_mb,
+        median_s: times[times.len() / 2],
+    })
 }
 
-fn device_index(device: Device) -> i64 {
-    match device {
-        Device::Cuda(index) => index as i64,
-        _ => 0,
+/// One matrix-multiply throughput result (printed as a JSON line).
+#[derive(Debug, serde::Serialize)]
+pub struct MatmulThroughput {
+    /// Element type.
+    pub kind: String,
+    /// Square matrix size.
+    pub size: i64,
+    /// Device, e.g. `Cuda(0)`.
+    pub device: String,
+    /// Median seconds of one multiply.
+    pub median_s: f64,
+    /// `2·size³ / median_s`, in 10^12 FLOP/s.
+    pub tflops: f64,
+}
+
+/// Times `iters` products of two `size`×`size` matrices of `kind` on `device` (after two
+/// untimed ones), synchronising CUDA before each clock read.
+pub fn time_matmul(device: Device, kind: Kind, size: i64, iters: usize) -> MatmulThroughput {
+    let a = Tensor::randn([size, size], (kind, device));
+    let b = Tensor::randn([size, size], (kind, device));
+    let sync = || {
+        if let Device::Cuda(index) = device {
+            tch::Cuda::synchronize(index as i64);
+        }
+    };
+    let mut times = Vec::with_capacity(iters);
+    for i in 0..iters + 2 {
+        sync();
+        let start = Instant::now();
+        let _product = a.matmul(&b);
+        sync();
+        if i >= 2 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median_s = times[times.len() / 2];
+    MatmulThroughput {
+        kind: format!("{kind:?}"),
+        size,
+        device: format!("{device:?}"),
+        median_s,
+        tflops: 2.0 * (size as f64).powi(3) / median_s / 1e12,
     }
 }

@@ -6,9 +6,14 @@ use std::process::ExitCode;
 
 use arl_worker::{bench, dist::DistArgs, preflight};
 use clap::{Parser, Subcommand};
+use tch::{Device, Kind};
 
 #[derive(Parser)]
-#[command(name = "arl-worker", version, about = "One rank of an arl job (started by `arl`)")]
+#[command(
+    name = "arl-worker",
+    version,
+    about = "One rank of an arl job (started by `arl`)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,6 +40,29 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         iters: usize,
     },
+    /// Time a square matrix multiply (the GPU check's throughput figure).
+    BenchMatmul {
+        /// Element type.
+        #[arg(long, value_enum, default_value_t = MatmulKind::Bf16)]
+        kind: MatmulKind,
+        /// Matrix size.
+        #[arg(long, default_value_t = 8192)]
+        size: i64,
+        /// Timed iterations.
+        #[arg(long, default_value_t = 20)]
+        iters: usize,
+        /// Device: `cuda` (GPU 0 when present, else CPU) or `cpu`.
+        #[arg(long, default_value = "cuda")]
+        device: String,
+    },
+}
+
+/// `--kind` values of `bench-matmul`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MatmulKind {
+    Bf16,
+    F16,
+    F32,
 }
 
 fn main() -> ExitCode {
@@ -58,7 +86,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             group.shutdown()?;
         }
-        Command::BenchAllreduce { dist, sizes_mb, warmup, iters } => {
+        Command::BenchAllreduce {
+            dist,
+            sizes_mb,
+            warmup,
+            iters,
+        } => {
             let (group, device) = dist.join()?;
             for size_mb in sizes_mb {
                 let timing = bench::time_allreduce(&group, device, size_mb, warmup, iters)?;
@@ -67,6 +100,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             group.shutdown()?;
+        }
+        Command::BenchMatmul {
+            kind,
+            size,
+            iters,
+            device,
+        } => {
+            let device = match device.as_str() {
+                "cuda" => Device::cuda_if_available(),
+                "cpu" => Device::Cpu,
+                other => anyhow::bail!("--device must be cuda or cpu, not {other:?}"),
+            };
+            let kind = match kind {
+                MatmulKind::Bf16 => Kind::BFloat16,
+                MatmulKind::F16 => Kind::Half,
+                MatmulKind::F32 => Kind::Float,
+            };
+            let result = bench::time_matmul(device, kind, size, iters.max(1));
+            println!("{}", serde_json::to_string(&result)?);
         }
     }
     Ok(())

@@ -29,5 +29,8 @@ pub fn run(group: &ProcessGroup, device: Device) -> anyhow::Result<PreflightRepo
         group.rank(),
         n * (n - 1) / 2
     );
-    Ok(PreflightReport { world_size: group.world_size(), rank_sum })
+    Ok(PreflightReport {
+        world_size: group.world_size(),
+        rank_sum,
+    })
 }

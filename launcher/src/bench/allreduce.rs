@@ -48,21 +48,21 @@ struct Timing {
 /// # Errors
 /// A rank that fails on either side, or output that cannot be read.
 pub fn run(args: &AllreduceArgs) -> anyhow::Result<()> {
-    let sizes = args.sizes_mb.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
-    let common = vec![
-        "--sizes-mb".to_owned(),
-        sizes,
-        "--warmup".to_owned(),
-        args.warmup.to_string(),
-        "--iters".to_owned(),
-        args.iters.to_string(),
-    ];
-    let world = |program: PathBuf, mut args_before: Vec<String>, env: Vec<(String, String)>| WorldSpec {
+    let sizes = args
+        .sizes_mb
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let (warmup, iters) = (args.warmup.to_string(), args.iters.to_string());
+    let timing_args = ["--sizes-mb", &sizes, "--warmup", &warmup, "--iters", &iters];
+    let world = |program: PathBuf, lead: &[&str], env: Vec<(String, String)>| WorldSpec {
         program,
-        args: {
-            args_before.extend(common.iter().cloned());
-            args_before
-        },
+        args: lead
+            .iter()
+            .chain(&timing_args)
+            .map(|s| (*s).to_owned())
+            .collect(),
         nproc: args.nproc,
         master_addr: "127.0.0.1".to_owned(),
         master_port: 0,
@@ -71,12 +71,12 @@ pub fn run(args: &AllreduceArgs) -> anyhow::Result<()> {
     let quiet = ("TORCH_CPP_LOG_LEVEL".to_owned(), "ERROR".to_owned());
     let ours = world(
         paths::worker_binary()?,
-        vec!["bench-allreduce".into(), "--gloo-hostname".into(), "127.0.0.1".into()],
+        &["bench-allreduce", "--gloo-hostname", "127.0.0.1"],
         vec![quiet.clone()],
     );
     let theirs = world(
         paths::python(args.python.as_deref())?,
-        vec!["-c".into(), TORCH_PEER.into()],
+        &["-c", TORCH_PEER],
         vec![
             quiet,
             ("GLOO_SOCKET_IFNAME".to_owned(), "lo".to_owned()),
@@ -87,7 +87,11 @@ pub fn run(args: &AllreduceArgs) -> anyhow::Result<()> {
     let mut arl: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut torch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     for round in 0..args.rounds.max(1) {
-        eprintln!("bench allreduce: round {}/{}", round + 1, args.rounds.max(1));
+        eprintln!(
+            "bench allreduce: round {}/{}",
+            round + 1,
+            args.rounds.max(1)
+        );
         collect(&ours, &mut arl).context("arl side")?;
         collect(&theirs, &mut torch).context("torch.distributed side")?;
     }
@@ -106,9 +110,11 @@ pub fn run(args: &AllreduceArgs) -> anyhow::Result<()> {
 fn collect(spec: &WorldSpec, into: &mut BTreeMap<usize, Vec<f64>>) -> anyhow::Result<()> {
     let outputs = run_world(spec)?;
     for line in outputs.first().into_iter().flatten() {
-        let timing: Timing =
-            serde_json::from_str(line).with_context(|| format!("reading rank 0's output line {line:?}"))?;
-        into.entry(timing.size_mb).or_default().push(timing.median_s);
+        let timing: Timing = serde_json::from_str(line)
+            .with_context(|| format!("reading rank 0's output line {line:?}"))?;
+        into.entry(timing.size_mb)
+            .or_default()
+            .push(timing.median_s);
     }
     Ok(())
 }

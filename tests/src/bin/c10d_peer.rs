@@ -24,7 +24,10 @@ fn main() {
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn join() -> anyhow::Result<ProcessGroup> {
@@ -46,7 +49,9 @@ fn join() -> anyhow::Result<ProcessGroup> {
 fn mixed_tensors(rank: usize) -> Vec<Tensor> {
     let scale = (rank + 1) as f64;
     let shaped = |n: i64, kind: Kind, shape: &[i64]| {
-        (Tensor::arange(n, (Kind::Float, Device::Cpu)) * scale).to_kind(kind).view(shape)
+        (Tensor::arange(n, (Kind::Float, Device::Cpu)) * scale)
+            .to_kind(kind)
+            .view(shape)
     };
     vec![
         shaped(12, Kind::Float, &[3, 4]),
@@ -93,7 +98,10 @@ fn run(scenario: &str) -> anyhow::Result<Value> {
         "mismatch" => {
             let group = join()?;
             let len = 4 + group.rank() as i64;
-            group.all_reduce(&[Tensor::ones([len], (Kind::Float, Device::Cpu))], ReduceOp::Sum)?;
+            group.all_reduce(
+                &[Tensor::ones([len], (Kind::Float, Device::Cpu))],
+                ReduceOp::Sum,
+            )?;
             Ok(Value::Null)
         }
         "stall" => {

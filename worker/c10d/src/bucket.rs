@@ -83,7 +83,10 @@ impl FlatBucket {
         let mut offset = 0;
         for mut member in self.members {
             let numel = i64::try_from(member.numel()).expect("tensor too large");
-            let part = self.flat.narrow(0, offset, numel).view(member.size().as_slice());
+            let part = self
+                .flat
+                .narrow(0, offset, numel)
+                .view(member.size().as_slice());
             member.copy_(&part);
             offset += numel;
         }
@@ -105,7 +108,10 @@ mod tests {
     #[test]
     fn small_tensors_of_one_kind_share_a_bucket_until_the_cap() {
         let specs = [spec(Kind::Float, 40); 5];
-        assert_eq!(plan_buckets(&specs, 100), vec![vec![0, 1], vec![2, 3], vec![4]]);
+        assert_eq!(
+            plan_buckets(&specs, 100),
+            vec![vec![0, 1], vec![2, 3], vec![4]]
+        );
     }
 
     #[test]
@@ -117,25 +123,37 @@ mod tests {
             spec(Kind::BFloat16, 2),
             spec(Kind::Double, 8),
         ];
-        assert_eq!(plan_buckets(&specs, 1 << 20), vec![vec![0, 2], vec![1, 4], vec![3]]);
+        assert_eq!(
+            plan_buckets(&specs, 1 << 20),
+            vec![vec![0, 2], vec![1, 4], vec![3]]
+        );
     }
 
     #[test]
     fn a_tensor_over_the_cap_gets_its_own_bucket() {
-        let specs = [spec(Kind::Float, 10), spec(Kind::Float, 500), spec(Kind::Float, 10)];
+        let specs = [
+            spec(Kind::Float, 10),
+            spec(Kind::Float, 500),
+            spec(Kind::Float, 10),
+        ];
         assert_eq!(plan_buckets(&specs, 100), vec![vec![0], vec![1], vec![2]]);
     }
 
     #[test]
     fn pack_then_unpack_restores_shapes_and_values() {
         let a = Tensor::arange(6, (Kind::Float, Device::Cpu)).view([2, 3]);
-        let b = Tensor::arange(4, (Kind::Float, Device::Cpu)).view([2, 2]).tr();
+        let b = Tensor::arange(4, (Kind::Float, Device::Cpu))
+            .view([2, 2])
+            .tr();
         let bucket = FlatBucket::pack(vec![a.shallow_clone(), b.shallow_clone()]);
         assert_eq!(bucket.flat.size(), vec![10]);
         let _ = bucket.flat.shallow_clone().g_mul_scalar_(2);
         bucket.unpack();
         let expected_a = Tensor::arange(6, (Kind::Float, Device::Cpu)).view([2, 3]) * 2;
-        let expected_b = Tensor::arange(4, (Kind::Float, Device::Cpu)).view([2, 2]).tr() * 2;
+        let expected_b = Tensor::arange(4, (Kind::Float, Device::Cpu))
+            .view([2, 2])
+            .tr()
+            * 2;
         assert!(a.equal(&expected_a));
         assert!(b.equal(&expected_b));
     }

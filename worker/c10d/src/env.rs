@@ -116,16 +116,23 @@ mod tests {
         let env = from(&[("RANK", "1"), ("WORLD_SIZE", "3")]).unwrap();
         assert_eq!(env.local_rank, 1);
         assert_eq!(env.local_world_size, 3);
-        assert_eq!((env.master_addr.as_str(), env.master_port), ("127.0.0.1", 29500));
+        assert_eq!(
+            (env.master_addr.as_str(), env.master_port),
+            ("127.0.0.1", 29500)
+        );
     }
 
     #[test]
     fn errors_name_the_variable() {
         let missing = from(&[("WORLD_SIZE", "2")]).unwrap_err().to_string();
         assert!(missing.contains("RANK is not set"), "{missing}");
-        let bad = from(&[("RANK", "x"), ("WORLD_SIZE", "2")]).unwrap_err().to_string();
+        let bad = from(&[("RANK", "x"), ("WORLD_SIZE", "2")])
+            .unwrap_err()
+            .to_string();
         assert!(bad.contains("RANK=\"x\""), "{bad}");
-        let high = from(&[("RANK", "2"), ("WORLD_SIZE", "2")]).unwrap_err().to_string();
+        let high = from(&[("RANK", "2"), ("WORLD_SIZE", "2")])
+            .unwrap_err()
+            .to_string();
         assert!(high.contains("not below WORLD_SIZE=2"), "{high}");
         let port = from(&[("RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_PORT", "70000")]);
         assert!(port.unwrap_err().to_string().contains("MASTER_PORT=70000"));

@@ -175,13 +175,23 @@ impl ProcessGroup {
         if op == ReduceOp::Avg
             && let Some(t) = tensors.iter().find(|t| !t.is_floating_point())
         {
-            return Err(self.invalid("allreduce", format!("Avg needs floating tensors, got {:?}", t.kind())));
+            return Err(self.invalid(
+                "allreduce",
+                format!("Avg needs floating tensors, got {:?}", t.kind()),
+            ));
         }
         self.verify_layout("allreduce", tensors)?;
         let specs: Vec<TensorSpec> = tensors.iter().map(TensorSpec::of).collect();
         let buckets: Vec<FlatBucket> = plan_buckets(&specs, self.bucket_cap_bytes)
             .into_iter()
-            .map(|members| FlatBucket::pack(members.iter().map(|&i| tensors[i].shallow_clone()).collect()))
+            .map(|members| {
+                FlatBucket::pack(
+                    members
+                        .iter()
+                        .map(|&i| tensors[i].shallow_clone())
+                        .collect(),
+                )
+            })
             .collect();
         let flats: Vec<Tensor> = buckets.iter().map(|b| b.flat.shallow_clone()).collect();
         self.reduce_raw("allreduce", &flats, ffi::OP_SUM)?;
@@ -200,7 +210,10 @@ impl ProcessGroup {
     /// A root outside the group, a lost peer, or shapes that differ between ranks.
     pub fn broadcast(&self, tensors: &[Tensor], root: usize) -> Result<()> {
         if root >= self.world_size {
-            return Err(self.invalid("broadcast", format!("root {root} is not below world size {}", self.world_size)));
+            return Err(self.invalid(
+                "broadcast",
+                format!("root {root} is not below world size {}", self.world_size),
+            ));
         }
         self.verify_layout("broadcast", tensors)?;
         self.call("broadcast", tensors, |raw, ptrs, count| unsafe {
@@ -213,7 +226,9 @@ impl ProcessGroup {
     /// # Errors
     /// A lost peer, or the timeout.
     pub fn barrier(&self) -> Result<()> {
-        self.call("barrier", &[], |raw, _, _| unsafe { ffi::arl_pg_barrier(raw) })
+        self.call("barrier", &[], |raw, _, _| unsafe {
+            ffi::arl_pg_barrier(raw)
+        })
     }
 
     /// Shuts the backend down cleanly (flushes NCCL communicators, stops Gloo threads).
@@ -221,7 +236,9 @@ impl ProcessGroup {
     /// # Errors
     /// c10d's message if the backend could not shut down.
     pub fn shutdown(self) -> Result<()> {
-        self.call("shutdown", &[], |raw, _, _| unsafe { ffi::arl_pg_shutdown(raw) })
+        self.call("shutdown", &[], |raw, _, _| unsafe {
+            ffi::arl_pg_shutdown(raw)
+        })
     }
 
     /// Fails on every rank, naming this rank's tensors, unless all ranks pass tensors of the
@@ -256,9 +273,14 @@ impl ProcessGroup {
         &self,
         op: &str,
         tensors: &[Tensor],
-        f: impl FnOnce(*mut ffi::RawGroup, *const *mut torch_sys::C_tensor, usize) -> *mut std::os::raw::c_char,
+        f: impl FnOnce(
+            *mut ffi::RawGroup,
+            *const *mut torch_sys::C_tensor,
+            usize,
+        ) -> *mut std::os::raw::c_char,
     ) -> Result<()> {
-        let ptrs: Vec<*mut torch_sys::C_tensor> = tensors.iter().map(|t| t.as_ptr() as *mut _).collect();
+        let ptrs: Vec<*mut torch_sys::C_tensor> =
+            tensors.iter().map(|t| t.as_ptr() as *mut _).collect();
         ffi::take_error(f(self.raw, ptrs.as_ptr(), ptrs.len())).map_err(|message| C10dError::Op {
             op: op.to_owned(),
             rank: self.rank as i64,
@@ -281,4 +303,3 @@ impl Drop for ProcessGroup {
         unsafe { ffi::arl_pg_free(self.raw) };
     }
 }
-

@@ -54,20 +54,59 @@ mod tests {
 
     #[test]
     fn fingerprints_differ_by_shape_dtype_order_and_op() {
-        let base = fingerprint("allreduce", &[t(&[2, 3], Kind::Float), t(&[4], Kind::Double)]);
-        assert_eq!(base, fingerprint("allreduce", &[t(&[2, 3], Kind::Float), t(&[4], Kind::Double)]));
-        assert_ne!(base, fingerprint("allreduce", &[t(&[3, 2], Kind::Float), t(&[4], Kind::Double)]));
-        assert_ne!(base, fingerprint("allreduce", &[t(&[2, 3], Kind::Double), t(&[4], Kind::Double)]));
-        assert_ne!(base, fingerprint("allreduce", &[t(&[4], Kind::Double), t(&[2, 3], Kind::Float)]));
-        assert_ne!(base, fingerprint("broadcast", &[t(&[2, 3], Kind::Float), t(&[4], Kind::Double)]));
+        let base = fingerprint(
+            "allreduce",
+            &[t(&[2, 3], Kind::Float), t(&[4], Kind::Double)],
+        );
+        assert_eq!(
+            base,
+            fingerprint(
+                "allreduce",
+                &[t(&[2, 3], Kind::Float), t(&[4], Kind::Double)]
+            )
+        );
+        assert_ne!(
+            base,
+            fingerprint(
+                "allreduce",
+                &[t(&[3, 2], Kind::Float), t(&[4], Kind::Double)]
+            )
+        );
+        assert_ne!(
+            base,
+            fingerprint(
+                "allreduce",
+                &[t(&[2, 3], Kind::Double), t(&[4], Kind::Double)]
+            )
+        );
+        assert_ne!(
+            base,
+            fingerprint(
+                "allreduce",
+                &[t(&[4], Kind::Double), t(&[2, 3], Kind::Float)]
+            )
+        );
+        assert_ne!(
+            base,
+            fingerprint(
+                "broadcast",
+                &[t(&[2, 3], Kind::Float), t(&[4], Kind::Double)]
+            )
+        );
     }
 
     #[test]
     fn agreement_needs_both_the_max_and_the_min_to_match() {
         let f = 1234;
         assert!(all_agree(f, [1234, -1234]));
-        assert!(!all_agree(f, [1300, -1234]), "another rank had a larger fingerprint");
-        assert!(!all_agree(f, [1234, -1000]), "another rank had a smaller fingerprint");
+        assert!(
+            !all_agree(f, [1300, -1234]),
+            "another rank had a larger fingerprint"
+        );
+        assert!(
+            !all_agree(f, [1234, -1000]),
+            "another rank had a smaller fingerprint"
+        );
     }
 
     #[test]

@@ -40,7 +40,11 @@ impl TcpStore {
     pub(crate) fn connect(opts: &StoreOptions, rank: i64) -> Result<Self> {
         let op = format!(
             "store {} {}:{}",
-            if opts.is_server { "serve at" } else { "connect to" },
+            if opts.is_server {
+                "serve at"
+            } else {
+                "connect to"
+            },
             opts.host,
             opts.port
         );
