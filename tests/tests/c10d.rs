@@ -188,3 +188,36 @@ fn a_silent_peer_fails_the_others_at_the_configured_timeout() {
         "failed too late: {elapsed:?}"
     );
 }
+
+/// libtorch's own C++ warnings (here: the store client's connect retries) follow
+/// `TORCH_CPP_LOG_LEVEL`.
+#[test]
+fn torch_cpp_log_level_is_honoured() {
+    let stderr_at = |level: &str| {
+        let out = std::process::Command::new(PEER)
+            .arg("join")
+            .envs([
+                ("RANK", "1"),
+                ("WORLD_SIZE", "2"),
+                ("MASTER_ADDR", "127.0.0.1"),
+                ("PEER_TIMEOUT_MS", "1000"),
+                ("TORCH_CPP_LOG_LEVEL", level),
+            ])
+            .env("MASTER_PORT", free_port().to_string())
+            .output()
+            .expect("running the peer");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let has_warning = |stderr: &str| stderr.lines().any(|line| line.starts_with("[W"));
+    let warnings = stderr_at("WARNING");
+    assert!(
+        has_warning(&warnings),
+        "no c10d warning at WARNING level:\n{warnings}"
+    );
+    let errors_only = stderr_at("ERROR");
+    assert!(
+        !has_warning(&errors_only),
+        "warnings leaked at ERROR level:\n{errors_only}"
+    );
+}

@@ -78,9 +78,8 @@ pub struct ProcessGroup {
     _store: TcpStore,
 }
 
-// SAFETY: a c10d backend may be used from any thread; collectives from several threads must be
-// ordered by the caller, which `&mut self`-free use from one thread at a time guarantees here
-// because the type is not `Sync`.
+// SAFETY: a c10d backend may be driven from any thread. The type is not `Sync`, so its
+// collectives are issued from one thread at a time, in the same order on every rank.
 unsafe impl Send for ProcessGroup {}
 
 impl ProcessGroup {
@@ -103,38 +102,37 @@ impl ProcessGroup {
         )?;
         let prefix = CString::new("arl/default_pg").expect("static prefix");
         let (rank_i32, size_i32) = (env.rank as i32, env.world_size as i32);
+        let host = CString::new(opts.gloo_hostname.as_str()).map_err(|_| C10dError::Invalid {
+            op: "gloo init".into(),
+            rank,
+            reason: "hostname contains a NUL byte".into(),
+        })?;
+        let timeout_ms = millis(opts.timeout);
         let mut raw = std::ptr::null_mut();
-        // SAFETY: the store is live; strings outlive the call; `raw` is written only on success.
-        let status = unsafe {
-            match opts.backend {
-                Backend::Gloo => {
-                    let host = CString::new(opts.gloo_hostname.as_str()).map_err(|_| {
-                        C10dError::Invalid {
-                            op: "gloo init".into(),
-                            rank,
-                            reason: "hostname contains a NUL byte".into(),
-                        }
-                    })?;
-                    ffi::arl_pg_gloo_create(
-                        store.raw(),
-                        prefix.as_ptr(),
-                        rank_i32,
-                        size_i32,
-                        host.as_ptr(),
-                        millis(opts.timeout),
-                        opts.gloo_threads.max(1) as i32,
-                        &mut raw,
-                    )
-                }
-                Backend::Nccl => ffi::arl_pg_nccl_create(
+        // SAFETY: the store is live; strings outlive the calls; `raw` is written only on success.
+        let status = match opts.backend {
+            Backend::Gloo => unsafe {
+                ffi::arl_pg_gloo_create(
                     store.raw(),
                     prefix.as_ptr(),
                     rank_i32,
                     size_i32,
-                    millis(opts.timeout),
+                    host.as_ptr(),
+                    timeout_ms,
+                    opts.gloo_threads.max(1) as i32,
                     &mut raw,
-                ),
-            }
+                )
+            },
+            Backend::Nccl => unsafe {
+                ffi::arl_pg_nccl_create(
+                    store.raw(),
+                    prefix.as_ptr(),
+                    rank_i32,
+                    size_i32,
+                    timeout_ms,
+                    &mut raw,
+                )
+            },
         };
         ffi::take_error(status).map_err(|message| C10dError::Op {
             op: format!("{:?} init (world size {})", opts.backend, env.world_size),
