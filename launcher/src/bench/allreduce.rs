@@ -1,12 +1,13 @@
 //! `arl bench allreduce`: our c10d all-reduce (`arl-worker bench-allreduce`) against Python
-//! `torch.distributed` Gloo (`torch_allreduce.py`), same ranks, sizes and protocol, alternating
-//! round by round so that both see the same machine load. Prints one line per size:
+//! `torch.distributed` Gloo (`torch_allreduce.py`), same ranks, sizes and protocol, in
+//! alternating rounds (ABBA) so that both see the same machine load. Like
+//! torch.distributed, our timed call skips the cross-rank layout check unless `--verify-layout`. Prints one line per size:
 //! `allreduce size_mb=16 arl_gbps=1.01 torch_gbps=0.99 ratio=1.02`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::paths;
@@ -24,7 +25,7 @@ pub struct AllreduceArgs {
     #[arg(long, default_value_t = 2)]
     pub nproc: usize,
     /// Alternating rounds (arl, then torch); the reported figure is the median over rounds.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 6)]
     pub rounds: usize,
     /// Untimed iterations per size and round.
     #[arg(long, default_value_t = 3)]
@@ -32,6 +33,10 @@ pub struct AllreduceArgs {
     /// Timed iterations per size and round.
     #[arg(long, default_value_t = 20)]
     pub iters: usize,
+    /// Include our cross-rank dtype/shape check (one 16-byte all-reduce per call) in the
+    /// timed call; torch.distributed has no such check, so it is off by default.
+    #[arg(long)]
+    pub verify_layout: bool,
     /// Python with torch (default: $ARL_PYTHON, $VIRTUAL_ENV, or the project's .venv).
     #[arg(long)]
     pub python: Option<PathBuf>,
@@ -69,9 +74,15 @@ pub fn run(args: &AllreduceArgs) -> anyhow::Result<()> {
         env,
     };
     let quiet = ("TORCH_CPP_LOG_LEVEL".to_owned(), "ERROR".to_owned());
+    let worker_args = [
+        "bench-allreduce",
+        "--gloo-hostname",
+        "127.0.0.1",
+        "--skip-layout-check",
+    ];
     let ours = world(
         paths::worker_binary()?,
-        &["bench-allreduce", "--gloo-hostname", "127.0.0.1"],
+        &worker_args[..if args.verify_layout { 3 } else { 4 }],
         vec![quiet.clone()],
     );
     let theirs = world(
@@ -86,24 +97,71 @@ pub fn run(args: &AllreduceArgs) -> anyhow::Result<()> {
 
     let mut arl: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut torch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-    for round in 0..args.rounds.max(1) {
-        eprintln!(
-            "bench allreduce: round {}/{}",
-            round + 1,
-            args.rounds.max(1)
-        );
-        collect(&ours, &mut arl).context("arl side")?;
-        collect(&theirs, &mut torch).context("torch.distributed side")?;
+    let rounds = args.rounds.max(1);
+    for round in 0..rounds {
+        eprintln!("bench allreduce: round {}/{rounds}", round + 1);
+        // ABBA order: each side goes first in every other round, so neither always inherits
+        // the machine state the other leaves behind.
+        let sides = [
+            (&ours, &mut arl, "arl side"),
+            (&theirs, &mut torch, "torch.distributed side"),
+        ];
+        let [first, second] = sides;
+        let order = if round.is_multiple_of(2) {
+            [first, second]
+        } else {
+            [second, first]
+        };
+        for (spec, into, name) in order {
+            collect(spec, into).context(name)?;
+        }
     }
     for &size_mb in &args.sizes_mb {
-        let arl_gbps = gbps(size_mb, &arl)?;
-        let torch_gbps = gbps(size_mb, &torch)?;
+        let (Some(ours), Some(theirs)) = (arl.get(&size_mb), torch.get(&size_mb)) else {
+            bail!("no timing reported for size_mb={size_mb}");
+        };
+        let summary = Summary::of(size_mb, ours, theirs);
         println!(
-            "allreduce size_mb={size_mb} arl_gbps={arl_gbps:.2} torch_gbps={torch_gbps:.2} ratio={:.2}",
-            arl_gbps / torch_gbps
+            "allreduce size_mb={size_mb} arl_gbps={:.2} torch_gbps={:.2} ratio={:.2}",
+            summary.arl_gbps, summary.torch_gbps, summary.ratio
         );
     }
     Ok(())
+}
+
+/// One size's figures from per-round median times (seconds, same round order on both sides).
+#[derive(Debug, PartialEq)]
+struct Summary {
+    /// GB/s (10^9 bytes) at our median time over rounds.
+    arl_gbps: f64,
+    /// GB/s at torch's median time over rounds.
+    torch_gbps: f64,
+    /// Median over rounds of torch's time / ours in the same round: pairing rounds cancels
+    /// slow drifts of the machine's load.
+    ratio: f64,
+}
+
+impl Summary {
+    fn of(size_mb: usize, ours: &[f64], theirs: &[f64]) -> Self {
+        let bytes = (size_mb * 1024 * 1024) as f64;
+        let paired: Vec<f64> = ours.iter().zip(theirs).map(|(a, t)| t / a).collect();
+        Self {
+            arl_gbps: bytes / median(ours) / 1e9,
+            torch_gbps: bytes / median(theirs) / 1e9,
+            ratio: median(&paired),
+        }
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    }
 }
 
 /// Runs one world and appends rank 0's per-size medians.
@@ -119,13 +177,24 @@ fn collect(spec: &WorldSpec, into: &mut BTreeMap<usize, Vec<f64>>) -> anyhow::Re
     Ok(())
 }
 
-/// GB/s (10^9 bytes) of the median time over rounds for `size_mb`.
-fn gbps(size_mb: usize, timings: &BTreeMap<usize, Vec<f64>>) -> anyhow::Result<f64> {
-    let mut rounds = timings
-        .get(&size_mb)
-        .with_context(|| format!("no timing reported for size_mb={size_mb}"))?
-        .clone();
-    rounds.sort_by(f64::total_cmp);
-    let median = rounds[rounds.len() / 2];
-    Ok((size_mb * 1024 * 1024) as f64 / median / 1e9)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_pairs_rounds_so_a_slow_round_hits_both_sides() {
+        // Round 2 was slow for everyone; ours is 10 % faster within every round.
+        let ours = [0.9, 1.8, 0.9];
+        let theirs = [1.0, 2.0, 1.0];
+        let summary = Summary::of(1, &ours, &theirs);
+        assert!((summary.ratio - 1.0 / 0.9).abs() < 1e-12, "{summary:?}");
+        assert!((summary.arl_gbps - 1_048_576.0 / 0.9 / 1e9).abs() < 1e-12);
+        assert!((summary.torch_gbps - 1_048_576.0 / 1e9).abs() < 1e-12);
+    }
+
+    #[test]
+    fn median_of_even_count_averages_the_middle_pair() {
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+    }
 }
