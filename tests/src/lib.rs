@@ -2,8 +2,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,45 @@ pub fn release_binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The Python with torch: `$ARL_PYTHON`, else the workspace's `.venv` (made by `scripts/setup`).
+pub fn python() -> PathBuf {
+    std::env::var_os("ARL_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/python3"))
+}
+
+/// The repository root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_owned()
+}
+
+/// The folder of the model parity fixtures, made by `scripts/fixtures/model_parity.py` on first
+/// use (once per test process).
+pub fn model_fixtures() -> PathBuf {
+    static MADE: OnceLock<PathBuf> = OnceLock::new();
+    MADE.get_or_init(|| {
+        let dir = workspace_root().join("tests/fixtures/model");
+        if !dir.join("manifest.json").exists() {
+            let script = workspace_root().join("scripts/fixtures/model_parity.py");
+            let status = Command::new(python())
+                .arg(&script)
+                .arg(&dir)
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+            assert!(
+                status.success(),
+                "{} failed ({status}); run scripts/setup first",
+                script.display()
+            );
+        }
+        dir
+    })
+    .clone()
 }
 
 /// A port that was free a moment ago (bound, then released).

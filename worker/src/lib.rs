@@ -3,4 +3,5 @@
 
 pub mod bench;
 pub mod dist;
+pub mod model;
 pub mod preflight;

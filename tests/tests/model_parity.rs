@@ -1,0 +1,220 @@
+//! Our model's towers against Hugging Face transformers on the same weights and inputs, in
+//! float32 (fixtures from scripts/fixtures/model_parity.py), and strict weight loading.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use arl_tests::model_fixtures;
+use arl_worker::model::config::{TextConfig, VisionConfig};
+use arl_worker::model::fusion::{CrossSource, FusionConfig, FusionLayer, FusionMasks};
+use arl_worker::model::layers::additive_mask;
+use arl_worker::model::load::{self, Weights};
+use arl_worker::model::text::TextEncoder;
+use arl_worker::model::vision::ClipVision;
+use tch::{Kind, Tensor, nn};
+
+/// The largest tolerated absolute difference in float32.
+const TOLERANCE: f64 = 1e-5;
+
+struct Fixture {
+    weights: PathBuf,
+    config: PathBuf,
+    io: BTreeMap<String, Tensor>,
+}
+
+fn fixture(name: &str) -> Fixture {
+    let dir = model_fixtures();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let entry = &manifest[name];
+    let path = |key: &str| {
+        PathBuf::from(
+            entry[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}.{key} in manifest")),
+        )
+    };
+    Fixture {
+        weights: path("weights"),
+        config: path("config"),
+        io: load::read(&dir.join(format!("{name}.io.safetensors"))).unwrap(),
+    }
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    (a - b).abs().max().double_value(&[])
+}
+
+fn text_matches_transformers(name: &str) {
+    let fx = fixture(name);
+    let cfg = TextConfig::from_hf_json(&fx.config).unwrap();
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let encoder = TextEncoder::new(vs.root(), &cfg);
+    load::assign(
+        &vs,
+        "",
+        load::text_from_hf(load::read(&fx.weights).unwrap()),
+        &[],
+        &fx.weights,
+    )
+    .unwrap();
+    let out = tch::no_grad(|| encoder.forward(&fx.io["ids"], &fx.io["mask"], false));
+    let diff = max_abs_diff(&out, &fx.io["expected"]);
+    assert!(diff <= TOLERANCE, "{name}: max abs diff {diff:e}");
+}
+
+#[test]
+fn bert_with_real_minilm_weights_matches_transformers() {
+    text_matches_transformers("bert_minilm");
+}
+
+#[test]
+fn roberta_with_padding_matches_transformers() {
+    text_matches_transformers("roberta_tiny");
+}
+
+fn clip_at_48px(keep_last_layer: bool, expected: &str) {
+    let fx = fixture("clip_tiny");
+    let cfg = VisionConfig::from_hf_clip_json(&fx.config, 48, keep_last_layer).unwrap();
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let tower = ClipVision::new(vs.root() / "visual", &cfg);
+    let weights = load::clip_from_hf(load::read(&fx.weights).unwrap(), &cfg).unwrap();
+    load::assign(&vs, "visual", weights, &[], &fx.weights).unwrap();
+    let out = tch::no_grad(|| tower.forward(&fx.io["pixels"]));
+    let diff = max_abs_diff(&out, &fx.io[expected]);
+    assert!(diff <= TOLERANCE, "{expected}: max abs diff {diff:e}");
+}
+
+#[test]
+fn clip_vision_matches_transformers_with_interpolated_positions() {
+    clip_at_48px(true, "expected_all_blocks");
+}
+
+#[test]
+fn clip_vision_without_its_last_block_matches_the_reference_default() {
+    clip_at_48px(false, "expected_last_dropped");
+}
+
+fn roberta_weights() -> (TextConfig, Weights, PathBuf) {
+    let fx = fixture("roberta_tiny");
+    let cfg = TextConfig::from_hf_json(&fx.config).unwrap();
+    (
+        cfg,
+        load::text_from_hf(load::read(&fx.weights).unwrap()),
+        fx.weights,
+    )
+}
+
+fn load_error(cfg: &TextConfig, weights: Weights, fresh: &[&str], file: &Path) -> String {
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let _encoder = TextEncoder::new(vs.root() / "language_encoder", cfg);
+    match load::assign(&vs, "language_encoder", weights, fresh, file) {
+        Ok(()) => String::new(),
+        Err(error) => format!("{error:#}"),
+    }
+}
+
+#[test]
+fn a_missing_key_fails_with_its_name_unless_allowed_to_start_fresh() {
+    let (cfg, mut weights, file) = roberta_weights();
+    let key = "encoder.layer.1.attention.self.key.weight";
+    assert!(weights.remove(key).is_some(), "the fixture has {key}");
+    let error = load_error(
+        &cfg,
+        weights
+            .iter()
+            .map(|(k, v)| (k.clone(), v.shallow_clone()))
+            .collect(),
+        &[],
+        &file,
+    );
+    assert!(
+        error.contains("missing keys (1)") && error.contains(key),
+        "{error}"
+    );
+    assert!(error.contains(&file.display().to_string()), "{error}");
+    assert_eq!(
+        load_error(&cfg, weights, &["encoder.layer.1.attention"], &file),
+        ""
+    );
+}
+
+#[test]
+fn unexpected_keys_and_wrong_shapes_are_listed() {
+    let (cfg, mut weights, file) = roberta_weights();
+    weights.insert(
+        "encoder.layer.9.output.dense.weight".into(),
+        Tensor::zeros([2, 2], tch::kind::FLOAT_CPU),
+    );
+    weights.insert(
+        "embeddings.word_embeddings.weight".into(),
+        Tensor::zeros([3, 32], tch::kind::FLOAT_CPU),
+    );
+    let error = load_error(&cfg, weights, &[], &file);
+    assert!(
+        error.contains("unexpected keys (1): encoder.layer.9.output.dense.weight"),
+        "{error}"
+    );
+    assert!(
+        error.contains("shape mismatches (1): embeddings.word_embeddings.weight"),
+        "{error}"
+    );
+}
+
+fn fusion_layer_matches_the_spec_reference(cross_source: CrossSource, mode: &str) {
+    let fx = fixture("fusion_tiny");
+    let cfg = FusionConfig {
+        hidden: 32,
+        heads: 4,
+        intermediate: 64,
+        layers: 1,
+        entity_hidden: 16,
+        entity_heads: 2,
+        entity_intermediate: 32,
+        layer_norm_eps: 1e-12,
+        dropout: 0.1,
+        cross_source,
+    };
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let root = vs.root();
+    let layer = FusionLayer::new(
+        &(&root / "multi_modal_language_layers"),
+        &(&root / "multi_modal_vision_layers"),
+        0,
+        &cfg,
+    );
+    load::assign(&vs, "", load::read(&fx.weights).unwrap(), &[], &fx.weights).unwrap();
+    let io = &fx.io;
+    let text_mask = additive_mask(&io["text_keep"], Kind::Float);
+    let entity_mask = additive_mask(&io["entity_ids"].ne(-100), Kind::Float);
+    let masks = FusionMasks {
+        text: &text_mask,
+        image: None,
+        entity: &entity_mask,
+    };
+    let (text, image, entities) = tch::no_grad(|| {
+        layer.forward(
+            &io["text"],
+            &io["image"],
+            &io["entities"],
+            &io["positions"],
+            &masks,
+            false,
+        )
+    });
+    for (name, out) in [("text", text), ("image", image), ("entities", entities)] {
+        let diff = max_abs_diff(&out, &io[&format!("{mode}.{name}")]);
+        assert!(diff <= TOLERANCE, "{mode}.{name}: max abs diff {diff:e}");
+    }
+}
+
+#[test]
+fn fusion_layer_with_knowledge_matches_the_reference_code_order() {
+    fusion_layer_matches_the_spec_reference(CrossSource::PreviousLayer, "previous_layer");
+}
+
+#[test]
+fn fusion_layer_with_the_papers_same_layer_cross_attention() {
+    fusion_layer_matches_the_spec_reference(CrossSource::SameLayer, "same_layer");
+}

@@ -1,0 +1,233 @@
+//! `[model]` settings and the two presets: `tiny` (tests and the CPU demo) and `base` (the
+//! paper's ViT-B/16 at 288 px with RoBERTa-base; ARL_SPEC.md §1).
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// The CLIP ViT vision tower (ARL_SPEC.md §1.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VisionConfig {
+    /// Input resolution in pixels (square).
+    pub image_size: i64,
+    /// Patch size in pixels.
+    pub patch_size: i64,
+    /// Token width.
+    pub width: i64,
+    /// Blocks of the pretrained tower (12 for ViT-B/16).
+    pub layers: i64,
+    /// Attention heads.
+    pub heads: i64,
+    /// Build every pretrained block; the reference (after METER) drops the last one.
+    pub keep_last_layer: bool,
+}
+
+impl VisionConfig {
+    /// Blocks actually built: `layers - 1` unless `keep_last_layer`.
+    pub fn built_layers(&self) -> i64 {
+        if self.keep_last_layer {
+            self.layers
+        } else {
+            self.layers - 1
+        }
+    }
+
+    /// Patches per side at `image_size`.
+    pub fn grid(&self) -> i64 {
+        self.image_size / self.patch_size
+    }
+}
+
+/// Which Hugging Face family the language encoder follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TextFamily {
+    /// RoBERTa: position ids start after the padding id.
+    Roberta,
+    /// BERT: position ids start at 0.
+    Bert,
+}
+
+/// The BERT-family language encoder (ARL_SPEC.md §1.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextConfig {
+    /// RoBERTa or BERT position ids.
+    pub family: TextFamily,
+    /// Vocabulary size.
+    pub vocab_size: i64,
+    /// Hidden width.
+    pub hidden: i64,
+    /// Encoder layers.
+    pub layers: i64,
+    /// Attention heads.
+    pub heads: i64,
+    /// Feed-forward width.
+    pub intermediate: i64,
+    /// Rows of the position-embedding table.
+    pub max_positions: i64,
+    /// Rows of the token-type table.
+    pub type_vocab_size: i64,
+    /// LayerNorm epsilon (1e-5 for RoBERTa, 1e-12 for BERT).
+    pub layer_norm_eps: f64,
+    /// Id of the padding token.
+    pub pad_token_id: i64,
+    /// Dropout on hidden states and attention probabilities.
+    pub dropout: f64,
+}
+
+/// The whole model's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Vision tower.
+    pub vision: VisionConfig,
+    /// Language encoder.
+    pub text: TextConfig,
+}
+
+impl ModelConfig {
+    /// A named preset: `tiny` or `base`.
+    ///
+    /// # Errors
+    /// An unknown name, listing the known ones.
+    pub fn preset(name: &str) -> anyhow::Result<Self> {
+        match name {
+            "tiny" => Ok(Self::tiny()),
+            "base" => Ok(Self::base()),
+            other => anyhow::bail!("unknown model preset {other:?} (known: tiny, base)"),
+        }
+    }
+
+    /// The paper's model: CLIP ViT-B/16 at 288 px (11 of 12 blocks), RoBERTa-base.
+    pub fn base() -> Self {
+        Self {
+            vision: VisionConfig {
+                image_size: 288,
+                patch_size: 16,
+                width: 768,
+                layers: 12,
+                heads: 12,
+                keep_last_layer: false,
+            },
+            text: TextConfig {
+                family: TextFamily::Roberta,
+                vocab_size: 50265,
+                hidden: 768,
+                layers: 12,
+                heads: 12,
+                intermediate: 3072,
+                max_positions: 514,
+                type_vocab_size: 1,
+                layer_norm_eps: 1e-5,
+                pad_token_id: 1,
+                dropout: 0.1,
+            },
+        }
+    }
+
+    /// A small model with the same structure, for tests and the CPU demo.
+    pub fn tiny() -> Self {
+        Self {
+            vision: VisionConfig {
+                image_size: 32,
+                patch_size: 8,
+                width: 64,
+                layers: 3,
+                heads: 4,
+                keep_last_layer: false,
+            },
+            text: TextConfig {
+                family: TextFamily::Roberta,
+                vocab_size: 1000,
+                hidden: 64,
+                layers: 2,
+                heads: 4,
+                intermediate: 128,
+                max_positions: 66,
+                type_vocab_size: 1,
+                layer_norm_eps: 1e-5,
+                pad_token_id: 1,
+                dropout: 0.1,
+            },
+        }
+    }
+}
+
+/// A number from a Hugging Face `config.json`, naming the key and file when absent.
+fn hf_number(json: &serde_json::Value, key: &str, path: &Path) -> anyhow::Result<f64> {
+    json.get(key)
+        .and_then(serde_json::Value::as_f64)
+        .with_context(|| format!("{}: missing or non-numeric key {key:?}", path.display()))
+}
+
+fn read_json(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+impl TextConfig {
+    /// From a Hugging Face `config.json` of a `BertModel` or `RobertaModel`.
+    ///
+    /// # Errors
+    /// An unreadable file, another model type, or a missing key (named with the file).
+    pub fn from_hf_json(path: &Path) -> anyhow::Result<Self> {
+        let json = read_json(path)?;
+        let family = match json.get("model_type").and_then(serde_json::Value::as_str) {
+            Some("roberta") => TextFamily::Roberta,
+            Some("bert") => TextFamily::Bert,
+            other => bail!(
+                "{}: model_type {other:?} is neither \"bert\" nor \"roberta\"",
+                path.display()
+            ),
+        };
+        let int = |key| hf_number(&json, key, path).map(|v| v as i64);
+        Ok(Self {
+            family,
+            vocab_size: int("vocab_size")?,
+            hidden: int("hidden_size")?,
+            layers: int("num_hidden_layers")?,
+            heads: int("num_attention_heads")?,
+            intermediate: int("intermediate_size")?,
+            max_positions: int("max_position_embeddings")?,
+            type_vocab_size: int("type_vocab_size")?,
+            layer_norm_eps: hf_number(&json, "layer_norm_eps", path)?,
+            pad_token_id: int("pad_token_id")?,
+            dropout: hf_number(&json, "hidden_dropout_prob", path)?,
+        })
+    }
+}
+
+impl VisionConfig {
+    /// From a Hugging Face `CLIPVisionConfig` `config.json`, to run at `image_size`.
+    ///
+    /// # Errors
+    /// An unreadable file, a missing key, or an MLP that is not 4× the width (CLIP's).
+    pub fn from_hf_clip_json(
+        path: &Path,
+        image_size: i64,
+        keep_last_layer: bool,
+    ) -> anyhow::Result<Self> {
+        let json = read_json(path)?;
+        let json = json.get("vision_config").cloned().unwrap_or(json);
+        let int = |key| hf_number(&json, key, path).map(|v| v as i64);
+        let width = int("hidden_size")?;
+        if int("intermediate_size")? != 4 * width {
+            bail!(
+                "{}: intermediate_size must be 4 × hidden_size for a CLIP tower",
+                path.display()
+            );
+        }
+        Ok(Self {
+            image_size,
+            patch_size: int("patch_size")?,
+            width,
+            layers: int("num_hidden_layers")?,
+            heads: int("num_attention_heads")?,
+            keep_last_layer,
+        })
+    }
+}

@@ -1,0 +1,259 @@
+//! The co-attention fusion layers (ARL_SPEC.md §1.5): an image layer and a text layer that
+//! carries the knowledge sub-stream, both post-LN BERT style. By default each stream's
+//! cross-attention reads the other stream's *input* to the layer (the reference code, after
+//! METER); [`CrossSource::SameLayer`] reads its self-attention output instead (the paper).
+
+use serde::{Deserialize, Serialize};
+use tch::{Tensor, nn};
+
+use super::layers::linear;
+use super::text::{BertAttention, FeedForward, SelfOutput};
+
+/// What a stream's cross-attention attends to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrossSource {
+    /// The other stream's input to this layer (reference code).
+    PreviousLayer,
+    /// The other stream's self-attention output in this layer (paper, eqs. 6-7 and 16).
+    SameLayer,
+}
+
+/// Settings of the fusion module.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FusionConfig {
+    /// Width of both streams.
+    pub hidden: i64,
+    /// Attention heads of both streams.
+    pub heads: i64,
+    /// Feed-forward width.
+    pub intermediate: i64,
+    /// Co-attention layers.
+    pub layers: i64,
+    /// Entity (knowledge) width.
+    pub entity_hidden: i64,
+    /// Knowledge attention heads.
+    pub entity_heads: i64,
+    /// Knowledge feed-forward width.
+    pub entity_intermediate: i64,
+    /// LayerNorm epsilon of every sublayer.
+    pub layer_norm_eps: f64,
+    /// Dropout on hidden states and attention probabilities.
+    pub dropout: f64,
+    /// Where cross-attention reads the other stream.
+    pub cross_source: CrossSource,
+}
+
+/// Masks of one fusion pass, additive, shaped (B, 1, 1, L).
+pub struct FusionMasks<'a> {
+    /// Text padding.
+    pub text: &'a Tensor,
+    /// Image tokens (all kept in the reference; `None` = no mask).
+    pub image: Option<&'a Tensor>,
+    /// Entity slots (id ≠ −100).
+    pub entity: &'a Tensor,
+}
+
+/// Image layer (`BertCrossLayer`): self-attention, cross-attention to text, feed-forward.
+#[derive(Debug)]
+pub struct ImageLayer {
+    attention: BertAttention,
+    crossattention: BertAttention,
+    ffn: FeedForward,
+}
+
+impl ImageLayer {
+    /// Keys `attention`, `crossattention`, `intermediate`, `output` under `vs`.
+    pub fn new(vs: nn::Path, cfg: &FusionConfig) -> Self {
+        let (h, eps, p) = (cfg.hidden, cfg.layer_norm_eps, cfg.dropout);
+        Self {
+            attention: BertAttention::new(&vs / "attention", h, h, cfg.heads, eps, p),
+            crossattention: BertAttention::new(&vs / "crossattention", h, h, cfg.heads, eps, p),
+            ffn: FeedForward::new(vs, h, cfg.intermediate, eps, p),
+        }
+    }
+
+    /// Vs = LN(V + SA(V)). V: (B, Nv, D).
+    fn attend_self(&self, image: &Tensor, masks: &FusionMasks, train: bool) -> Tensor {
+        self.attention.forward(image, image, masks.image, train)
+    }
+
+    /// V' = FFN(LN(Vs + CA(Vs, text))). text: (B, Lt, D) → (B, Nv, D).
+    fn finish(
+        &self,
+        image_self: &Tensor,
+        text: &Tensor,
+        masks: &FusionMasks,
+        train: bool,
+    ) -> Tensor {
+        let crossed = self
+            .crossattention
+            .forward(image_self, text, Some(masks.text), train);
+        self.ffn.forward(&crossed, train)
+    }
+}
+
+/// Text layer with knowledge (`BertCrossLayerWithKnowledge`): the text sublayers of an image
+/// layer plus entity self-attention, entity→image cross-attention (through `image2knowledge`),
+/// fusion of entities into the tokens they cover (`knowledge2text`, `knowledge_fusion_output`)
+/// and an entity feed-forward.
+#[derive(Debug)]
+pub struct TextLayer {
+    attention: BertAttention,
+    crossattention: BertAttention,
+    ffn: FeedForward,
+    knowledge_attention: BertAttention,
+    knowledge_crossattention: BertAttention,
+    knowledge_ffn: FeedForward,
+    image2knowledge: nn::Linear,
+    knowledge2text: nn::Linear,
+    knowledge_fusion_output: SelfOutput,
+}
+
+impl TextLayer {
+    /// Text keys as [`ImageLayer`]; knowledge keys `knowledge_attention`,
+    /// `knowledge_crossattention`, `knowledge_intermediate`, `knowledge_output`,
+    /// `image2knowledge`, `knowledge2text`, `knowledge_fusion_output`.
+    pub fn new(vs: nn::Path, cfg: &FusionConfig) -> Self {
+        let (h, e, eps, p) = (
+            cfg.hidden,
+            cfg.entity_hidden,
+            cfg.layer_norm_eps,
+            cfg.dropout,
+        );
+        Self {
+            attention: BertAttention::new(&vs / "attention", h, h, cfg.heads, eps, p),
+            crossattention: BertAttention::new(&vs / "crossattention", h, h, cfg.heads, eps, p),
+            ffn: FeedForward::with_names(
+                &vs,
+                "intermediate",
+                "output",
+                h,
+                cfg.intermediate,
+                eps,
+                p,
+            ),
+            knowledge_attention: BertAttention::new(
+                &vs / "knowledge_attention",
+                e,
+                e,
+                cfg.entity_heads,
+                eps,
+                p,
+            ),
+            knowledge_crossattention: BertAttention::new(
+                &vs / "knowledge_crossattention",
+                e,
+                e,
+                cfg.entity_heads,
+                eps,
+                p,
+            ),
+            knowledge_ffn: FeedForward::with_names(
+                &vs,
+                "knowledge_intermediate",
+                "knowledge_output",
+                e,
+                cfg.entity_intermediate,
+                eps,
+                p,
+            ),
+            image2knowledge: linear(&vs / "image2knowledge", h, e),
+            knowledge2text: linear(&vs / "knowledge2text", e, h),
+            knowledge_fusion_output: SelfOutput::new(&vs / "knowledge_fusion_output", h, h, eps, p),
+        }
+    }
+
+    /// Ts = LN(T + SA(T)) and Ks = LN(K + SA(K)). T: (B, Lt, D); K: (B, Ne, De).
+    fn attend_self(
+        &self,
+        text: &Tensor,
+        entities: &Tensor,
+        masks: &FusionMasks,
+        train: bool,
+    ) -> (Tensor, Tensor) {
+        let text_self = self.attention.forward(text, text, Some(masks.text), train);
+        let entity_self =
+            self.knowledge_attention
+                .forward(entities, entities, Some(masks.entity), train);
+        (text_self, entity_self)
+    }
+
+    /// The remaining sublayers, in the reference's order. image: (B, Nv, D); positions P:
+    /// (B, Ne, Lt) → (T' (B, Lt, D), K' (B, Ne, De)).
+    fn finish(
+        &self,
+        (text_self, entity_self): (&Tensor, &Tensor),
+        image: &Tensor,
+        positions: &Tensor,
+        masks: &FusionMasks,
+        train: bool,
+    ) -> (Tensor, Tensor) {
+        let image_keys = image.apply(&self.image2knowledge); // (B, Nv, De)
+        let entity_cross =
+            self.knowledge_crossattention
+                .forward(entity_self, &image_keys, masks.image, train);
+        let text_cross = self
+            .crossattention
+            .forward(text_self, image, masks.image, train);
+        let injected = positions
+            .transpose(1, 2)
+            .matmul(&entity_cross.apply(&self.knowledge2text)); // (B, Lt, D)
+        let fused =
+            self.knowledge_fusion_output
+                .forward(&(&text_cross + injected), &text_cross, train);
+        (
+            self.ffn.forward(&fused, train),
+            self.knowledge_ffn.forward(&entity_cross, train),
+        )
+    }
+}
+
+/// One co-attention layer: both streams updated in parallel from the previous layer's outputs.
+#[derive(Debug)]
+pub struct FusionLayer {
+    /// The text side (`multi_modal_language_layers.N`).
+    pub text: TextLayer,
+    /// The image side (`multi_modal_vision_layers.N`).
+    pub image: ImageLayer,
+    cross_source: CrossSource,
+}
+
+impl FusionLayer {
+    /// Builds layer `index` under `language` and `vision` (the two layer lists).
+    pub fn new(language: &nn::Path, vision: &nn::Path, index: i64, cfg: &FusionConfig) -> Self {
+        Self {
+            text: TextLayer::new(language / index, cfg),
+            image: ImageLayer::new(vision / index, cfg),
+            cross_source: cfg.cross_source,
+        }
+    }
+
+    /// (T, V, K) → (T', V', K'); shapes as in [`TextLayer`] and [`ImageLayer`].
+    pub fn forward(
+        &self,
+        text: &Tensor,
+        image: &Tensor,
+        entities: &Tensor,
+        positions: &Tensor,
+        masks: &FusionMasks,
+        train: bool,
+    ) -> (Tensor, Tensor, Tensor) {
+        let (text_self, entity_self) = self.text.attend_self(text, entities, masks, train);
+        let image_self = self.image.attend_self(image, masks, train);
+        let (text_context, image_context) = match self.cross_source {
+            CrossSource::PreviousLayer => (text, image),
+            CrossSource::SameLayer => (&text_self, &image_self),
+        };
+        let (text_out, entity_out) = self.text.finish(
+            (&text_self, &entity_self),
+            image_context,
+            positions,
+            masks,
+            train,
+        );
+        let image_out = self.image.finish(&image_self, text_context, masks, train);
+        (text_out, image_out, entity_out)
+    }
+}

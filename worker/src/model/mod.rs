@@ -1,0 +1,9 @@
+//! The ARL model in tch (ARL_SPEC.md §1–3): one struct per block, forward functions with tensor
+//! shapes in comments, and loaders for Hugging Face / OpenAI weights.
+
+pub mod config;
+pub mod fusion;
+pub mod layers;
+pub mod load;
+pub mod text;
+pub mod vision;

@@ -1,0 +1,158 @@
+//! The CLIP ViT vision tower (ARL_SPEC.md §1.2), in OpenAI CLIP's names under `visual`:
+//! conv patch embedding without bias, class token, learned positions, `ln_pre`, pre-LN residual
+//! blocks with a fused QKV projection and QuickGELU, and `ln_post` on every token. LayerNorms run
+//! in float32. By default the last pretrained block is not built (as in the reference).
+
+use tch::Tensor;
+use tch::nn;
+
+use super::config::VisionConfig;
+use super::layers::{LayerNorm32, NORMAL_002, attention, linear, merge_heads, split_heads};
+
+const CLIP_LN_EPS: f64 = 1e-5;
+
+/// Multi-head self-attention with one fused input projection (`in_proj_weight` (3W, W),
+/// `in_proj_bias`) and `out_proj`, as `torch.nn.MultiheadAttention` stores it.
+#[derive(Debug)]
+pub struct FusedSelfAttention {
+    in_proj_weight: Tensor,
+    in_proj_bias: Tensor,
+    out_proj: nn::Linear,
+    heads: i64,
+}
+
+impl FusedSelfAttention {
+    fn new(vs: nn::Path, width: i64, heads: i64) -> Self {
+        Self {
+            in_proj_weight: vs.var("in_proj_weight", &[3 * width, width], NORMAL_002),
+            in_proj_bias: vs.var("in_proj_bias", &[3 * width], nn::Init::Const(0.0)),
+            out_proj: linear(&vs / "out_proj", width, width),
+            heads,
+        }
+    }
+
+    /// x: (B, L, W) → (B, L, W).
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let qkv = xs.linear(&self.in_proj_weight, Some(&self.in_proj_bias)); // (B, L, 3W)
+        let parts = qkv.chunk(3, -1);
+        let [q, k, v] = [&parts[0], &parts[1], &parts[2]].map(|t| split_heads(t, self.heads)); // (B, H, L, D)
+        merge_heads(&attention(&q, &k, &v, None, 0.0, false)).apply(&self.out_proj)
+    }
+}
+
+/// One pre-LN block: x + attn(ln_1(x)), then x + c_proj(QuickGELU(c_fc(ln_2(x)))).
+#[derive(Debug)]
+pub struct ResidualBlock {
+    ln_1: LayerNorm32,
+    attn: FusedSelfAttention,
+    ln_2: LayerNorm32,
+    c_fc: nn::Linear,
+    c_proj: nn::Linear,
+}
+
+impl ResidualBlock {
+    fn new(vs: nn::Path, width: i64, heads: i64) -> Self {
+        Self {
+            ln_1: LayerNorm32::new(&vs / "ln_1", width, CLIP_LN_EPS),
+            attn: FusedSelfAttention::new(&vs / "attn", width, heads),
+            ln_2: LayerNorm32::new(&vs / "ln_2", width, CLIP_LN_EPS),
+            c_fc: linear(&vs / "mlp" / "c_fc", width, 4 * width),
+            c_proj: linear(&vs / "mlp" / "c_proj", 4 * width, width),
+        }
+    }
+
+    /// x: (B, L, W) → (B, L, W).
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let xs = xs + self.attn.forward(&xs.apply(&self.ln_1));
+        let hidden = xs.apply(&self.ln_2).apply(&self.c_fc);
+        let hidden = &hidden * (&hidden * 1.702).sigmoid(); // QuickGELU
+        &xs + hidden.apply(&self.c_proj)
+    }
+}
+
+/// The vision tower.
+#[derive(Debug)]
+pub struct ClipVision {
+    conv1: nn::Conv2D,
+    class_embedding: Tensor,
+    positional_embedding: Tensor,
+    ln_pre: LayerNorm32,
+    blocks: Vec<ResidualBlock>,
+    ln_post: LayerNorm32,
+}
+
+impl ClipVision {
+    /// Builds the tower under `vs` (OpenAI names: `conv1`, `class_embedding`, …,
+    /// `transformer.resblocks.N`, `ln_post`), positions sized for `cfg.image_size`.
+    pub fn new(vs: nn::Path, cfg: &VisionConfig) -> Self {
+        let width = cfg.width;
+        let scale = (width as f64).powf(-0.5);
+        let conv = nn::ConvConfig {
+            stride: cfg.patch_size,
+            bias: false,
+            ..Default::default()
+        };
+        let resblocks = &vs / "transformer" / "resblocks";
+        Self {
+            conv1: nn::conv2d(&vs / "conv1", 3, width, cfg.patch_size, conv),
+            class_embedding: vs.var(
+                "class_embedding",
+                &[width],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: scale,
+                },
+            ),
+            positional_embedding: vs.var(
+                "positional_embedding",
+                &[cfg.grid() * cfg.grid() + 1, width],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: scale,
+                },
+            ),
+            ln_pre: LayerNorm32::new(&vs / "ln_pre", width, CLIP_LN_EPS),
+            blocks: (0..cfg.built_layers())
+                .map(|i| ResidualBlock::new(&resblocks / i, width, cfg.heads))
+                .collect(),
+            ln_post: LayerNorm32::new(&vs / "ln_post", width, CLIP_LN_EPS),
+        }
+    }
+
+    /// images: (B, 3, S, S) at the configured size → tokens (B, 1 + (S/P)², W), CLS first.
+    pub fn forward(&self, images: &Tensor) -> Tensor {
+        let patches = images.to_kind(self.conv1.ws.kind()).apply(&self.conv1); // (B, W, g, g)
+        let (b, width, _, _) = patches.size4().expect("(batch, width, grid, grid)");
+        let patches = patches.flatten(2, 3).transpose(1, 2); // (B, g², W)
+        let cls = self
+            .class_embedding
+            .to_kind(patches.kind())
+            .view([1, 1, width])
+            .expand([b, 1, width], true);
+        let tokens = Tensor::cat(&[cls, patches], 1); // (B, 1+g², W)
+        let tokens = &tokens + self.positional_embedding.to_kind(tokens.kind());
+        let tokens = tokens.apply(&self.ln_pre);
+        self.blocks
+            .iter()
+            .fold(tokens, |xs, block| block.forward(&xs))
+            .apply(&self.ln_post)
+    }
+}
+
+/// Resizes a (1 + g², W) position table to (1 + G², W): the CLS row is kept, the grid is
+/// resized with bicubic interpolation (align_corners = false), row-major as CLIP stores it.
+pub fn interpolate_positions(table: &Tensor, grid: i64) -> Tensor {
+    let (rows, width) = table.size2().expect("(positions, width) table");
+    let old = ((rows - 1) as f64).sqrt() as i64;
+    if old == grid {
+        return table.shallow_clone();
+    }
+    let cls = table.narrow(0, 0, 1);
+    let cells = table
+        .narrow(0, 1, rows - 1)
+        .view([1, old, old, width])
+        .permute([0, 3, 1, 2]); // (1, W, g, g)
+    let resized = cells.upsample_bicubic2d([grid, grid], false, None, None); // (1, W, G, G)
+    let resized = resized.permute([0, 2, 3, 1]).reshape([grid * grid, width]);
+    Tensor::cat(&[cls, resized], 0)
+}
