@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use arl_tests::model_fixtures;
 use arl_worker::model::config::{TextConfig, VisionConfig};
 use arl_worker::model::fusion::{CrossSource, FusionConfig, FusionLayer, FusionMasks};
+use arl_worker::model::gat::{GatConv, LoopedEdges};
 use arl_worker::model::layers::additive_mask;
 use arl_worker::model::load::{self, Weights};
 use arl_worker::model::text::TextEncoder;
@@ -217,4 +218,43 @@ fn fusion_layer_with_knowledge_matches_the_reference_code_order() {
 #[test]
 fn fusion_layer_with_the_papers_same_layer_cross_attention() {
     fusion_layer_matches_the_spec_reference(CrossSource::SameLayer, "same_layer");
+}
+
+#[test]
+fn gat_matches_torch_geometric_with_duplicate_edges_and_sources_only_nodes() {
+    let fx = fixture("gat_tiny");
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let concat = GatConv::new(vs.root() / "concat", 8, 4, 3, true, 0.2);
+    let mean = GatConv::new(vs.root() / "mean", 12, 5, 2, false, 0.2);
+    let weights = load::gat_from_pyg(load::read(&fx.weights).unwrap()).unwrap();
+    load::assign(&vs, "", weights, &[], &fx.weights).unwrap();
+    let edges = LoopedEdges::new(&fx.io["edge_index"], 7);
+    for (name, layer) in [("concat", &concat), ("mean", &mean)] {
+        let out = tch::no_grad(|| layer.forward(&fx.io[&format!("x_{name}")], &edges, false));
+        let diff = max_abs_diff(&out, &fx.io[&format!("expected_{name}")]);
+        assert!(diff <= TOLERANCE, "{name}: max abs diff {diff:e}");
+    }
+}
+
+#[test]
+fn pyg_2_0_gat_weights_drop_the_shared_target_map_and_refuse_a_different_one() {
+    let map = Tensor::ones([4, 2], tch::kind::FLOAT_CPU);
+    let shared: Weights = [
+        ("conv1.lin_src.weight", map.copy()),
+        ("conv1.lin_dst.weight", map.copy()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mapped = load::gat_from_pyg(shared).unwrap();
+    assert_eq!(mapped.keys().collect::<Vec<_>>(), ["conv1.lin_src.weight"]);
+    let different: Weights = [
+        ("conv1.lin_src.weight", map.copy()),
+        ("conv1.lin_dst.weight", map.zeros_like()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let error = load::gat_from_pyg(different).unwrap_err().to_string();
+    assert!(error.contains("conv1"), "{error}");
 }

@@ -205,3 +205,32 @@ pub fn text_from_hf(weights: Weights) -> Weights {
         .filter(|(k, _)| !k.starts_with("pooler.") && k != "embeddings.position_ids")
         .collect()
 }
+
+/// torch-geometric `GATConv` names → ours (`lin_src.weight`, `att_src`, `att_dst`, `bias`):
+/// PyG ≥ 2.3 stores the shared map as `lin.weight`; PyG 2.0 stores it twice, as `lin_src` and
+/// `lin_dst` (the same module), and the copy is dropped.
+///
+/// # Errors
+/// A `lin_dst.weight` that differs from its `lin_src.weight` (separate maps are not supported).
+pub fn gat_from_pyg(weights: Weights) -> anyhow::Result<Weights> {
+    let mut out = Weights::new();
+    let mut targets = Vec::new();
+    for (key, value) in weights {
+        if let Some(layer) = key.strip_suffix("lin.weight") {
+            out.insert(format!("{layer}lin_src.weight"), value);
+        } else if let Some(layer) = key.strip_suffix("lin_dst.weight") {
+            targets.push((layer.to_owned(), value));
+        } else {
+            out.insert(key, value);
+        }
+    }
+    for (layer, target) in targets {
+        match out.get(&format!("{layer}lin_src.weight")) {
+            Some(source) if source.equal(&target) => {}
+            _ => bail!(
+                "GAT layer {layer:?} has a lin_dst map that differs from lin_src (separate maps are not supported)"
+            ),
+        }
+    }
+    Ok(out)
+}

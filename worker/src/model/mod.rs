@@ -1,8 +1,10 @@
 //! The ARL model in tch (ARL_SPEC.md §1–3): one struct per block, forward functions with tensor
 //! shapes in comments, and loaders for Hugging Face / OpenAI weights.
 
+pub mod align;
 pub mod config;
 pub mod fusion;
+pub mod gat;
 pub mod layers;
 pub mod load;
 pub mod text;

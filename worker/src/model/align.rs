@@ -1,0 +1,134 @@
+//! The align head (ARL_SPEC.md §2.4 and §2.7): the entity table (TransE-initialised), a
+//! LayerNorm and a two-layer GAT over the whole graph give every entity a vector; two-layer
+//! ReLU MLPs turn the image CLS and text `<s>` vectors into queries scored against all entities.
+
+use tch::{Kind, Tensor, nn};
+
+use super::gat::{GatConv, LoopedEdges};
+use super::layers::{layer_norm, linear};
+
+/// Settings of the entity graph encoder.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityConfig {
+    /// Entity vector width (TransE dimension).
+    pub width: i64,
+    /// Heads of the first GAT layer (its per-head width is `width / heads`).
+    pub gat_heads: i64,
+    /// Dropout on the table, between the GAT layers and on attention coefficients.
+    pub dropout: f64,
+}
+
+/// The align head: `x`, `embedding_ln`, `conv1`, `conv2`, `img_linear1/2`, `txt_linear1/2`.
+#[derive(Debug)]
+pub struct AlignHead {
+    x: Tensor,
+    edges: LoopedEdges,
+    embedding_ln: nn::LayerNorm,
+    conv1: GatConv,
+    conv2: GatConv,
+    img_linear1: nn::Linear,
+    img_linear2: nn::Linear,
+    txt_linear1: nn::Linear,
+    txt_linear2: nn::Linear,
+    dropout: f64,
+}
+
+impl AlignHead {
+    /// Over `entities` nodes and the (2, E) `edge_index` (head → tail), for `hidden`-wide
+    /// uni-modal vectors.
+    pub fn new(
+        vs: nn::Path,
+        cfg: &EntityConfig,
+        entities: i64,
+        edge_index: &Tensor,
+        hidden: i64,
+    ) -> Self {
+        let w = cfg.width;
+        let per_head = w / cfg.gat_heads;
+        Self {
+            x: vs.var(
+                "x",
+                &[entities, w],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 1.0,
+                },
+            ),
+            edges: LoopedEdges::new(&edge_index.to_device(vs.device()), entities),
+            embedding_ln: layer_norm(&vs / "embedding_ln", w, 1e-5),
+            conv1: GatConv::new(&vs / "conv1", w, per_head, cfg.gat_heads, true, cfg.dropout),
+            conv2: GatConv::new(
+                &vs / "conv2",
+                per_head * cfg.gat_heads,
+                w,
+                1,
+                false,
+                cfg.dropout,
+            ),
+            img_linear1: linear(&vs / "img_linear1", hidden, hidden),
+            img_linear2: linear(&vs / "img_linear2", hidden, w),
+            txt_linear1: linear(&vs / "txt_linear1", hidden, hidden),
+            txt_linear2: linear(&vs / "txt_linear2", hidden, w),
+            dropout: cfg.dropout,
+        }
+    }
+
+    /// Every entity's vector: LN → dropout → ELU(GAT1) → dropout → GAT2. → (Ne, width).
+    pub fn entity_vectors(&self, train: bool) -> Tensor {
+        let xs = self
+            .x
+            .apply(&self.embedding_ln)
+            .dropout(self.dropout, train);
+        let xs = self
+            .conv1
+            .forward(&xs, &self.edges, train)
+            .elu()
+            .dropout(self.dropout, train);
+        self.conv2.forward(&xs, &self.edges, train)
+    }
+
+    /// Entity features for the fusion layers: rows of `vectors` for ids ≠ −100, zeros elsewhere.
+    /// ids: (B, S) → (B, S, width).
+    pub fn gather(vectors: &Tensor, ids: &Tensor) -> Tensor {
+        let present = ids.ne(-100);
+        let rows = vectors
+            .index_select(0, &ids.clamp_min(0).flatten(0, -1))
+            .view([ids.size()[0], ids.size()[1], -1]);
+        rows * present.unsqueeze(-1).to_kind(vectors.kind())
+    }
+
+    /// Alignment logits against all entities: image CLS (B, D) and text `<s>` (B, D) →
+    /// ((B, Ne), (B, Ne)).
+    pub fn logits(
+        &self,
+        image_cls: &Tensor,
+        text_cls: &Tensor,
+        vectors: &Tensor,
+    ) -> (Tensor, Tensor) {
+        let query = |xs: &Tensor, first: &nn::Linear, second: &nn::Linear| {
+            xs.apply(first).relu().apply(second).relu()
+        };
+        let image = query(image_cls, &self.img_linear1, &self.img_linear2);
+        let text = query(text_cls, &self.txt_linear1, &self.txt_linear2);
+        (image.matmul(&vectors.tr()), text.matmul(&vectors.tr()))
+    }
+}
+
+/// Multi-label alignment loss: mean BCE-with-logits over B × Ne for image and text, summed.
+pub fn align_loss(
+    image_logits: &Tensor,
+    text_logits: &Tensor,
+    image_labels: &Tensor,
+    text_labels: &Tensor,
+) -> Tensor {
+    let bce = |logits: &Tensor, labels: &Tensor| {
+        logits.binary_cross_entropy_with_logits::<Tensor>(
+            &labels.to_kind(Kind::Float),
+            None,
+            None,
+            tch::Reduction::Mean,
+        )
+    };
+    bce(image_logits, image_labels) + bce(text_logits, text_labels)
+}
