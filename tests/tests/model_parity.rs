@@ -8,6 +8,7 @@ use arl_tests::model_fixtures;
 use arl_worker::model::config::{TextConfig, VisionConfig};
 use arl_worker::model::fusion::{CrossSource, FusionConfig, FusionLayer, FusionMasks};
 use arl_worker::model::gat::{GatConv, LoopedEdges};
+use arl_worker::model::heads::{patchify_normalised, sincos_positions_2d};
 use arl_worker::model::layers::additive_mask;
 use arl_worker::model::load::{self, Weights};
 use arl_worker::model::text::TextEncoder;
@@ -257,4 +258,40 @@ fn pyg_2_0_gat_weights_drop_the_shared_target_map_and_refuse_a_different_one() {
     .collect();
     let error = load::gat_from_pyg(different).unwrap_err().to_string();
     assert!(error.contains("conv1"), "{error}");
+}
+
+#[test]
+fn mim_positions_and_targets_match_the_mae_recipe() {
+    let fx = fixture("mim_tiny");
+    let diff = max_abs_diff(&sincos_positions_2d(16, 3), &fx.io["positions"]);
+    assert!(diff <= TOLERANCE, "positions: max abs diff {diff:e}");
+    let diff = max_abs_diff(&patchify_normalised(&fx.io["images"], 4), &fx.io["target"]);
+    assert!(diff <= TOLERANCE, "targets: max abs diff {diff:e}");
+}
+
+#[test]
+fn masked_vision_keeping_every_patch_in_order_equals_the_plain_forward() {
+    let cfg = VisionConfig {
+        image_size: 32,
+        patch_size: 8,
+        width: 32,
+        layers: 2,
+        heads: 4,
+        keep_last_layer: true,
+    };
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let tower = ClipVision::new(vs.root(), &cfg);
+    let images = Tensor::randn([2, 3, 32, 32], tch::kind::FLOAT_CPU);
+    let in_order = Tensor::arange(16, tch::kind::FLOAT_CPU)
+        .unsqueeze(0)
+        .repeat([2, 1]);
+    let masked = tch::no_grad(|| tower.forward_masked(&images, &in_order, 16));
+    let plain = tch::no_grad(|| tower.forward(&images));
+    assert!(max_abs_diff(&masked.tokens, &plain) <= TOLERANCE);
+    assert_eq!(masked.mask.sum(tch::Kind::Float).double_value(&[]), 0.0);
+    let partial = tch::no_grad(|| {
+        tower.forward_masked(&images, &Tensor::rand([2, 16], tch::kind::FLOAT_CPU), 4)
+    });
+    assert_eq!(partial.tokens.size(), [2, 5, 32]);
+    assert_eq!(partial.mask.sum(tch::Kind::Float).double_value(&[]), 24.0);
 }

@@ -5,6 +5,7 @@ pub mod align;
 pub mod config;
 pub mod fusion;
 pub mod gat;
+pub mod heads;
 pub mod layers;
 pub mod load;
 pub mod text;

@@ -51,7 +51,8 @@ pub struct ResidualBlock {
 }
 
 impl ResidualBlock {
-    fn new(vs: nn::Path, width: i64, heads: i64) -> Self {
+    /// A block of `width` with `heads` heads and a 4× MLP.
+    pub fn new(vs: nn::Path, width: i64, heads: i64) -> Self {
         Self {
             ln_1: LayerNorm32::new(&vs / "ln_1", width, CLIP_LN_EPS),
             attn: FusedSelfAttention::new(&vs / "attn", width, heads),
@@ -62,12 +63,22 @@ impl ResidualBlock {
     }
 
     /// x: (B, L, W) → (B, L, W).
-    fn forward(&self, xs: &Tensor) -> Tensor {
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
         let xs = xs + self.attn.forward(&xs.apply(&self.ln_1));
         let hidden = xs.apply(&self.ln_2).apply(&self.c_fc);
         let hidden = &hidden * (&hidden * 1.702).sigmoid(); // QuickGELU
         &xs + hidden.apply(&self.c_proj)
     }
+}
+
+/// Output of [`ClipVision::forward_masked`].
+pub struct MaskedTokens {
+    /// Tokens of CLS and the kept patches, (B, 1 + keep, W).
+    pub tokens: Tensor,
+    /// (B, g²): 1 where the patch was removed, in the original patch order.
+    pub mask: Tensor,
+    /// (B, g²): where each original patch sits in the shuffled order.
+    pub ids_restore: Tensor,
 }
 
 /// The vision tower.
@@ -121,17 +132,46 @@ impl ClipVision {
 
     /// images: (B, 3, S, S) at the configured size → tokens (B, 1 + (S/P)², W), CLS first.
     pub fn forward(&self, images: &Tensor) -> Tensor {
+        let (cls, patches) = self.embed(images);
+        self.encode(&cls, &patches)
+    }
+
+    /// MIM input masking (ARL_SPEC.md §3.2): per sample, the patches with the `keep` smallest
+    /// values of `noise` (B, g²) are kept, in that order; the others are removed before the
+    /// blocks.
+    pub fn forward_masked(&self, images: &Tensor, noise: &Tensor, keep: i64) -> MaskedTokens {
+        let (cls, patches) = self.embed(images);
+        let (b, cells, width) = patches.size3().expect("(batch, cells, width)");
+        let ids_shuffle = noise.argsort(1, false);
+        let ids_restore = ids_shuffle.argsort(1, false);
+        let ids_keep = ids_shuffle
+            .narrow(1, 0, keep)
+            .unsqueeze(-1)
+            .expand([b, keep, width], true);
+        let kept = patches.gather(1, &ids_keep, false); // (B, keep, W)
+        let shuffled_mask = Tensor::ones([b, cells], (patches.kind(), patches.device()));
+        let _ = shuffled_mask.narrow(1, 0, keep).fill_(0.0);
+        MaskedTokens {
+            tokens: self.encode(&cls, &kept),
+            mask: shuffled_mask.gather(1, &ids_restore, false),
+            ids_restore,
+        }
+    }
+
+    /// Patch embedding plus positions → (CLS with its position (B, 1, W), patches (B, g², W)).
+    fn embed(&self, images: &Tensor) -> (Tensor, Tensor) {
         let patches = images.to_kind(self.conv1.ws.kind()).apply(&self.conv1); // (B, W, g, g)
         let (b, width, _, _) = patches.size4().expect("(batch, width, grid, grid)");
-        let patches = patches.flatten(2, 3).transpose(1, 2); // (B, g², W)
-        let cls = self
-            .class_embedding
-            .to_kind(patches.kind())
-            .view([1, 1, width])
-            .expand([b, 1, width], true);
-        let tokens = Tensor::cat(&[cls, patches], 1); // (B, 1+g², W)
-        let tokens = &tokens + self.positional_embedding.to_kind(tokens.kind());
-        let tokens = tokens.apply(&self.ln_pre);
+        let positions = self.positional_embedding.to_kind(patches.kind()); // (1+g², W)
+        let cells = positions.size()[0] - 1;
+        let patches = patches.flatten(2, 3).transpose(1, 2) + positions.narrow(0, 1, cells); // (B, g², W)
+        let cls = self.class_embedding.to_kind(patches.kind()) + positions.get(0);
+        (cls.view([1, 1, width]).expand([b, 1, width], true), patches)
+    }
+
+    /// CLS + patches → ln_pre → blocks → ln_post.
+    fn encode(&self, cls: &Tensor, patches: &Tensor) -> Tensor {
+        let tokens = Tensor::cat(&[cls, patches], 1).apply(&self.ln_pre);
         self.blocks
             .iter()
             .fold(tokens, |xs, block| block.forward(&xs))
