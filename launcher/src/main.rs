@@ -30,6 +30,9 @@ enum Command {
     /// Side-by-side benchmarks against the Python reference.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Inspect the model.
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Pretraining only (issue 8: not built yet).
     Pretrain(Planned),
     /// One fine-tune: vqa, cls or irtr (issue 9: not built yet).
@@ -57,6 +60,19 @@ struct ConfigArgs {
 enum BenchCommand {
     /// Our c10d all-reduce against Python torch.distributed (Gloo), in the same run.
     Allreduce(bench::allreduce::AllreduceArgs),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Parameters per module and the total, for a preset.
+    Summary {
+        /// Preset: tiny or base.
+        #[arg(long, default_value = "base")]
+        preset: String,
+        /// Entities in the knowledge graph (data-dependent: the table is entities × width).
+        #[arg(long, default_value_t = 0)]
+        entities: i64,
+    },
 }
 
 /// Arguments of a subcommand that is not built yet (accepted, then refused).
@@ -94,6 +110,22 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Allreduce(args)) => {
             bench::allreduce::run(&args)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Model(ModelCommand::Summary { preset, entities }) => {
+            let status = std::process::Command::new(arl_launcher::paths::worker_binary()?)
+                .args([
+                    "model-summary",
+                    "--preset",
+                    &preset,
+                    "--entities",
+                    &entities.to_string(),
+                ])
+                .status()?;
+            Ok(if status.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Pretrain(_) => planned("pretrain", 8),
         Command::Finetune(_) => planned("finetune", 9),

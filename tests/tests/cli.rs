@@ -170,3 +170,27 @@ fn worker_matmul_check_reports_throughput() {
     assert_eq!(report["device"], "Cpu");
     assert!(report["tflops"].as_f64().unwrap() > 0.0, "{report}");
 }
+
+#[test]
+fn model_summary_lists_modules_and_the_knowledge_sublayers() {
+    let out = arl(&["model", "summary", "--preset", "tiny", "--entities", "10"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    for module in [
+        "vision_encoder",
+        "language_encoder",
+        "multi_modal_language_layers",
+        "align_head",
+        "total",
+    ] {
+        assert!(table.contains(module), "{module} missing:\n{table}");
+    }
+    assert!(table.contains("of which knowledge sublayers"), "{table}");
+    let bad = arl(&["model", "summary", "--preset", "huge"]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("unknown model preset \"huge\""),
+        "{}",
+        text(&bad.stderr)
+    );
+}

@@ -40,6 +40,15 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         iters: usize,
     },
+    /// Print the parameters per module of a model preset.
+    ModelSummary {
+        /// Preset: tiny or base.
+        #[arg(long, default_value = "base")]
+        preset: String,
+        /// Entities in the knowledge graph (data-dependent; the table is entities × width).
+        #[arg(long, default_value_t = 0)]
+        entities: i64,
+    },
     /// Time a square matrix multiply (the GPU check's throughput figure).
     BenchMatmul {
         /// Element type.
@@ -100,6 +109,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             group.shutdown()?;
+        }
+        Command::ModelSummary { preset, entities } => {
+            let cfg = arl_worker::model::config::ModelConfig::preset(&preset)?;
+            println!("model preset={preset} entities={entities}");
+            println!("{}", arl_worker::model::summary::summarize(&cfg, entities));
         }
         Command::BenchMatmul {
             kind,

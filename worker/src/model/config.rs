@@ -6,6 +6,10 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+use super::align::EntityConfig;
+use super::fusion::{CrossSource, FusionConfig};
+use super::heads::MimConfig;
+
 /// The CLIP ViT vision tower (ARL_SPEC.md §1.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,7 +82,7 @@ pub struct TextConfig {
     pub dropout: f64,
 }
 
-/// The whole model's settings.
+/// The whole model's settings (the `[model]` section).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
@@ -86,6 +90,12 @@ pub struct ModelConfig {
     pub vision: VisionConfig,
     /// Language encoder.
     pub text: TextConfig,
+    /// Co-attention fusion with knowledge.
+    pub fusion: FusionConfig,
+    /// Entity graph encoder.
+    pub entity: EntityConfig,
+    /// MIM decoder.
+    pub mim: MimConfig,
 }
 
 impl ModelConfig {
@@ -125,6 +135,30 @@ impl ModelConfig {
                 pad_token_id: 1,
                 dropout: 0.1,
             },
+            fusion: FusionConfig {
+                hidden: 768,
+                heads: 12,
+                intermediate: 3072,
+                layers: 6,
+                entity_hidden: 256,
+                entity_heads: 4,
+                entity_intermediate: 1024,
+                layer_norm_eps: 1e-12,
+                dropout: 0.1,
+                cross_source: CrossSource::PreviousLayer,
+            },
+            entity: EntityConfig {
+                width: 256,
+                gat_heads: 8,
+                dropout: 0.2,
+            },
+            mim: MimConfig {
+                width: 384,
+                layers: 4,
+                heads: 6,
+                tap_layer: 3,
+                mask_ratio: 0.75,
+            },
         }
     }
 
@@ -151,6 +185,30 @@ impl ModelConfig {
                 layer_norm_eps: 1e-5,
                 pad_token_id: 1,
                 dropout: 0.1,
+            },
+            fusion: FusionConfig {
+                hidden: 64,
+                heads: 4,
+                intermediate: 128,
+                layers: 2,
+                entity_hidden: 32,
+                entity_heads: 2,
+                entity_intermediate: 64,
+                layer_norm_eps: 1e-12,
+                dropout: 0.1,
+                cross_source: CrossSource::PreviousLayer,
+            },
+            entity: EntityConfig {
+                width: 32,
+                gat_heads: 4,
+                dropout: 0.2,
+            },
+            mim: MimConfig {
+                width: 32,
+                layers: 1,
+                heads: 4,
+                tap_layer: 1,
+                mask_ratio: 0.75,
             },
         }
     }

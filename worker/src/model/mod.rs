@@ -2,11 +2,13 @@
 //! shapes in comments, and loaders for Hugging Face / OpenAI weights.
 
 pub mod align;
+pub mod arl;
 pub mod config;
 pub mod fusion;
 pub mod gat;
 pub mod heads;
 pub mod layers;
 pub mod load;
+pub mod summary;
 pub mod text;
 pub mod vision;
