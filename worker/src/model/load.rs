@@ -26,8 +26,8 @@ pub fn read(path: &Path) -> anyhow::Result<Weights> {
 }
 
 /// Copies `weights` (in our names, relative to `prefix`) into the variables of `vs` under
-/// `prefix` (`""` for the root). Variables whose relative name starts with an entry of `fresh`
-/// may be absent from `weights`.
+/// `prefix` (`""` for the root). Variables for which `fresh(relative name)` holds may be absent
+/// from `weights` (modules meant to start fresh).
 ///
 /// # Errors
 /// Missing keys, unexpected keys and shape mismatches, all listed, with `file` named.
@@ -35,7 +35,7 @@ pub fn assign(
     vs: &nn::VarStore,
     prefix: &str,
     mut weights: Weights,
-    fresh: &[&str],
+    fresh: impl Fn(&str) -> bool,
     file: &Path,
 ) -> anyhow::Result<()> {
     let variables: HashMap<String, Tensor> = vs.variables();
@@ -58,7 +58,7 @@ pub fn assign(
                     value.size(),
                     var.size()
                 )),
-                None if fresh.iter().any(|f| key.starts_with(f)) => {}
+                None if fresh(key) => {}
                 None => missing.push(key.to_owned()),
             }
         }
@@ -233,4 +233,108 @@ pub fn gat_from_pyg(weights: Weights) -> anyhow::Result<Weights> {
         }
     }
     Ok(out)
+}
+
+/// Keys of an OpenAI CLIP checkpoint that belong to the text tower or the final projection,
+/// which ARL's vision tower does not build.
+const OPENAI_UNUSED: [&str; 7] = [
+    "token_embedding.",
+    "positional_embedding",
+    "transformer.",
+    "ln_final.",
+    "text_projection",
+    "logit_scale",
+    "visual.proj",
+];
+
+/// OpenAI CLIP names (`visual.*`) → ours under `visual`: the text tower and `visual.proj` are
+/// dropped, as are blocks past the ones built; positions are resized to `cfg`'s grid.
+pub fn clip_from_openai(weights: Weights, cfg: &VisionConfig) -> Weights {
+    let mut out = Weights::new();
+    for (key, value) in weights {
+        let Some(visual) = key.strip_prefix("visual.") else {
+            if !OPENAI_UNUSED.iter().any(|u| key.starts_with(u)) {
+                out.insert(key, value); // left for `assign` to report
+            }
+            continue;
+        };
+        if key == "visual.proj"
+            || beyond_built(visual, "transformer.resblocks.", cfg.built_layers())
+        {
+            continue;
+        }
+        let value = if visual == "positional_embedding" {
+            interpolate_positions(&value, cfg.grid())
+        } else {
+            value
+        };
+        out.insert(visual.to_owned(), value);
+    }
+    out
+}
+
+/// Whether `key` names a block `prefix N.…` with N ≥ `built`.
+fn beyond_built(key: &str, prefix: &str, built: i64) -> bool {
+    key.strip_prefix(prefix)
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|n| n.parse::<i64>().ok())
+        .is_some_and(|n| n >= built)
+}
+
+/// METER's module names → ARL's (ARL_SPEC.md §1.8). The knowledge sublayers and the align head
+/// have no METER counterpart: load with [`is_fresh_from_meter`] as the allow-list.
+pub const METER_TO_ARL: [(&str, &str); 11] = [
+    ("vit_model.", "vision_encoder."),
+    ("text_transformer.", "language_encoder."),
+    ("cross_modal_image_layers.", "multi_modal_vision_layers."),
+    ("cross_modal_text_layers.", "multi_modal_language_layers."),
+    ("cross_modal_image_transform.", "multi_modal_vision_proj."),
+    ("cross_modal_text_transform.", "multi_modal_language_proj."),
+    ("token_type_embeddings.", "modality_type_embeddings."),
+    ("cross_modal_image_pooler.", "multi_modal_vision_pooler."),
+    ("cross_modal_text_pooler.", "multi_modal_language_pooler."),
+    ("itm_score.", "itm_head."),
+    ("mlm_score.", "mlm_head."),
+];
+
+/// Whether an ARL parameter has no METER counterpart and starts fresh: the knowledge
+/// sublayers, the align head and the MIM decoder.
+pub fn is_fresh_from_meter(key: &str) -> bool {
+    key.starts_with("align_head.")
+        || key.starts_with("mim_head.")
+        || (key.starts_with("multi_modal_language_layers.") && key.contains("knowledge"))
+}
+
+/// A METER checkpoint's names → ARL's; keys outside the map keep their names (and are reported
+/// by `assign` if unknown). `vision_encoder.visual.positional_embedding` is resized to `cfg`.
+pub fn arl_from_meter(weights: Weights, cfg: &VisionConfig) -> Weights {
+    let renamed = weights.into_iter().map(|(key, value)| {
+        let key = METER_TO_ARL
+            .iter()
+            .find_map(|(from, to)| key.strip_prefix(from).map(|rest| format!("{to}{rest}")))
+            .unwrap_or(key);
+        (key, value)
+    });
+    resize_arl_positions(renamed.collect(), cfg)
+}
+
+/// An ARL checkpoint as is, with its vision positions resized to `cfg` (fine-tuning at another
+/// resolution than pretraining).
+pub fn resize_arl_positions(mut weights: Weights, cfg: &VisionConfig) -> Weights {
+    let key = "vision_encoder.visual.positional_embedding";
+    if let Some(table) = weights.remove(key) {
+        weights.insert(key.to_owned(), interpolate_positions(&table, cfg.grid()));
+    }
+    weights
+}
+
+/// Writes every variable of `vs` (ARL names) to a safetensors file.
+///
+/// # Errors
+/// The file cannot be written (named).
+pub fn export(vs: &nn::VarStore, path: &Path) -> anyhow::Result<()> {
+    let variables: Weights = vs.variables().into_iter().collect();
+    let named: Vec<(&str, &Tensor)> = variables.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    Tensor::write_safetensors(&named, path)
+        .with_context(|| format!("writing weights {}", path.display()))
 }
