@@ -9,6 +9,7 @@ pub mod gat;
 pub mod heads;
 pub mod layers;
 pub mod load;
+pub mod pretext;
 pub mod summary;
 pub mod text;
 pub mod vision;
