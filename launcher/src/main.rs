@@ -60,6 +60,8 @@ struct ConfigArgs {
 enum BenchCommand {
     /// Our c10d all-reduce against Python torch.distributed (Gloo), in the same run.
     Allreduce(bench::allreduce::AllreduceArgs),
+    /// Forward + backward of the four pretraining objectives against the PyTorch reference.
+    Model(bench::model::ModelArgs),
 }
 
 #[derive(Subcommand)]
@@ -109,6 +111,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Allreduce(args)) => {
             bench::allreduce::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Model(args)) => {
+            bench::model::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Model(ModelCommand::Summary { preset, entities }) => {

@@ -194,3 +194,31 @@ fn model_summary_lists_modules_and_the_knowledge_sublayers() {
         text(&bad.stderr)
     );
 }
+
+#[test]
+fn bench_model_prints_one_line_in_the_documented_format() {
+    let out = arl(&[
+        "bench",
+        "model",
+        "--preset",
+        "tiny",
+        "--rounds",
+        "1",
+        "--iters",
+        "1",
+        "--batch",
+        "2",
+        "--text-len",
+        "8",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    let fields: Vec<&str> = line.trim().split(' ').collect();
+    assert_eq!(fields[..2], ["model", "preset=tiny"], "{line}");
+    for (field, key) in fields[2..].iter().zip(["arl_ms", "torch_ms", "ratio"]) {
+        let value = field
+            .strip_prefix(&format!("{key}="))
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(value.parse::<f64>().unwrap() > 0.0, "{line}");
+    }
+}

@@ -1,13 +1,17 @@
 //! Timing kernels run by one rank: the rank side of `arl bench allreduce` (in-place
 //! all-reduce of one f32 tensor per size, the same protocol as the Python peer
-//! `launcher/src/bench/torch_allreduce.py`), and the matrix-multiply throughput check of
-//! `scripts/gpu-check.sh`.
+//! `launcher/src/bench/torch_allreduce.py`), the pretraining step of `arl bench model`, and the
+//! matrix-multiply throughput check of `scripts/gpu-check.sh`.
 
 use std::time::Instant;
 
 use anyhow::ensure;
 use arl_c10d::{ProcessGroup, ReduceOp};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor, nn};
+
+use crate::model::arl::ArlModel;
+use crate::model::config::ModelConfig;
+use crate::model::pretext::{PretrainBatch, pretrain_losses};
 
 /// One size's result (printed by rank 0 as a JSON line).
 #[derive(Debug, serde::Serialize)]
@@ -105,4 +109,54 @@ pub fn time_matmul(device: Device, kind: Kind, size: i64, iters: usize) -> Matmu
         median_s,
         tflops: 2.0 * (size as f64).powi(3) / median_s / 1e12,
     }
+}
+
+/// Median seconds of forward + backward of the four pretraining objectives on one random
+/// batch (see `model::pretext`), after one untimed step.
+pub fn time_pretrain_step(cfg: &ModelConfig, shape: StepShape, iters: usize) -> f64 {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let ring = Tensor::arange(shape.entities, (Kind::Int64, Device::Cpu));
+    let edges = Tensor::stack(
+        &[ring.shallow_clone(), (&ring + 1).remainder(shape.entities)],
+        0,
+    );
+    let model = ArlModel::new(&vs.root(), cfg, shape.entities, &edges);
+    let batch = PretrainBatch::random(
+        cfg,
+        shape.batch,
+        shape.text_len,
+        shape.slots,
+        shape.entities,
+    );
+    let mut times = Vec::with_capacity(iters);
+    for i in 0..=iters {
+        for mut var in vs.trainable_variables() {
+            var.zero_grad();
+        }
+        let start = Instant::now();
+        pretrain_losses(&model, cfg, &batch, true).total.backward();
+        if i > 0 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Batch shape of [`time_pretrain_step`].
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct StepShape {
+    /// Samples per batch.
+    #[arg(long, default_value_t = 4)]
+    pub batch: i64,
+    /// Text positions.
+    #[arg(long, default_value_t = 32)]
+    pub text_len: i64,
+    /// Entity slots per text.
+    #[arg(long, default_value_t = 8)]
+    pub slots: i64,
+    /// Entities in the graph.
+    #[arg(long, default_value_t = 64)]
+    pub entities: i64,
 }

@@ -49,6 +49,26 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         entities: i64,
     },
+    /// Print a model preset's config as JSON (the Python side of `arl bench model` reads it).
+    ModelConfig {
+        /// Preset: tiny or base.
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+    },
+    /// Time forward + backward of one pretraining step for `arl bench model`.
+    BenchModel {
+        /// Preset: tiny or base.
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+        #[command(flatten)]
+        shape: bench::StepShape,
+        /// Timed steps.
+        #[arg(long, default_value_t = 3)]
+        iters: usize,
+        /// Intra-op threads.
+        #[arg(long, default_value_t = 2)]
+        threads: i32,
+    },
     /// Time a square matrix multiply (the GPU check's throughput figure).
     BenchMatmul {
         /// Element type.
@@ -114,6 +134,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = arl_worker::model::config::ModelConfig::preset(&preset)?;
             println!("model preset={preset} entities={entities}");
             println!("{}", arl_worker::model::summary::summarize(&cfg, entities));
+        }
+        Command::ModelConfig { preset } => {
+            let cfg = arl_worker::model::config::ModelConfig::preset(&preset)?;
+            println!("{}", serde_json::to_string(&cfg)?);
+        }
+        Command::BenchModel {
+            preset,
+            shape,
+            iters,
+            threads,
+        } => {
+            let cfg = arl_worker::model::config::ModelConfig::preset(&preset)?;
+            tch::set_num_threads(threads);
+            let median_s = bench::time_pretrain_step(&cfg, shape, iters.max(1));
+            println!(
+                "{}",
+                serde_json::json!({ "median_s": median_s, "batch": shape.batch })
+            );
         }
         Command::BenchMatmul {
             kind,

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use super::compare::{alternate, median, paired_ratio};
 use crate::paths;
 use crate::world::{WorldSpec, run_world};
 
@@ -97,25 +98,12 @@ pub fn run(args: &AllreduceArgs) -> anyhow::Result<()> {
 
     let mut arl: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut torch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-    let rounds = args.rounds.max(1);
-    for round in 0..rounds {
-        eprintln!("bench allreduce: round {}/{rounds}", round + 1);
-        // ABBA order: each side goes first in every other round, so neither always inherits
-        // the machine state the other leaves behind.
-        let sides = [
-            (&ours, &mut arl, "arl side"),
-            (&theirs, &mut torch, "torch.distributed side"),
-        ];
-        let [first, second] = sides;
-        let order = if round.is_multiple_of(2) {
-            [first, second]
-        } else {
-            [second, first]
-        };
-        for (spec, into, name) in order {
-            collect(spec, into).context(name)?;
-        }
-    }
+    alternate(
+        "allreduce",
+        args.rounds,
+        || collect(&ours, &mut arl).context("arl side"),
+        || collect(&theirs, &mut torch).context("torch.distributed side"),
+    )?;
     for &size_mb in &args.sizes_mb {
         let (Some(ours), Some(theirs)) = (arl.get(&size_mb), torch.get(&size_mb)) else {
             bail!("no timing reported for size_mb={size_mb}");
@@ -136,31 +124,18 @@ struct Summary {
     arl_gbps: f64,
     /// GB/s at torch's median time over rounds.
     torch_gbps: f64,
-    /// Median over rounds of torch's time / ours in the same round: pairing rounds cancels
-    /// slow drifts of the machine's load.
+    /// See [`paired_ratio`].
     ratio: f64,
 }
 
 impl Summary {
     fn of(size_mb: usize, ours: &[f64], theirs: &[f64]) -> Self {
         let bytes = (size_mb * 1024 * 1024) as f64;
-        let paired: Vec<f64> = ours.iter().zip(theirs).map(|(a, t)| t / a).collect();
         Self {
             arl_gbps: bytes / median(ours) / 1e9,
             torch_gbps: bytes / median(theirs) / 1e9,
-            ratio: median(&paired),
+            ratio: paired_ratio(ours, theirs),
         }
-    }
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    if sorted.len().is_multiple_of(2) {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    } else {
-        sorted[mid]
     }
 }
 
@@ -182,19 +157,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ratio_pairs_rounds_so_a_slow_round_hits_both_sides() {
-        // Round 2 was slow for everyone; ours is 10 % faster within every round.
-        let ours = [0.9, 1.8, 0.9];
-        let theirs = [1.0, 2.0, 1.0];
-        let summary = Summary::of(1, &ours, &theirs);
-        assert!((summary.ratio - 1.0 / 0.9).abs() < 1e-12, "{summary:?}");
+    fn summary_reports_bandwidth_at_the_median_time() {
+        let summary = Summary::of(1, &[0.9, 1.8, 0.9], &[1.0, 2.0, 1.0]);
         assert!((summary.arl_gbps - 1_048_576.0 / 0.9 / 1e9).abs() < 1e-12);
         assert!((summary.torch_gbps - 1_048_576.0 / 1e9).abs() < 1e-12);
-    }
-
-    #[test]
-    fn median_of_even_count_averages_the_middle_pair() {
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert!(summary.ratio > 1.0);
     }
 }

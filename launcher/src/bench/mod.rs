@@ -1,3 +1,5 @@
 //! `arl bench …`: side-by-side benchmarks against the Python reference, in the same run.
 
 pub mod allreduce;
+pub mod compare;
+pub mod model;
