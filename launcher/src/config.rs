@@ -18,6 +18,10 @@ pub struct Config {
     pub launch: LaunchConfig,
     /// The process group.
     pub dist: DistConfig,
+    /// `[model]`: `preset = "tiny" | "base"` plus overrides; read and checked by the worker
+    /// (`arl model summary --config FILE` shows the result).
+    #[serde(default)]
+    pub model: toml::Table,
 }
 
 /// `[launch]`: processes and rendezvous.

@@ -71,6 +71,9 @@ enum ModelCommand {
         /// Preset: tiny or base.
         #[arg(long, default_value = "base")]
         preset: String,
+        /// A job config whose `[model]` section to use instead of `--preset`.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Entities in the knowledge graph (data-dependent: the table is entities × width).
         #[arg(long, default_value_t = 0)]
         entities: i64,
@@ -117,16 +120,23 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             bench::model::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Model(ModelCommand::Summary { preset, entities }) => {
-            let status = std::process::Command::new(arl_launcher::paths::worker_binary()?)
-                .args([
-                    "model-summary",
-                    "--preset",
-                    &preset,
-                    "--entities",
-                    &entities.to_string(),
-                ])
-                .status()?;
+        Command::Model(ModelCommand::Summary {
+            preset,
+            config,
+            entities,
+        }) => {
+            let mut command = std::process::Command::new(arl_launcher::paths::worker_binary()?);
+            command.args([
+                "model-summary",
+                "--preset",
+                &preset,
+                "--entities",
+                &entities.to_string(),
+            ]);
+            if let Some(path) = config {
+                command.arg("--config").arg(path);
+            }
+            let status = command.status()?;
             Ok(if status.success() {
                 ExitCode::SUCCESS
             } else {

@@ -186,6 +186,22 @@ fn model_summary_lists_modules_and_the_knowledge_sublayers() {
         assert!(table.contains(module), "{module} missing:\n{table}");
     }
     assert!(table.contains("of which knowledge sublayers"), "{table}");
+    let demo = release_binary("arl")
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .join("configs/demo.toml");
+    let from_config = arl(&["model", "summary", "--config", demo.to_str().unwrap()]);
+    assert!(
+        from_config.status.success(),
+        "{}",
+        text(&from_config.stderr)
+    );
+    assert!(
+        text(&from_config.stdout).contains("demo.toml"),
+        "{}",
+        text(&from_config.stdout)
+    );
     let bad = arl(&["model", "summary", "--preset", "huge"]);
     assert!(!bad.status.success());
     assert!(

@@ -45,6 +45,9 @@ enum Command {
         /// Preset: tiny or base.
         #[arg(long, default_value = "base")]
         preset: String,
+        /// A job config whose `[model]` section to use instead of `--preset`.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
         /// Entities in the knowledge graph (data-dependent; the table is entities × width).
         #[arg(long, default_value_t = 0)]
         entities: i64,
@@ -130,9 +133,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             group.shutdown()?;
         }
-        Command::ModelSummary { preset, entities } => {
-            let cfg = arl_worker::model::config::ModelConfig::preset(&preset)?;
-            println!("model preset={preset} entities={entities}");
+        Command::ModelSummary {
+            preset,
+            config,
+            entities,
+        } => {
+            use arl_worker::model::config::ModelConfig;
+            let (cfg, source) = match config {
+                Some(path) => (
+                    ModelConfig::from_toml_file(&path)?,
+                    format!("config={}", path.display()),
+                ),
+                None => (ModelConfig::preset(&preset)?, format!("preset={preset}")),
+            };
+            println!("model {source} entities={entities}");
             println!("{}", arl_worker::model::summary::summarize(&cfg, entities));
         }
         Command::ModelConfig { preset } => {

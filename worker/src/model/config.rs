@@ -214,6 +214,59 @@ impl ModelConfig {
     }
 }
 
+impl ModelConfig {
+    /// The `[model]` section of a job config: `preset = "tiny" | "base"` (default `tiny`), with
+    /// any key of the preset overridden in place (`[model.vision] image_size = 384`).
+    ///
+    /// # Errors
+    /// An unknown preset, or an unknown key or a wrong type, named with its dotted path.
+    pub fn from_section(section: &toml::Table) -> anyhow::Result<Self> {
+        let mut overrides = section.clone();
+        let preset = match overrides.remove("preset") {
+            None => "tiny".to_owned(),
+            Some(toml::Value::String(name)) => name,
+            Some(other) => bail!("model.preset must be a string, not {other}"),
+        };
+        let mut merged =
+            toml::Table::try_from(Self::preset(&preset)?).context("serialising the preset")?;
+        merge(&mut merged, overrides, "model")?;
+        merged.try_into().context("model section")
+    }
+
+    /// [`ModelConfig::from_section`] on the `[model]` section of a TOML file (absent = tiny).
+    ///
+    /// # Errors
+    /// An unreadable or malformed file (named), or as `from_section`.
+    pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let section = match table.remove("model") {
+            Some(toml::Value::Table(section)) => section,
+            None => toml::Table::new(),
+            Some(_) => bail!("{}: `model` must be a table", path.display()),
+        };
+        Self::from_section(&section).with_context(|| format!("config {}", path.display()))
+    }
+}
+
+/// Overwrites `base` with `overrides`, recursively; a key that `base` lacks is an error naming
+/// its dotted path.
+fn merge(base: &mut toml::Table, overrides: toml::Table, path: &str) -> anyhow::Result<()> {
+    for (key, value) in overrides {
+        let dotted = format!("{path}.{key}");
+        match (base.get_mut(&key), value) {
+            (None, _) => bail!("unknown key {dotted}"),
+            (Some(toml::Value::Table(inner)), toml::Value::Table(value)) => {
+                merge(inner, value, &dotted)?
+            }
+            (Some(slot), value) => *slot = value,
+        }
+    }
+    Ok(())
+}
+
 /// A number from a Hugging Face `config.json`, naming the key and file when absent.
 fn hf_number(json: &serde_json::Value, key: &str, path: &Path) -> anyhow::Result<f64> {
     json.get(key)
@@ -287,5 +340,37 @@ impl VisionConfig {
             heads: int("num_attention_heads")?,
             keep_last_layer,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(text: &str) -> anyhow::Result<ModelConfig> {
+        ModelConfig::from_section(&toml::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn a_section_picks_a_preset_and_overrides_keys_in_place() {
+        let cfg = section("preset = \"base\"\n[vision]\nimage_size = 384\n[fusion]\ncross_source = \"same-layer\"").unwrap();
+        assert_eq!(cfg.vision.image_size, 384);
+        assert_eq!(cfg.vision.grid(), 24);
+        assert_eq!(cfg.fusion.cross_source, CrossSource::SameLayer);
+        assert_eq!(cfg.text, ModelConfig::base().text);
+        assert_eq!(section("").unwrap(), ModelConfig::tiny());
+    }
+
+    #[test]
+    fn unknown_keys_presets_and_types_are_named() {
+        let error = format!("{:#}", section("[vision]\nimage_sise = 384").unwrap_err());
+        assert!(error.contains("model.vision.image_sise"), "{error}");
+        let error = format!("{:#}", section("preset = \"large\"").unwrap_err());
+        assert!(error.contains("unknown model preset \"large\""), "{error}");
+        let error = format!(
+            "{:#}",
+            section("[vision]\nimage_size = \"big\"").unwrap_err()
+        );
+        assert!(error.contains("image_size"), "{error}");
     }
 }

@@ -229,3 +229,35 @@ pub fn mim_loss(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Tensor {
     let per_patch = (pred - target).square().mean_dim(-1, false, None::<Kind>);
     (per_patch * mask).sum(None::<Kind>) / mask.sum(None::<Kind>)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retrieval_head_is_the_itm_match_row_and_follows_reloads() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let itm = ItmHead::new(vs.root() / "itm_head", 4);
+        let _ = tch::no_grad(|| {
+            itm.fc
+                .bs
+                .as_ref()
+                .unwrap()
+                .shallow_clone()
+                .copy_(&Tensor::from_slice(&[0.5f32, -2.0]))
+        });
+        let head = RetrievalHead::from_itm(vs.root() / "irtr_head", 4, &itm);
+        let pair = Tensor::randn([3, 8], tch::kind::FLOAT_CPU);
+        let matched = pair.apply(&itm.fc).narrow(1, 1, 1);
+        assert!(pair.apply(&head.fc).allclose(&matched, 1e-6, 1e-6, false));
+        // New ITM weights (a loaded checkpoint) reach the head only through copy_match_row.
+        let _ = tch::no_grad(|| itm.fc.ws.shallow_clone().fill_(0.25));
+        head.copy_match_row(&itm);
+        assert!(pair.apply(&head.fc).allclose(
+            &pair.apply(&itm.fc).narrow(1, 1, 1),
+            1e-6,
+            1e-6,
+            false
+        ));
+    }
+}
