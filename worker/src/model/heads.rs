@@ -238,7 +238,7 @@ mod tests {
     fn the_retrieval_head_is_the_itm_match_row_and_follows_reloads() {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let itm = ItmHead::new(vs.root() / "itm_head", 4);
-        let _ = tch::no_grad(|| {
+        tch::no_grad(|| {
             itm.fc
                 .bs
                 .as_ref()
@@ -251,7 +251,9 @@ mod tests {
         let matched = pair.apply(&itm.fc).narrow(1, 1, 1);
         assert!(pair.apply(&head.fc).allclose(&matched, 1e-6, 1e-6, false));
         // New ITM weights (a loaded checkpoint) reach the head only through copy_match_row.
-        let _ = tch::no_grad(|| itm.fc.ws.shallow_clone().fill_(0.25));
+        tch::no_grad(|| {
+            let _ = itm.fc.ws.shallow_clone().fill_(0.25);
+        });
         head.copy_match_row(&itm);
         assert!(pair.apply(&head.fc).allclose(
             &pair.apply(&itm.fc).narrow(1, 1, 1),
