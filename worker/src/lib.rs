@@ -1,5 +1,5 @@
-//! The per-rank side of arl: joining the process group and the work one rank does.
-//! (The model, data and tasks arrive with their issues; see ARCHITECTURE.md.)
+//! The per-rank side of arl: joining the process group, the ARL model, and the work one rank
+//! does (preflight, benchmarks; training arrives with issue 8).
 
 pub mod bench;
 pub mod dist;

@@ -91,7 +91,6 @@ pub fn attention(
 /// shaped (B, 1, 1, L) to broadcast over heads and queries.
 pub fn additive_mask(keep: &Tensor, kind: Kind) -> Tensor {
     let (b, l) = keep.size2().expect("(batch, length) mask");
-    (keep.to_kind(kind).ones_like() - keep.to_kind(kind))
-        .g_mul_scalar(-10000.0)
-        .view([b, 1, 1, l])
+    let keep = keep.to_kind(kind);
+    ((keep - 1.0) * 10000.0).view([b, 1, 1, l])
 }

@@ -1,7 +1,8 @@
 //! The four pretraining objectives on one micro-batch (ARL_SPEC.md §3): MLM, MIM, ITM and
 //! alignment through knowledge, each its own forward pass over the inputs it is defined on.
-//! The entity graph is encoded once per step and shared by the passes (the reference encodes
-//! it five times; with dropout active that draws five masks instead of one).
+//! Work the objectives have in common is done once per step: the entity graph (the reference
+//! encodes it five times), the unmasked text (three times) and the full image (twice). Inputs
+//! stay distinct per objective; with dropout on, shared encodings share their dropout masks.
 
 use tch::{Kind, Tensor};
 
