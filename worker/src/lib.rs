@@ -3,5 +3,6 @@
 
 pub mod bench;
 pub mod dist;
+pub mod knowledge;
 pub mod model;
 pub mod preflight;

@@ -1,0 +1,36 @@
+//! Knowledge (ARL_SPEC.md §2): ontology readers for OBO (the Human Phenotype Ontology, real UMLS
+//! CUIs, installable offline) and UMLS Rich Release Format files (for users with a licence).
+
+pub mod hpoa;
+pub mod obo;
+pub mod rrf;
+
+use std::path::{Path, PathBuf};
+
+/// An error in an input file, naming the file and the 1-based line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{line}: {message}", file.display())]
+pub struct ParseError {
+    /// The file.
+    pub file: PathBuf,
+    /// The line (1-based).
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ParseError {
+    pub(crate) fn new(file: &Path, line: usize, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_owned(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads a whole text file, naming it on failure.
+pub(crate) fn read_text(path: &Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
