@@ -41,8 +41,9 @@ enum Command {
     Eval(Planned),
     /// Convert datasets to shards, or make the synthetic corpus (issues 5 and 6: not built yet).
     Data(Planned),
-    /// Build the knowledge graph and TransE embeddings (issue 4: not built yet).
-    Knowledge(Planned),
+    /// Knowledge: link concepts in a text; build the graph and TransE embeddings (issue 4).
+    #[command(subcommand)]
+    Knowledge(KnowledgeCommand),
     /// Inspect, verify or export checkpoints (issue 7: not built yet).
     Ckpt(Planned),
 }
@@ -78,6 +79,20 @@ enum ModelCommand {
         #[arg(long, default_value_t = 0)]
         entities: i64,
     },
+}
+
+#[derive(Subcommand)]
+enum KnowledgeCommand {
+    /// Print the concepts linked in TEXT: offsets, CUI, name, and negation.
+    Link {
+        /// The text to link.
+        text: String,
+        /// OBO ontology (default: data/hpo/hp.obo, installed by scripts/setup).
+        #[arg(long)]
+        ontology: Option<PathBuf>,
+    },
+    /// Vocabulary, subgraph and TransE embeddings from an ontology and a corpus (not built yet).
+    Build(Planned),
 }
 
 /// Arguments of a subcommand that is not built yet (accepted, then refused).
@@ -147,7 +162,24 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Finetune(_) => planned("finetune", 9),
         Command::Eval(_) => planned("eval", 9),
         Command::Data(_) => planned("data", 5),
-        Command::Knowledge(_) => planned("knowledge", 4),
+        Command::Knowledge(KnowledgeCommand::Link { text, ontology }) => {
+            let ontology = match ontology {
+                Some(path) => path,
+                None => arl_launcher::paths::project_file("data/hpo/hp.obo")?,
+            };
+            let status = std::process::Command::new(arl_launcher::paths::worker_binary()?)
+                .arg("knowledge-link")
+                .arg("--ontology")
+                .arg(ontology)
+                .arg(text)
+                .status()?;
+            Ok(if status.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Knowledge(KnowledgeCommand::Build(_)) => planned("knowledge build", 4),
         Command::Ckpt(_) => planned("ckpt", 7),
     }
 }

@@ -46,3 +46,20 @@ pub fn python(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
             "no Python with torch found: pass --python, or set ARL_PYTHON, or run scripts/setup",
         )
 }
+
+/// A file of the project checkout, found above this executable (e.g. `data/hpo/hp.obo`).
+///
+/// # Errors
+/// If no folder above the executable holds `relative` (then `scripts/setup` has not run).
+pub fn project_file(relative: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the arl executable")?;
+    exe.ancestors()
+        .map(|dir| dir.join(relative))
+        .find(|candidate| candidate.exists())
+        .with_context(|| {
+            format!(
+                "{relative} not found above {}: run scripts/setup",
+                exe.display()
+            )
+        })
+}

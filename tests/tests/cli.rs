@@ -42,8 +42,16 @@ fn help_lists_every_planned_subcommand() {
 
 #[test]
 fn unbuilt_subcommands_say_so_and_exit_non_zero() {
-    for sub in ["pretrain", "finetune", "eval", "data", "knowledge", "ckpt"] {
-        let out = arl(&[sub, "--anything"]);
+    for sub in [
+        "pretrain",
+        "finetune",
+        "eval",
+        "data",
+        "knowledge build",
+        "ckpt",
+    ] {
+        let words: Vec<&str> = sub.split(' ').chain(["--anything"]).collect();
+        let out = arl(&words);
         assert_eq!(out.status.code(), Some(3), "{sub}");
         assert!(
             text(&out.stderr).contains("not built yet"),
@@ -237,4 +245,20 @@ fn bench_model_prints_one_line_in_the_documented_format() {
             .unwrap_or_else(|| panic!("{line}"));
         assert!(value.parse::<f64>().unwrap() > 0.0, "{line}");
     }
+}
+
+#[test]
+fn knowledge_link_finds_negated_and_plural_findings_in_hpo() {
+    let report = "No pneumothorax. Severe cardiomegaly with small bilateral pleural effusions.";
+    let out = arl(&["knowledge", "link", report]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(
+        lines,
+        [
+            "3-15\tC0032326\tPneumothorax\t\"pneumothorax\" negated",
+            "24-36\tC0018800\tCardiomegaly\t\"cardiomegaly\"",
+            "58-75\tC0032227\tPleural effusion\t\"pleural effusions\"",
+        ]
+    );
 }

@@ -72,6 +72,14 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         threads: i32,
     },
+    /// Link the concepts of an ontology in a text (mentions with offsets, CUI and negation).
+    KnowledgeLink {
+        /// OBO ontology whose UMLS-keyed terms form the dictionary (e.g. data/hpo/hp.obo).
+        #[arg(long)]
+        ontology: std::path::PathBuf,
+        /// The text.
+        text: String,
+    },
     /// Time a square matrix multiply (the GPU check's throughput figure).
     BenchMatmul {
         /// Element type.
@@ -166,6 +174,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({ "median_s": median_s, "batch": shape.batch })
             );
+        }
+        Command::KnowledgeLink { ontology, text } => {
+            use arl_worker::knowledge::{linker, obo};
+            let dictionary = obo::read(&ontology)?;
+            let linker =
+                linker::Linker::from_ontology(&dictionary, linker::LinkerConfig::default())?;
+            for m in linker.link(&text) {
+                let surface: String = text
+                    .chars()
+                    .skip(m.start_char)
+                    .take(m.end_char - m.start_char)
+                    .collect();
+                let flags = [(m.negated, " negated"), (m.uncertain, " uncertain")]
+                    .iter()
+                    .filter_map(|(on, word)| on.then_some(*word))
+                    .collect::<String>();
+                println!(
+                    "{}-{}\t{}\t{}\t{surface:?}{flags}",
+                    m.start_char, m.end_char, m.cui, m.name
+                );
+            }
         }
         Command::BenchMatmul {
             kind,

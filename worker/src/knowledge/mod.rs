@@ -1,7 +1,10 @@
 //! Knowledge (ARL_SPEC.md §2): ontology readers for OBO (the Human Phenotype Ontology, real UMLS
-//! CUIs, installable offline) and UMLS Rich Release Format files (for users with a licence).
+//! CUIs, installable offline) and UMLS Rich Release Format files (for users with a licence),
+//! and dictionary entity linking with negation.
 
 pub mod hpoa;
+pub mod linker;
+pub mod normalize;
 pub mod obo;
 pub mod rrf;
 
