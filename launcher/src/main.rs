@@ -63,6 +63,12 @@ enum BenchCommand {
     Allreduce(bench::allreduce::AllreduceArgs),
     /// Forward + backward of the four pretraining objectives against the PyTorch reference.
     Model(bench::model::ModelArgs),
+    /// Entity-linking throughput over the Indiana University reports (one thread).
+    Link {
+        /// Passes over all reports; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        passes: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,6 +135,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Allreduce(args)) => {
             bench::allreduce::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Link { passes }) => {
+            bench::link::run(passes)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Model(args)) => {

@@ -262,3 +262,18 @@ fn knowledge_link_finds_negated_and_plural_findings_in_hpo() {
         ]
     );
 }
+
+#[test]
+fn bench_link_prints_the_documented_line_over_all_reports() {
+    let out = arl(&["bench", "link", "--passes", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    let fields: Vec<&str> = line.trim().split(' ').collect();
+    assert_eq!(fields[0], "link", "{line}");
+    assert!(
+        fields[1].starts_with("reports_per_s=") && fields[2].starts_with("mentions_per_report="),
+        "{line}"
+    );
+    assert!(fields[3].starts_with("reports_with_mention="), "{line}");
+    assert_eq!(fields[4], "reports=3955", "{line}");
+}

@@ -9,6 +9,7 @@ use anyhow::ensure;
 use arl_c10d::{ProcessGroup, ReduceOp};
 use tch::{Device, Kind, Tensor, nn};
 
+use crate::knowledge::linker::Linker;
 use crate::model::arl::ArlModel;
 use crate::model::config::ModelConfig;
 use crate::model::pretext::{PretrainBatch, pretrain_losses};
@@ -159,4 +160,36 @@ pub struct StepShape {
     /// Entities in the graph.
     #[arg(long, default_value_t = 64)]
     pub entities: i64,
+}
+
+/// Result of [`time_linking`].
+#[derive(Debug, serde::Serialize)]
+pub struct LinkThroughput {
+    /// Reports linked per second on one thread (median pass).
+    pub reports_per_s: f64,
+    /// Mentions per report.
+    pub mentions_per_report: f64,
+    /// Reports with at least one mention.
+    pub reports_with_mention: usize,
+    /// Reports read.
+    pub reports: usize,
+}
+
+/// Links every text `passes` times on this thread and reports the median pass's throughput.
+pub fn time_linking(linker: &Linker, texts: &[String], passes: usize) -> LinkThroughput {
+    let mut times = Vec::with_capacity(passes);
+    let mut counts = Vec::new();
+    for _ in 0..passes.max(1) {
+        let start = Instant::now();
+        counts = texts.iter().map(|t| linker.link(t).len()).collect();
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let total: usize = counts.iter().sum();
+    LinkThroughput {
+        reports_per_s: texts.len() as f64 / times[times.len() / 2],
+        mentions_per_report: total as f64 / texts.len().max(1) as f64,
+        reports_with_mention: counts.iter().filter(|&&c| c > 0).count(),
+        reports: texts.len(),
+    }
 }

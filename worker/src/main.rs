@@ -80,6 +80,18 @@ enum Command {
         /// The text.
         text: String,
     },
+    /// Time entity linking over the Indiana University reports (for `arl bench link`).
+    BenchLink {
+        /// OBO ontology for the dictionary.
+        #[arg(long)]
+        ontology: std::path::PathBuf,
+        /// Folder of report XML files.
+        #[arg(long)]
+        reports: std::path::PathBuf,
+        /// Passes over all reports (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        passes: usize,
+    },
     /// Time a square matrix multiply (the GPU check's throughput figure).
     BenchMatmul {
         /// Element type.
@@ -195,6 +207,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     m.start_char, m.end_char, m.cui, m.name
                 );
             }
+        }
+        Command::BenchLink {
+            ontology,
+            reports,
+            passes,
+        } => {
+            use arl_worker::knowledge::{linker, obo, reports as iu};
+            let dictionary = obo::read(&ontology)?;
+            let linker =
+                linker::Linker::from_ontology(&dictionary, linker::LinkerConfig::default())?;
+            let texts: Vec<String> = iu::read_dir(&reports)?
+                .iter()
+                .map(iu::Report::text)
+                .collect();
+            anyhow::ensure!(
+                !texts.is_empty(),
+                "no *.xml reports under {}",
+                reports.display()
+            );
+            println!(
+                "{}",
+                serde_json::to_string(&bench::time_linking(&linker, &texts, passes))?
+            );
         }
         Command::BenchMatmul {
             kind,

@@ -2,4 +2,5 @@
 
 pub mod allreduce;
 pub mod compare;
+pub mod link;
 pub mod model;

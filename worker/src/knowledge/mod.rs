@@ -6,6 +6,7 @@ pub mod hpoa;
 pub mod linker;
 pub mod normalize;
 pub mod obo;
+pub mod reports;
 pub mod rrf;
 
 use std::path::{Path, PathBuf};
