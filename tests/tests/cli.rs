@@ -13,6 +13,16 @@ fn arl(args: &[&str]) -> Output {
         .expect("running arl")
 }
 
+/// Checks that `fields` are `key=value` for `keys`, in order, with positive numbers.
+fn assert_positive_fields(line: &str, fields: &[&str], keys: &[&str]) {
+    for (field, key) in fields.iter().zip(keys) {
+        let value = field
+            .strip_prefix(&format!("{key}="))
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(value.parse::<f64>().unwrap() > 0.0, "{line}");
+    }
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -131,12 +141,7 @@ fn bench_allreduce_prints_one_line_per_size_in_the_documented_format() {
         let fields: Vec<&str> = line.split(' ').collect();
         assert_eq!(fields[0], "allreduce");
         assert_eq!(fields[1], format!("size_mb={size}"));
-        for (field, key) in fields[2..].iter().zip(["arl_gbps", "torch_gbps", "ratio"]) {
-            let value = field
-                .strip_prefix(&format!("{key}="))
-                .unwrap_or_else(|| panic!("{line}"));
-            assert!(value.parse::<f64>().unwrap() > 0.0, "{line}");
-        }
+        assert_positive_fields(line, &fields[2..], &["arl_gbps", "torch_gbps", "ratio"]);
     }
 }
 
@@ -239,12 +244,7 @@ fn bench_model_prints_one_line_in_the_documented_format() {
     let line = text(&out.stdout);
     let fields: Vec<&str> = line.trim().split(' ').collect();
     assert_eq!(fields[..2], ["model", "preset=tiny"], "{line}");
-    for (field, key) in fields[2..].iter().zip(["arl_ms", "torch_ms", "ratio"]) {
-        let value = field
-            .strip_prefix(&format!("{key}="))
-            .unwrap_or_else(|| panic!("{line}"));
-        assert!(value.parse::<f64>().unwrap() > 0.0, "{line}");
-    }
+    assert_positive_fields(&line, &fields[2..], &["arl_ms", "torch_ms", "ratio"]);
 }
 
 #[test]
