@@ -97,8 +97,13 @@ enum KnowledgeCommand {
         #[arg(long)]
         ontology: Option<PathBuf>,
     },
-    /// Vocabulary, subgraph and TransE embeddings from an ontology and a corpus (not built yet).
-    Build(Planned),
+    /// Vocabulary, subgraph and TransE embeddings from an ontology and a corpus, as the
+    /// `[knowledge]` section of FILE says (e.g. configs/knowledge-hpo.toml).
+    Build {
+        /// Config file with a `[knowledge]` section.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 /// Arguments of a subcommand that is not built yet (accepted, then refused).
@@ -115,6 +120,15 @@ fn main() -> ExitCode {
             eprintln!("arl: error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Success or failure of a worker process.
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -161,12 +175,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             if let Some(path) = config {
                 command.arg("--config").arg(path);
             }
-            let status = command.status()?;
-            Ok(if status.success() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(exit_code(command.status()?))
         }
         Command::Pretrain(_) => planned("pretrain", 8),
         Command::Finetune(_) => planned("finetune", 9),
@@ -183,13 +192,16 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 .arg(ontology)
                 .arg(text)
                 .status()?;
-            Ok(if status.success() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(exit_code(status))
         }
-        Command::Knowledge(KnowledgeCommand::Build(_)) => planned("knowledge build", 4),
+        Command::Knowledge(KnowledgeCommand::Build { config }) => {
+            let status = std::process::Command::new(arl_launcher::paths::worker_binary()?)
+                .arg("knowledge-build")
+                .arg("--config")
+                .arg(config)
+                .status()?;
+            Ok(exit_code(status))
+        }
         Command::Ckpt(_) => planned("ckpt", 7),
     }
 }

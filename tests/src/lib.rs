@@ -46,24 +46,34 @@ pub fn workspace_root() -> PathBuf {
 /// use (once per test process).
 pub fn model_fixtures() -> PathBuf {
     static MADE: OnceLock<PathBuf> = OnceLock::new();
-    MADE.get_or_init(|| {
-        let dir = workspace_root().join("tests/fixtures/model");
-        if !dir.join("manifest.json").exists() {
-            let script = workspace_root().join("scripts/fixtures/model_parity.py");
-            let status = Command::new(python())
-                .arg(&script)
-                .arg(&dir)
-                .status()
-                .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-            assert!(
-                status.success(),
-                "{} failed ({status}); run scripts/setup first",
-                script.display()
-            );
-        }
-        dir
-    })
-    .clone()
+    MADE.get_or_init(|| fixtures("model", "model_parity.py"))
+        .clone()
+}
+
+/// The folder of the entity-input parity fixtures (`scripts/fixtures/entity_inputs.py`).
+pub fn entity_input_fixtures() -> PathBuf {
+    static MADE: OnceLock<PathBuf> = OnceLock::new();
+    MADE.get_or_init(|| fixtures("entity_inputs", "entity_inputs.py"))
+        .clone()
+}
+
+/// `tests/fixtures/NAME`, written by `scripts/fixtures/SCRIPT` unless its manifest exists.
+fn fixtures(name: &str, script: &str) -> PathBuf {
+    let dir = workspace_root().join("tests/fixtures").join(name);
+    if !dir.join("manifest.json").exists() {
+        let script = workspace_root().join("scripts/fixtures").join(script);
+        let status = Command::new(python())
+            .arg(&script)
+            .arg(&dir)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            status.success(),
+            "{} failed ({status}); run scripts/setup first",
+            script.display()
+        );
+    }
+    dir
 }
 
 /// A port that was free a moment ago (bound, then released).

@@ -80,6 +80,16 @@ enum Command {
         /// The text.
         text: String,
     },
+    /// Build the entity vocabulary, knowledge subgraph and TransE embeddings from the
+    /// `[knowledge]` section of a config file.
+    KnowledgeBuild {
+        /// Config file with a `[knowledge]` section.
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Intra-op threads for TransE.
+        #[arg(long, default_value_t = 2)]
+        threads: i32,
+    },
     /// Time entity linking over the Indiana University reports (for `arl bench link`).
     BenchLink {
         /// OBO ontology for the dictionary.
@@ -186,6 +196,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({ "median_s": median_s, "batch": shape.batch })
             );
+        }
+        Command::KnowledgeBuild { config, threads } => {
+            use arl_worker::knowledge::build;
+            tch::set_num_threads(threads);
+            let cfg = build::BuildConfig::from_toml_file(&config)?;
+            let r = build::build(&cfg)?;
+            println!(
+                "knowledge texts={} mentions={} frequent={} entities={} relations={} triples={}",
+                r.texts, r.mentions, r.frequent, r.entities, r.relations, r.triples
+            );
+            if let (Some(before), Some(after)) = (r.untrained, r.trained) {
+                println!(
+                    "transe held_out={} untrained_mrr={:.4} untrained_hits10={:.4} mrr={:.4} hits10={:.4}",
+                    r.held_out, before.mrr, before.hits_at_10, after.mrr, after.hits_at_10
+                );
+            }
+            println!("wrote {}", cfg.output.display());
         }
         Command::KnowledgeLink { ontology, text } => {
             use arl_worker::knowledge::{linker, obo};

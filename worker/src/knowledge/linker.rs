@@ -8,8 +8,10 @@ use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
+use super::graph::mrconso_names;
 use super::normalize::{normalize, normalize_phrase, number_variants};
 use super::obo::{Ontology, SynonymScope};
+use super::rrf::{ConceptName, SemanticType};
 
 /// Words before a finding that negate it.
 const NEGATION_BEFORE: [&str; 16] = [
@@ -61,7 +63,8 @@ const UNCERTAIN_BEFORE: [&str; 14] = [
 const TERMINATORS: [&str; 6] = ["but", "however", "although", "except", "which", "though"];
 
 /// Settings of the linker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LinkerConfig {
     /// Shortest phrase (in characters) kept in the dictionary.
     pub min_len: usize,
@@ -69,6 +72,9 @@ pub struct LinkerConfig {
     pub stop_terms: Vec<String>,
     /// Words a trigger reaches.
     pub window: usize,
+    /// UMLS semantic types (TUI such as `T047`, or name such as `Disease or Syndrome`) whose
+    /// concepts are kept; empty keeps all. Applies to UMLS dictionaries ([`Linker::from_umls`]).
+    pub semantic_types: Vec<String>,
 }
 
 impl Default for LinkerConfig {
@@ -98,6 +104,7 @@ impl Default for LinkerConfig {
             min_len: 3,
             stop_terms: stop.map(str::to_owned).to_vec(),
             window: 6,
+            semantic_types: Vec::new(),
         }
     }
 }
@@ -221,6 +228,45 @@ impl Linker {
                     }),
             );
             Some((cui, term.name.clone(), names))
+        });
+        Self::new(entries, cfg)
+    }
+
+    /// The dictionary of UMLS `MRCONSO` names, limited to the concepts of the configured semantic
+    /// types (`MRSTY`); acronyms and abbreviations (term types `AB`, `ACR`) are case-sensitive.
+    ///
+    /// # Errors
+    /// As [`Linker::new`].
+    pub fn from_umls(
+        names: &[ConceptName],
+        types: &[SemanticType],
+        cfg: LinkerConfig,
+    ) -> anyhow::Result<Self> {
+        let wanted = &cfg.semantic_types;
+        let allowed: Option<std::collections::HashSet<&str>> = (!wanted.is_empty()).then(|| {
+            types
+                .iter()
+                .filter(|t| wanted.contains(&t.tui) || wanted.contains(&t.name))
+                .map(|t| t.cui.as_str())
+                .collect()
+        });
+        let preferred = mrconso_names(names);
+        let mut phrases: std::collections::BTreeMap<&str, Vec<(String, bool)>> = Default::default();
+        for name in names {
+            if allowed
+                .as_ref()
+                .is_none_or(|a| a.contains(name.cui.as_str()))
+            {
+                let abbreviation = matches!(name.term_type.as_str(), "AB" | "ACR");
+                phrases
+                    .entry(&name.cui)
+                    .or_default()
+                    .push((name.name.clone(), abbreviation));
+            }
+        }
+        let entries = phrases.into_iter().map(|(cui, names)| {
+            let name = preferred.get(cui).cloned().unwrap_or_default();
+            (cui.to_owned(), name, names)
         });
         Self::new(entries, cfg)
     }
@@ -448,6 +494,48 @@ mod tests {
             spans("Pleural effusion has resolved."),
             [("Pleural effusion".to_owned(), "C0032227", true, false)]
         );
+    }
+
+    #[test]
+    fn umls_dictionaries_keep_the_configured_semantic_types() {
+        let row = |cui: &str, tty: &str, name: &str, pref: bool| ConceptName {
+            cui: cui.into(),
+            source: "MSH".into(),
+            term_type: tty.into(),
+            name: name.into(),
+            preferred: pref,
+        };
+        let names = [
+            row("C0018800", "SY", "Enlarged heart", false),
+            row("C0018800", "MH", "Cardiomegaly", true),
+            row("C0018787", "MH", "Heart", true),
+            row("C0024115", "ACR", "LUNG", false),
+        ];
+        let sty = |cui: &str, tui: &str, name: &str| SemanticType {
+            cui: cui.into(),
+            tui: tui.into(),
+            name: name.into(),
+        };
+        let types = [
+            sty("C0018800", "T047", "Disease or Syndrome"),
+            sty("C0018787", "T023", "Body Part, Organ, or Organ Component"),
+            sty("C0024115", "T023", "Body Part, Organ, or Organ Component"),
+        ];
+        let cfg = LinkerConfig {
+            semantic_types: vec!["Disease or Syndrome".into()],
+            ..LinkerConfig::default()
+        };
+        let text = "Enlarged heart; heart normal. LUNG clear, lung clear.";
+        let diseases = Linker::from_umls(&names, &types, cfg).unwrap();
+        let found: Vec<(usize, String, String)> = diseases
+            .link(text)
+            .into_iter()
+            .map(|m| (m.start_char, m.cui, m.name))
+            .collect();
+        assert_eq!(found, [(0, "C0018800".into(), "Cardiomegaly".into())]);
+        let all = Linker::from_umls(&names, &types, LinkerConfig::default()).unwrap();
+        let starts: Vec<usize> = all.link(text).iter().map(|m| m.start_char).collect();
+        assert_eq!(starts, [0, 16, 30], "the acronym matches only in capitals");
     }
 
     #[test]

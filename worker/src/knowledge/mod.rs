@@ -2,12 +2,19 @@
 //! CUIs, installable offline) and UMLS Rich Release Format files (for users with a licence),
 //! and dictionary entity linking with negation.
 
+pub mod build;
+pub mod graph;
 pub mod hpoa;
+pub mod inputs;
 pub mod linker;
 pub mod normalize;
 pub mod obo;
+pub mod openke;
 pub mod reports;
 pub mod rrf;
+pub mod store;
+pub mod transe;
+pub mod vocab;
 
 use std::path::{Path, PathBuf};
 

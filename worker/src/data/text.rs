@@ -1,0 +1,94 @@
+//! Text tokenisation with a Hugging Face `tokenizer.json` (the `tokenizers` crate): token ids,
+//! attention mask and character offsets, truncated and padded to a fixed length as ARL's
+//! `tokenizer(text, padding="max_length", truncation=True, max_length=L)`.
+
+use std::path::Path;
+
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use crate::knowledge::inputs::CharToToken;
+
+/// A tokenizer with a fixed sequence length.
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    max_len: usize,
+}
+
+/// One tokenised text, `max_len` long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenizedText {
+    /// Token ids.
+    pub ids: Vec<i64>,
+    /// 1 on real tokens, 0 on padding.
+    pub attention: Vec<i64>,
+    /// Character span of each token in the text (`(0, 0)` for added tokens).
+    pub offsets: Vec<(usize, usize)>,
+    /// Special tokens (`[CLS]`, `<s>`, padding, …).
+    pub special: Vec<bool>,
+}
+
+impl TokenizedText {
+    /// The character → token lookup of this text.
+    pub fn char_to_token(&self) -> CharToToken {
+        CharToToken::new(&self.offsets, &self.special)
+    }
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json` and fixes the length (truncation and padding to `max_len`, with the
+    /// tokenizer's `<pad>` or `[PAD]` token).
+    ///
+    /// # Errors
+    /// An unreadable or malformed file, or one without a padding token (named).
+    pub fn from_file(path: &Path, max_len: usize) -> anyhow::Result<Self> {
+        let mut inner = Tokenizer::from_file(path)
+            .map_err(|e| anyhow::anyhow!("reading tokenizer {}: {e}", path.display()))?;
+        let (pad_token, pad_id) = ["<pad>", "[PAD]"]
+            .into_iter()
+            .find_map(|t| inner.token_to_id(t).map(|id| (t.to_owned(), id)))
+            .ok_or_else(|| anyhow::anyhow!("{}: no <pad> or [PAD] token", path.display()))?;
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                ..TruncationParams::default()
+            }))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            .with_padding(Some(PaddingParams {
+                strategy: PaddingStrategy::Fixed(max_len),
+                pad_id,
+                pad_token,
+                ..PaddingParams::default()
+            }));
+        Ok(Self { inner, max_len })
+    }
+
+    /// The fixed length.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Tokenises one text with its special tokens.
+    ///
+    /// # Errors
+    /// The tokenizer fails on the text.
+    pub fn encode(&self, text: &str) -> anyhow::Result<TokenizedText> {
+        let encoding = self
+            .inner
+            .encode_char_offsets(text, true)
+            .map_err(|e| anyhow::anyhow!("tokenizing {text:?}: {e}"))?;
+        Ok(TokenizedText {
+            ids: encoding.get_ids().iter().map(|&i| i64::from(i)).collect(),
+            attention: encoding
+                .get_attention_mask()
+                .iter()
+                .map(|&m| i64::from(m))
+                .collect(),
+            offsets: encoding.get_offsets().to_vec(),
+            special: encoding
+                .get_special_tokens_mask()
+                .iter()
+                .map(|&s| s == 1)
+                .collect(),
+        })
+    }
+}
