@@ -57,6 +57,13 @@ pub fn entity_input_fixtures() -> PathBuf {
         .clone()
 }
 
+/// An Arrow file written the way ARL's make_arrow.py writes them (`scripts/fixtures/arl_arrow.py`).
+pub fn arl_arrow_fixtures() -> PathBuf {
+    static MADE: OnceLock<PathBuf> = OnceLock::new();
+    MADE.get_or_init(|| fixtures("arl_arrow", "arl_arrow.py"))
+        .clone()
+}
+
 /// `tests/fixtures/NAME`, written by `scripts/fixtures/SCRIPT` unless its manifest exists.
 fn fixtures(name: &str, script: &str) -> PathBuf {
     let dir = workspace_root().join("tests/fixtures").join(name);

@@ -1,3 +1,7 @@
-//! Data: the text pipeline (and, with issue 5, shards, streaming and images).
+//! Data: the sample order across ranks and the text pipeline (shards, streaming and images
+//! arrive with the rest of issue 5).
 
+pub mod sampler;
+pub mod shard;
+pub mod table;
 pub mod text;

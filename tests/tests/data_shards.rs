@@ -1,0 +1,67 @@
+//! The shard format against files that ARL's own make_arrow.py writes (pandas + pyarrow, by
+//! scripts/fixtures/arl_arrow.py): they read as a dataset without conversion.
+
+use arl_tests::arl_arrow_fixtures;
+use arl_worker::data::shard::{Manifest, verify_and_decode};
+use arl_worker::data::table::{self, ImageTextRow};
+
+#[derive(serde::Deserialize)]
+struct Expected {
+    rows: Vec<ExpectedRow>,
+}
+
+#[derive(serde::Deserialize)]
+struct ExpectedRow {
+    image: String,
+    caption: Vec<String>,
+    image_id: String,
+    img_ents: Vec<i64>,
+    txt_ents: Vec<Vec<[i64; 3]>>,
+    split: String,
+}
+
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn an_arl_arrow_file_is_a_one_shard_dataset() {
+    let dir = arl_arrow_fixtures();
+    let bytes = std::fs::read(dir.join("roco_train.arrow")).unwrap();
+    let expected: Expected =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let manifest = Manifest::for_arrow_file("roco_train.arrow", &bytes, "caption").unwrap();
+    let shard = &manifest.shards[0];
+    assert_eq!((shard.rows, shard.items), (3, 6));
+    assert!(
+        manifest.columns.contains(&"image_id: LargeUtf8".to_owned()),
+        "{:?}",
+        manifest.columns
+    );
+    let batches = verify_and_decode(shard, &bytes).unwrap();
+    let rows: Vec<ImageTextRow> = batches
+        .iter()
+        .flat_map(|b| (0..b.num_rows()).map(move |r| table::row(b, r).unwrap()))
+        .collect();
+    let wanted: Vec<ImageTextRow> = expected
+        .rows
+        .into_iter()
+        .map(|r| ImageTextRow {
+            image: unhex(&r.image),
+            captions: r.caption,
+            image_id: r.image_id,
+            img_ents: r.img_ents,
+            txt_ents: r.txt_ents,
+            split: r.split,
+        })
+        .collect();
+    assert_eq!(rows, wanted);
+    let error = Manifest::for_arrow_file("roco_train.arrow", &bytes, "questions").unwrap_err();
+    assert_eq!(
+        format!("{error:#}"),
+        "reading roco_train.arrow: no column \"questions\""
+    );
+}

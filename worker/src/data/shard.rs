@@ -1,0 +1,290 @@
+//! Sharded datasets: Arrow IPC files of at most a configured size, and an `index.json` manifest
+//! (format version, columns, text column, and per shard its name, rows, items, bytes and
+//! sha256). A shard is verified against its manifest entry before it is decoded. One ARL `.arrow`
+//! file is a dataset of one shard.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, ensure};
+use arrow_array::RecordBatch;
+use arrow_ipc::reader::FileReader;
+use arrow_ipc::writer::FileWriter;
+use sha2::{Digest, Sha256};
+
+use super::table;
+
+/// Name of the manifest file.
+pub const MANIFEST_FILE: &str = "index.json";
+/// Version of the layout.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One shard in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShardEntry {
+    /// File name, relative to the dataset root.
+    pub name: String,
+    /// Rows (images).
+    pub rows: u64,
+    /// Items (image-text pairs).
+    pub items: u32,
+    /// File size.
+    pub bytes: u64,
+    /// Hex sha256 of the file.
+    pub sha256: String,
+}
+
+/// A dataset's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// Layout version.
+    pub format_version: u32,
+    /// `name: type` of every column.
+    pub columns: Vec<String>,
+    /// The list column whose elements are the items.
+    pub text_column: String,
+    /// Shards in order.
+    pub shards: Vec<ShardEntry>,
+}
+
+impl Manifest {
+    /// Items of every shard (what the sampler orders).
+    pub fn items_per_shard(&self) -> Vec<u32> {
+        self.shards.iter().map(|s| s.items).collect()
+    }
+
+    /// Parses `index.json`; `source` names it in errors.
+    ///
+    /// # Errors
+    /// Malformed JSON or another format version.
+    pub fn parse(text: &[u8], source: &str) -> anyhow::Result<Self> {
+        let manifest: Self =
+            serde_json::from_slice(text).with_context(|| format!("parsing {source}"))?;
+        ensure!(
+            manifest.format_version == FORMAT_VERSION,
+            "{source}: format_version {} (this build reads {FORMAT_VERSION})",
+            manifest.format_version
+        );
+        Ok(manifest)
+    }
+
+    /// The manifest of a single ARL `.arrow` file.
+    ///
+    /// # Errors
+    /// The file is not an Arrow IPC file or lacks the text column (named).
+    pub fn for_arrow_file(name: &str, bytes: &[u8], text_column: &str) -> anyhow::Result<Self> {
+        let batches = decode(bytes).with_context(|| format!("reading {name}"))?;
+        let entry = entry_for(name, bytes, &batches, text_column)
+            .with_context(|| format!("reading {name}"))?;
+        Ok(Self {
+            format_version: FORMAT_VERSION,
+            columns: columns(batches.first().map(|b| b.schema())),
+            text_column: text_column.to_owned(),
+            shards: vec![entry],
+        })
+    }
+}
+
+fn columns(schema: Option<arrow_schema::SchemaRef>) -> Vec<String> {
+    schema
+        .map(|s| {
+            s.fields()
+                .iter()
+                .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+fn entry_for(
+    name: &str,
+    bytes: &[u8],
+    batches: &[RecordBatch],
+    text_column: &str,
+) -> anyhow::Result<ShardEntry> {
+    let mut items = 0u32;
+    for batch in batches {
+        items += table::text_counts(batch, text_column)?.iter().sum::<u32>();
+    }
+    Ok(ShardEntry {
+        name: name.to_owned(),
+        rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+        items,
+        bytes: bytes.len() as u64,
+        sha256: sha256_hex(bytes),
+    })
+}
+
+/// Decodes an Arrow IPC file.
+///
+/// # Errors
+/// Not an Arrow IPC file, or truncated.
+pub fn decode(bytes: &[u8]) -> anyhow::Result<Vec<RecordBatch>> {
+    let reader = FileReader::try_new(Cursor::new(bytes), None)?;
+    Ok(reader.collect::<Result<_, _>>()?)
+}
+
+/// Checks a shard's bytes against its entry, then decodes it.
+///
+/// # Errors
+/// Size or hash mismatch, or undecodable bytes; the shard is named.
+pub fn verify_and_decode(entry: &ShardEntry, bytes: &[u8]) -> anyhow::Result<Vec<RecordBatch>> {
+    ensure!(
+        bytes.len() as u64 == entry.bytes,
+        "shard {}: {} bytes, the manifest says {}",
+        entry.name,
+        bytes.len(),
+        entry.bytes
+    );
+    let hash = sha256_hex(bytes);
+    ensure!(
+        hash == entry.sha256,
+        "shard {}: sha256 {hash}, the manifest says {}",
+        entry.name,
+        entry.sha256
+    );
+    decode(bytes).with_context(|| format!("shard {}", entry.name))
+}
+
+/// Writes rows into shards of at most `shard_bytes` of image data (at least one row each) in a
+/// local folder, then the manifest.
+pub struct ShardWriter {
+    dir: PathBuf,
+    shard_bytes: usize,
+    pending: Vec<table::ImageTextRow>,
+    pending_bytes: usize,
+    shards: Vec<ShardEntry>,
+}
+
+impl ShardWriter {
+    /// A writer into `dir` (created).
+    ///
+    /// # Errors
+    /// The folder cannot be created.
+    pub fn new(dir: &Path, shard_bytes: usize) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            shard_bytes,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            shards: Vec::new(),
+        })
+    }
+
+    /// Adds a row; a full shard is written out.
+    ///
+    /// # Errors
+    /// A shard cannot be written.
+    pub fn push(&mut self, row: table::ImageTextRow) -> anyhow::Result<()> {
+        let size = row.image.len() + row.captions.iter().map(String::len).sum::<usize>();
+        if !self.pending.is_empty() && self.pending_bytes + size > self.shard_bytes {
+            self.flush()?;
+        }
+        self.pending_bytes += size;
+        self.pending.push(row);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        let batch = table::to_batch(&std::mem::take(&mut self.pending))?;
+        self.pending_bytes = 0;
+        let mut bytes = Vec::new();
+        let mut writer = FileWriter::try_new(&mut bytes, &batch.schema())?;
+        writer.write(&batch)?;
+        writer.finish()?;
+        drop(writer);
+        let name = format!("shard-{:05}.arrow", self.shards.len());
+        let entry = entry_for(&name, &bytes, &[batch], table::TEXT_COLUMN)?;
+        write_atomic(&self.dir.join(&name), &bytes)?;
+        self.shards.push(entry);
+        Ok(())
+    }
+
+    /// Writes the last shard and the manifest; returns the manifest.
+    ///
+    /// # Errors
+    /// A file cannot be written.
+    pub fn finish(mut self) -> anyhow::Result<Manifest> {
+        if !self.pending.is_empty() {
+            self.flush()?;
+        }
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            columns: columns(Some(std::sync::Arc::new(table::schema()))),
+            text_column: table::TEXT_COLUMN.to_owned(),
+            shards: self.shards,
+        };
+        let json = serde_json::to_vec_pretty(&manifest)?;
+        write_atomic(&self.dir.join(MANIFEST_FILE), &json)?;
+        Ok(manifest)
+    }
+}
+
+/// Writes `path` through a temporary file and a rename, so a reader never sees half a file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::table::ImageTextRow;
+
+    fn rows(n: usize) -> Vec<ImageTextRow> {
+        (0..n)
+            .map(|i| ImageTextRow {
+                image: vec![i as u8; 100],
+                captions: (0..=i % 3).map(|k| format!("text {i}.{k}")).collect(),
+                image_id: format!("{i}.png"),
+                split: "train".into(),
+                ..ImageTextRow::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_split_into_verified_shards_and_a_manifest() {
+        let dir = std::env::temp_dir().join(format!("arl-shards-{}", std::process::id()));
+        let mut writer = ShardWriter::new(&dir, 350).unwrap();
+        for row in rows(10) {
+            writer.push(row).unwrap();
+        }
+        let manifest = writer.finish().unwrap();
+        assert_eq!(
+            manifest.shards.len(),
+            4,
+            "3 rows of 100+ bytes per 350-byte shard"
+        );
+        assert_eq!(manifest.shards.iter().map(|s| s.rows).sum::<u64>(), 10);
+        let items: u32 = (0..10).map(|i| i % 3 + 1).sum();
+        assert_eq!(manifest.items_per_shard().iter().sum::<u32>(), items);
+        let text = std::fs::read(dir.join(MANIFEST_FILE)).unwrap();
+        assert_eq!(Manifest::parse(&text, "index.json").unwrap(), manifest);
+        let entry = &manifest.shards[1];
+        let mut bytes = std::fs::read(dir.join(&entry.name)).unwrap();
+        let batches = verify_and_decode(entry, &bytes).unwrap();
+        assert_eq!(table::row(&batches[0], 0).unwrap(), rows(10)[3]);
+        bytes[200] ^= 1;
+        let error = verify_and_decode(entry, &bytes).unwrap_err().to_string();
+        assert!(
+            error.starts_with("shard shard-00001.arrow: sha256"),
+            "{error}"
+        );
+        let error = verify_and_decode(entry, &bytes[..bytes.len() - 8])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("bytes, the manifest says"), "{error}");
+        let error = Manifest::for_arrow_file("cut.arrow", &bytes[..300], "caption")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(error, "reading cut.arrow");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
