@@ -170,3 +170,132 @@ fn forward_json_lines(stdout: ChildStdout) -> Receiver<Value> {
     });
     receiver
 }
+
+/// A real S3-compatible server (s3s-fs, installed into `.venv/bin` by `scripts/setup`) on
+/// 127.0.0.1 over a temporary folder; each bucket is a sub-folder. Killed on drop.
+pub struct S3Server {
+    child: Child,
+    root: PathBuf,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl S3Server {
+    const ACCESS_KEY: &'static str = "arl-test";
+    const SECRET_KEY: &'static str = "arl-test-secret-key";
+
+    /// Starts a server with these buckets and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// If s3s-fs is missing or does not start within 10 s.
+    pub fn start(buckets: &[&str]) -> Self {
+        let binary = workspace_root().join(".venv/bin/s3s-fs");
+        assert!(
+            binary.exists(),
+            "{} is missing: run scripts/setup",
+            binary.display()
+        );
+        let port = free_port();
+        let root = std::env::temp_dir().join(format!("arl-s3-{}-{port}", std::process::id()));
+        for bucket in buckets {
+            std::fs::create_dir_all(root.join(bucket)).expect("bucket folder");
+        }
+        let child = Command::new(binary)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--access-key",
+                Self::ACCESS_KEY,
+                "--secret-key",
+                Self::SECRET_KEY,
+            ])
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting s3s-fs");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "s3s-fs did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            root,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The object-store environment of a client (for child processes).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", Self::ACCESS_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", Self::SECRET_KEY.to_owned()),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ]
+    }
+
+    /// The same as builder options (for this process).
+    pub fn options(&self) -> Vec<(String, String)> {
+        self.env()
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Writes a small sharded dataset into `dir`: 24 images with 1–3 texts each (48 items, image ids
+/// `0.png`…), in shards of about 5 images; returns the number of items.
+pub fn write_dataset(dir: &Path) -> usize {
+    use arl_worker::data::{shard::ShardWriter, table::ImageTextRow};
+    let mut writer = ShardWriter::new(dir, 1000).expect("dataset folder");
+    let mut items = 0;
+    for i in 0..24u8 {
+        let texts = 1 + usize::from(i % 3);
+        items += texts;
+        let row = ImageTextRow {
+            image: vec![i; 180],
+            captions: (0..texts).map(|t| format!("image {i} text {t}")).collect(),
+            image_id: format!("{i}.png"),
+            split: "train".into(),
+            ..ImageTextRow::default()
+        };
+        writer.push(row).expect("writing a shard");
+    }
+    assert!(writer.finish().expect("manifest").shards.len() >= 4);
+    items
+}
+
+/// A fresh temporary folder for one test (`arl-NAME-PID`).
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("arl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+/// Copies every file of `local` into the object-store folder `remote`.
+pub fn upload_dir(remote: &arl_worker::data::remote::Remote, local: &Path) {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    for entry in std::fs::read_dir(local).expect("dataset folder") {
+        let path = entry.expect("folder entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("file name");
+        let bytes = bytes::Bytes::from(std::fs::read(&path).expect("reading a dataset file"));
+        runtime.block_on(remote.put(name, bytes)).expect("upload");
+    }
+}

@@ -2,20 +2,13 @@
 //! scripts/setup), a UMLS release in miniature (RRF files in the real column layout), both output
 //! layouts, determinism, and inputs that fail.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use arl_tests::{release_binary, workspace_root};
+use arl_tests::{release_binary, scratch_dir, workspace_root};
 use arl_worker::knowledge::build::{BuildConfig, build};
 use arl_worker::knowledge::transe::TransEConfig;
 use arl_worker::knowledge::{openke, store};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("arl-kb-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A quick TransE: small width, few epochs.
 fn quick_transe() -> TransEConfig {
@@ -40,7 +33,7 @@ fn hpo_config(output: &Path) -> BuildConfig {
 
 #[test]
 fn the_whole_hpo_graph_trains_transe_well_above_untrained_and_writes_both_layouts() {
-    let dir = scratch("hpo");
+    let dir = scratch_dir("kb-hpo");
     let report = build(&hpo_config(&dir)).unwrap();
     assert_eq!(
         (report.entities, report.relations, report.triples),
@@ -78,7 +71,7 @@ fn the_iu_corpus_bounds_the_vocabulary_and_a_seed_fixes_every_byte() {
         holdout: 0.0,
         ..hpo_config(output)
     };
-    let (a, b) = (scratch("iu-a"), scratch("iu-b"));
+    let (a, b) = (scratch_dir("kb-iu-a"), scratch_dir("kb-iu-b"));
     let report = build(&config(&a)).unwrap();
     assert_eq!(report.texts, 3_955);
     assert!(
@@ -171,7 +164,7 @@ C0018787|T023|A1.2.3.1|Body Part, Organ, or Organ Component|AT4|256|
 
 #[test]
 fn a_umls_release_builds_with_semantic_type_filters_and_rela_names() {
-    let dir = scratch("umls");
+    let dir = scratch_dir("kb-umls");
     let meta = dir.join("META");
     std::fs::create_dir_all(&meta).unwrap();
     write_umls(&meta);
@@ -213,7 +206,7 @@ fn a_umls_release_builds_with_semantic_type_filters_and_rela_names() {
 
 #[test]
 fn config_errors_name_the_file_and_the_key() {
-    let dir = scratch("config");
+    let dir = scratch_dir("kb-config");
     let path = dir.join("bad.toml");
     std::fs::write(&path, "[knowledge]\n[knowledge.transe]\nepochz = 3\n").unwrap();
     let error = format!("{:#}", BuildConfig::from_toml_file(&path).unwrap_err());
@@ -238,7 +231,7 @@ fn config_errors_name_the_file_and_the_key() {
 
 #[test]
 fn the_cli_prints_sizes_and_link_prediction() {
-    let dir = scratch("cli");
+    let dir = scratch_dir("kb-cli");
     let config = dir.join("k.toml");
     std::fs::write(
         &config,

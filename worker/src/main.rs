@@ -90,6 +90,40 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         threads: i32,
     },
+    /// Stream a sharded dataset as rank RANK of WORLD and print each step's samples as a JSON
+    /// line (`{"step", "samples": [[image_id, text], …], "state"}`), then the cache counters.
+    StreamCheck {
+        /// Dataset URL (a folder with index.json, or one ARL .arrow file).
+        #[arg(long)]
+        url: String,
+        /// Local cache folder.
+        #[arg(long)]
+        cache: std::path::PathBuf,
+        /// Cache size cap in MiB.
+        #[arg(long, default_value_t = 1024)]
+        cache_mb: u64,
+        /// Samples per step over all ranks.
+        #[arg(long)]
+        global_batch: usize,
+        /// Steps to draw.
+        #[arg(long)]
+        steps: usize,
+        /// This rank.
+        #[arg(long, default_value_t = 0)]
+        rank: usize,
+        /// Ranks.
+        #[arg(long, default_value_t = 1)]
+        world: usize,
+        /// Sampler seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Resume: epoch.
+        #[arg(long, default_value_t = 0)]
+        epoch: u64,
+        /// Resume: samples of the epoch consumed by all ranks.
+        #[arg(long, default_value_t = 0)]
+        consumed: u64,
+    },
     /// Time entity linking over the Indiana University reports (for `arl bench link`).
     BenchLink {
         /// OBO ontology for the dictionary.
@@ -234,6 +268,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     m.start_char, m.end_char, m.cui, m.name
                 );
             }
+        }
+        Command::StreamCheck {
+            url,
+            cache,
+            cache_mb,
+            global_batch,
+            steps,
+            rank,
+            world,
+            seed,
+            epoch,
+            consumed,
+        } => {
+            use arl_worker::data::{sampler, stream};
+            use std::sync::atomic::Ordering::Relaxed;
+            let source = stream::ShardSource::open(&url, &cache, cache_mb << 20)?;
+            let cfg = sampler::SamplerConfig {
+                seed,
+                ..sampler::SamplerConfig::default()
+            };
+            let state = sampler::SamplerState { epoch, consumed };
+            let items = source.manifest().items_per_shard();
+            let order = sampler::Sampler::new(items, cfg, global_batch, (rank, world), state)?;
+            let mut stream = stream::RankStream::new(source, order, 2);
+            for step in 0..steps {
+                let samples: Vec<(String, usize)> = stream
+                    .next_batch()?
+                    .into_iter()
+                    .map(|s| (s.row.image_id, s.text))
+                    .collect();
+                let state = stream.sampler().state();
+                println!(
+                    "{}",
+                    serde_json::json!({"step": step, "samples": samples,
+                        "state": {"epoch": state.epoch, "consumed": state.consumed}})
+                );
+            }
+            let stats = stream.source().stats();
+            println!(
+                "{}",
+                serde_json::json!({"hits": stats.hits.load(Relaxed),
+                    "downloads": stats.downloads.load(Relaxed),
+                    "downloaded_bytes": stats.downloaded_bytes.load(Relaxed),
+                    "corrupt": stats.corrupt.load(Relaxed)})
+            );
         }
         Command::BenchLink {
             ontology,

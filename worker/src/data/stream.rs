@@ -1,0 +1,299 @@
+//! Streaming a sharded dataset into one rank: the manifest from the dataset URL, shards through
+//! the local cache (downloaded in the background ahead of use, verified by size and sha256, and
+//! downloaded again when a copy is corrupt), and the rank's samples step by step in the
+//! sampler's order.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+use super::cache::ShardCache;
+use super::remote::Remote;
+use super::sampler::{SampleRef, Sampler};
+use super::shard::{MANIFEST_FILE, Manifest, ShardEntry, verify_and_decode};
+use super::table::{self, ImageTextRow};
+
+/// Downloads of one shard before a hash mismatch is final.
+const DOWNLOADS: u32 = 3;
+
+/// Counters of a source.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    /// Shards served from the cache.
+    pub hits: AtomicU64,
+    /// Shards downloaded.
+    pub downloads: AtomicU64,
+    /// Bytes downloaded.
+    pub downloaded_bytes: AtomicU64,
+    /// Copies found corrupt (in the cache or as downloaded) and fetched again.
+    pub corrupt: AtomicU64,
+}
+
+struct Shared {
+    remote: Remote,
+    cache: ShardCache,
+    stats: StreamStats,
+}
+
+/// A dataset's shards, through the cache.
+pub struct ShardSource {
+    shared: Arc<Shared>,
+    manifest: Manifest,
+    runtime: tokio::runtime::Runtime,
+    inflight: Mutex<HashMap<u32, JoinHandle<anyhow::Result<()>>>>,
+}
+
+impl Shared {
+    /// Downloads a shard until its bytes match the manifest, then caches it.
+    async fn download(&self, entry: &ShardEntry) -> anyhow::Result<Bytes> {
+        let mut last = None;
+        for _ in 0..DOWNLOADS {
+            let bytes = self.remote.get(&entry.name).await?;
+            self.stats.downloads.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .downloaded_bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            match verify_and_decode(entry, &bytes) {
+                Ok(_) => {
+                    self.cache.insert(&entry.name, &bytes)?;
+                    return Ok(bytes);
+                }
+                Err(error) => {
+                    self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(shard = %entry.name, %error, "corrupt download; fetching again");
+                    last = Some(error);
+                }
+            }
+        }
+        let error = last.unwrap_or_else(|| anyhow::anyhow!("no download"));
+        Err(error.context(format!(
+            "{}: still corrupt after {DOWNLOADS} downloads",
+            self.remote.describe(&entry.name)
+        )))
+    }
+}
+
+impl ShardSource {
+    /// Opens the dataset at `url` (a folder with `index.json`, or one ARL `.arrow` file) with a
+    /// cache of at most `cache_bytes` in `cache_dir`.
+    ///
+    /// # Errors
+    /// The URL, the manifest or the cache folder cannot be used (named).
+    pub fn open(url: &str, cache_dir: &Path, cache_bytes: u64) -> anyhow::Result<Self> {
+        let (folder, file) = match url.rsplit_once('/') {
+            Some((folder, file)) if file.ends_with(".arrow") => (folder, Some(file)),
+            _ => (url, None),
+        };
+        Self::with_remote(Remote::open(folder)?, file, cache_dir, cache_bytes)
+    }
+
+    /// As [`ShardSource::open`] on an already opened folder; `file` names a single `.arrow` file.
+    ///
+    /// # Errors
+    /// As [`ShardSource::open`].
+    pub fn with_remote(
+        remote: Remote,
+        file: Option<&str>,
+        cache_dir: &Path,
+        cache_bytes: u64,
+    ) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let manifest = match file {
+            Some(name) => {
+                let bytes = runtime.block_on(remote.get(name))?;
+                Manifest::for_arrow_file(name, &bytes, table::TEXT_COLUMN)?
+            }
+            None => {
+                let text = runtime.block_on(remote.get(MANIFEST_FILE))?;
+                Manifest::parse(&text, &remote.describe(MANIFEST_FILE))?
+            }
+        };
+        Ok(Self {
+            shared: Arc::new(Shared {
+                remote,
+                cache: ShardCache::new(cache_dir, cache_bytes)?,
+                stats: StreamStats::default(),
+            }),
+            manifest,
+            runtime,
+            inflight: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &StreamStats {
+        &self.shared.stats
+    }
+
+    fn entry(&self, shard: u32) -> anyhow::Result<&ShardEntry> {
+        self.manifest
+            .shards
+            .get(shard as usize)
+            .with_context(|| format!("no shard {shard} in the manifest"))
+    }
+
+    /// Starts background downloads of the shards that are neither cached nor on their way.
+    pub fn prefetch(&self, shards: &[u32]) {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        for &shard in shards {
+            let Ok(entry) = self.entry(shard) else {
+                continue;
+            };
+            if inflight.contains_key(&shard) || self.shared.cache.contains(&entry.name) {
+                continue;
+            }
+            let (shared, entry) = (Arc::clone(&self.shared), entry.clone());
+            let task = self
+                .runtime
+                .spawn(async move { shared.download(&entry).await.map(|_| ()) });
+            inflight.insert(shard, task);
+        }
+    }
+
+    /// The record batches of a shard: from the cache when a valid copy is there, else after its
+    /// background download, else downloaded now.
+    ///
+    /// # Errors
+    /// The shard cannot be read, or stays corrupt (named).
+    pub fn shard(&self, shard: u32) -> anyhow::Result<Vec<RecordBatch>> {
+        let entry = self.entry(shard)?.clone();
+        let pending = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&shard);
+        if let Some(task) = pending {
+            // A failed prefetch is retried below.
+            let _ = self.runtime.block_on(task);
+        }
+        if let Some(bytes) = self.shared.cache.get(&entry.name)? {
+            match verify_and_decode(&entry, &bytes) {
+                Ok(batches) => {
+                    self.shared.stats.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(batches);
+                }
+                Err(error) => {
+                    self.shared.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(shard = %entry.name, %error, "corrupt cached copy; fetching again");
+                    self.shared.cache.remove(&entry.name);
+                }
+            }
+        }
+        let bytes = self.runtime.block_on(self.shared.download(&entry))?;
+        verify_and_decode(&entry, &bytes)
+    }
+}
+
+/// A decoded shard with its item → (row, text) index.
+struct OpenShard {
+    batches: Vec<RecordBatch>,
+    /// Per item: (batch, row in batch, text index).
+    items: Vec<(u32, u32, u32)>,
+}
+
+impl OpenShard {
+    fn new(batches: Vec<RecordBatch>, text_column: &str) -> anyhow::Result<Self> {
+        let mut items = Vec::new();
+        for (b, batch) in batches.iter().enumerate() {
+            for (row, texts) in table::text_counts(batch, text_column)?
+                .into_iter()
+                .enumerate()
+            {
+                items.extend((0..texts).map(|t| (b as u32, row as u32, t)));
+            }
+        }
+        Ok(Self { batches, items })
+    }
+}
+
+/// One sample: an image row and which of its texts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// Where it came from.
+    pub at: SampleRef,
+    /// The image row.
+    pub row: ImageTextRow,
+    /// Index of the text in `row.captions`.
+    pub text: usize,
+}
+
+/// The samples of one rank, step by step.
+pub struct RankStream {
+    source: ShardSource,
+    sampler: Sampler,
+    open: HashMap<u32, OpenShard>,
+    /// Steps of look-ahead for prefetching.
+    lookahead: usize,
+}
+
+impl RankStream {
+    /// A stream over `source` in `sampler`'s order.
+    pub fn new(source: ShardSource, sampler: Sampler, lookahead: usize) -> Self {
+        Self {
+            source,
+            sampler,
+            open: HashMap::new(),
+            lookahead,
+        }
+    }
+
+    /// The sampler (its state is what a checkpoint keeps).
+    pub fn sampler(&self) -> &Sampler {
+        &self.sampler
+    }
+
+    /// The source (its counters).
+    pub fn source(&self) -> &ShardSource {
+        &self.source
+    }
+
+    /// This rank's samples of the next step.
+    ///
+    /// # Errors
+    /// A shard cannot be read or decoded (named with its row).
+    pub fn next_batch(&mut self) -> anyhow::Result<Vec<Sample>> {
+        let refs = self.sampler.next_batch();
+        let upcoming = self.sampler.upcoming_shards(self.lookahead);
+        self.source.prefetch(&upcoming);
+        let mut samples = Vec::with_capacity(refs.len());
+        for at in refs {
+            if !self.open.contains_key(&at.shard) {
+                let batches = self.source.shard(at.shard)?;
+                let text_column = self.source.manifest().text_column.clone();
+                self.open
+                    .insert(at.shard, OpenShard::new(batches, &text_column)?);
+            }
+            let shard = &self.open[&at.shard];
+            let &(b, row, text) = shard
+                .items
+                .get(at.item as usize)
+                .with_context(|| format!("shard {}: no item {}", at.shard, at.item))?;
+            let name = &self.source.manifest().shards[at.shard as usize].name;
+            let row = table::row(&shard.batches[b as usize], row as usize)
+                .with_context(|| format!("shard {name}, row {row}"))?;
+            samples.push(Sample {
+                at,
+                row,
+                text: text as usize,
+            });
+        }
+        // Keep only the shards still ahead.
+        let keep: Vec<u32> = upcoming;
+        self.open.retain(|shard, _| keep.contains(shard));
+        Ok(samples)
+    }
+}
