@@ -64,6 +64,13 @@ pub fn arl_arrow_fixtures() -> PathBuf {
         .clone()
 }
 
+/// Real images and PIL's `clip` transform of them (`scripts/fixtures/image_transforms.py`).
+pub fn image_fixtures() -> PathBuf {
+    static MADE: OnceLock<PathBuf> = OnceLock::new();
+    MADE.get_or_init(|| fixtures("image_transforms", "image_transforms.py"))
+        .clone()
+}
+
 /// `tests/fixtures/NAME`, written by `scripts/fixtures/SCRIPT` unless its manifest exists.
 fn fixtures(name: &str, script: &str) -> PathBuf {
     let dir = workspace_root().join("tests/fixtures").join(name);

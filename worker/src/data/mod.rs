@@ -2,6 +2,7 @@
 //! arrive with the rest of issue 5).
 
 pub mod cache;
+pub mod image;
 pub mod remote;
 pub mod sampler;
 pub mod shard;

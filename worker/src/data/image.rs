@@ -1,0 +1,214 @@
+//! ARL's image transforms (ARL_SPEC.md §4.5) without Python: decode (JPEG, PNG; grey replicated
+//! to RGB, alpha dropped), resize with PIL's antialiased bicubic (a convolution whose Keys
+//! a = −0.5 kernel widens with the downscale factor: `fast_image_resize`'s Catmull-Rom filter),
+//! centre crop, torchvision's RandomResizedCrop, and CLIP normalisation into a (3, S, S) tensor.
+
+use anyhow::Context;
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use rand::Rng;
+use tch::Tensor;
+
+/// CLIP's per-channel mean.
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// CLIP's per-channel standard deviation.
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+
+/// An 8-bit RGB image, rows of interleaved channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rgb {
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+    /// `height × width × 3` bytes.
+    pub pixels: Vec<u8>,
+}
+
+/// Decodes JPEG or PNG bytes to RGB.
+///
+/// # Errors
+/// Bytes that are not a supported, intact image.
+pub fn decode(bytes: &[u8]) -> anyhow::Result<Rgb> {
+    let image = image::load_from_memory(bytes).context("decoding an image")?;
+    let rgb = image.to_rgb8();
+    Ok(Rgb {
+        width: rgb.width(),
+        height: rgb.height(),
+        pixels: rgb.into_raw(),
+    })
+}
+
+/// Resizes the region `(left, top, width, height)` of `image` to `width × height` pixels with
+/// PIL's antialiased bicubic.
+fn resize_region(
+    image: &Rgb,
+    region: (f64, f64, f64, f64),
+    size: (u32, u32),
+) -> anyhow::Result<Rgb> {
+    let src = Image::from_vec_u8(
+        image.width,
+        image.height,
+        image.pixels.clone(),
+        PixelType::U8x3,
+    )?;
+    let mut dst = Image::new(size.0, size.1, PixelType::U8x3);
+    let (left, top, width, height) = region;
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
+        .crop(left, top, width, height);
+    Resizer::new().resize(&src, &mut dst, &options)?;
+    Ok(Rgb {
+        width: size.0,
+        height: size.1,
+        pixels: dst.into_vec(),
+    })
+}
+
+/// torchvision's `Resize(size)`: the shorter side becomes `size`, the longer
+/// `int(size · long / short)`.
+pub fn resize_shorter(image: &Rgb, size: u32) -> anyhow::Result<Rgb> {
+    let (w, h) = (image.width, image.height);
+    let scaled =
+        |long: u32, short: u32| (f64::from(size) * f64::from(long) / f64::from(short)) as u32;
+    let target = if w <= h {
+        (size, scaled(h, w))
+    } else {
+        (scaled(w, h), size)
+    };
+    resize_region(image, (0.0, 0.0, f64::from(w), f64::from(h)), target)
+}
+
+/// torchvision's `CenterCrop(size)` (offsets rounded half to even, as Python's `round`).
+pub fn center_crop(image: &Rgb, size: u32) -> Rgb {
+    let offset = |total: u32| {
+        ((f64::from(total) - f64::from(size)) / 2.0)
+            .round_ties_even()
+            .max(0.0) as u32
+    };
+    let (top, left) = (offset(image.height), offset(image.width));
+    let row = |y: u32| {
+        let start = ((top + y) * image.width + left) as usize * 3;
+        &image.pixels[start..start + size as usize * 3]
+    };
+    Rgb {
+        width: size,
+        height: size,
+        pixels: (0..size).flat_map(|y| row(y).iter().copied()).collect(),
+    }
+}
+
+/// torchvision's `RandomResizedCrop` box: up to ten tries of an area fraction in `scale` and a
+/// log-uniform aspect ratio in `ratio`, else the centre crop of the ratio-clamped image.
+/// Returns `(left, top, width, height)`.
+pub fn random_resized_crop_box(
+    width: u32,
+    height: u32,
+    scale: (f64, f64),
+    ratio: (f64, f64),
+    rng: &mut impl Rng,
+) -> (u32, u32, u32, u32) {
+    let area = f64::from(width) * f64::from(height);
+    let (log_low, log_high) = (ratio.0.ln(), ratio.1.ln());
+    for _ in 0..10 {
+        let target = area * rng.gen_range(scale.0..=scale.1);
+        let aspect = rng.gen_range(log_low..=log_high).exp();
+        let w = (target * aspect).sqrt().round() as u32;
+        let h = (target / aspect).sqrt().round() as u32;
+        if (1..=width).contains(&w) && (1..=height).contains(&h) {
+            let top = rng.gen_range(0..=height - h);
+            let left = rng.gen_range(0..=width - w);
+            return (left, top, w, h);
+        }
+    }
+    let in_ratio = f64::from(width) / f64::from(height);
+    let (w, h) = if in_ratio < ratio.0 {
+        (width, (f64::from(width) / ratio.0).round() as u32)
+    } else if in_ratio > ratio.1 {
+        ((f64::from(height) * ratio.1).round() as u32, height)
+    } else {
+        (width, height)
+    };
+    ((width - w) / 2, (height - h) / 2, w, h)
+}
+
+/// ARL's `clip` transform: resize the shorter side to `size`, centre crop `size × size`.
+///
+/// # Errors
+/// The image cannot be resized (zero-sized).
+pub fn clip(image: &Rgb, size: u32) -> anyhow::Result<Rgb> {
+    Ok(center_crop(&resize_shorter(image, size)?, size))
+}
+
+/// ARL's `clip_resizedcrop`: RandomResizedCrop(size, scale (0.9, 1), ratio (3/4, 4/3), bicubic).
+///
+/// # Errors
+/// The image cannot be resized (zero-sized).
+pub fn clip_resized_crop(image: &Rgb, size: u32, rng: &mut impl Rng) -> anyhow::Result<Rgb> {
+    let (left, top, w, h) = random_resized_crop_box(
+        image.width,
+        image.height,
+        (0.9, 1.0),
+        (0.75, 4.0 / 3.0),
+        rng,
+    );
+    let region = (f64::from(left), f64::from(top), f64::from(w), f64::from(h));
+    resize_region(image, region, (size, size))
+}
+
+/// `ToTensor` then CLIP `Normalize`: float (3, H, W).
+pub fn normalized_tensor(image: &Rgb) -> Tensor {
+    let (h, w) = (i64::from(image.height), i64::from(image.width));
+    let hwc = Tensor::from_slice(&image.pixels).view([h, w, 3]);
+    let mean = Tensor::from_slice(&CLIP_MEAN).view([3, 1, 1]);
+    let std = Tensor::from_slice(&CLIP_STD).view([3, 1, 1]);
+    (hwc.permute([2, 0, 1]).to_kind(tch::Kind::Float) / 255.0 - mean) / std
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn random_boxes_keep_to_the_scale_and_ratio_and_repeat_with_the_seed() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..200 {
+            let (left, top, w, h) =
+                random_resized_crop_box(400, 300, (0.9, 1.0), (0.75, 4.0 / 3.0), &mut rng);
+            assert!(left + w <= 400 && top + h <= 300);
+            let area = f64::from(w * h) / 120_000.0;
+            assert!((0.88..=1.0).contains(&area), "{area}");
+        }
+        let draw = |seed| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            random_resized_crop_box(400, 300, (0.9, 1.0), (0.75, 4.0 / 3.0), &mut rng)
+        };
+        assert_eq!(draw(5), draw(5));
+        // A very wide image never fits the ratio: the fallback is the clamped centre crop.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        assert_eq!(
+            random_resized_crop_box(1000, 10, (0.9, 1.0), (0.75, 4.0 / 3.0), &mut rng),
+            (493, 0, 13, 10)
+        );
+    }
+
+    #[test]
+    fn normalisation_is_clip_s() {
+        let image = Rgb {
+            width: 1,
+            height: 1,
+            pixels: vec![255, 0, 128],
+        };
+        let t = Vec::<f32>::try_from(normalized_tensor(&image).flatten(0, -1)).unwrap();
+        let expected = [
+            (1.0 - CLIP_MEAN[0]) / CLIP_STD[0],
+            (0.0 - CLIP_MEAN[1]) / CLIP_STD[1],
+            (128.0 / 255.0 - CLIP_MEAN[2]) / CLIP_STD[2],
+        ];
+        for (a, b) in t.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-6);
+        }
+        assert!(decode(b"not an image").is_err());
+    }
+}
