@@ -266,14 +266,19 @@ impl Drop for S3Server {
 /// Writes a small sharded dataset into `dir`: 24 images with 1–3 texts each (48 items, image ids
 /// `0.png`…), in shards of about 5 images; returns the number of items.
 pub fn write_dataset(dir: &Path) -> usize {
+    write_dataset_with(dir, 1000, |i| vec![i; 180])
+}
+
+/// As [`write_dataset`], with image `i`'s bytes from `image` and shards of `shard_bytes`.
+pub fn write_dataset_with(dir: &Path, shard_bytes: usize, image: impl Fn(u8) -> Vec<u8>) -> usize {
     use arl_worker::data::{shard::ShardWriter, table::ImageTextRow};
-    let mut writer = ShardWriter::new(dir, 1000).expect("dataset folder");
+    let mut writer = ShardWriter::new(dir, shard_bytes).expect("dataset folder");
     let mut items = 0;
     for i in 0..24u8 {
         let texts = 1 + usize::from(i % 3);
         items += texts;
         let row = ImageTextRow {
-            image: vec![i; 180],
+            image: image(i),
             captions: (0..texts).map(|t| format!("image {i} text {t}")).collect(),
             image_id: format!("{i}.png"),
             split: "train".into(),

@@ -33,7 +33,9 @@ fn draw(streams: &mut [RankStream], steps: usize) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for _ in 0..steps {
         for s in streams.iter_mut() {
-            for sample in s.next_batch().unwrap() {
+            let step = s.next_batch();
+            assert!(step.bad.is_empty(), "{:?}", step.bad);
+            for sample in step.samples {
                 out.push((
                     sample.row.image_id.clone(),
                     sample.row.captions[sample.text].clone(),

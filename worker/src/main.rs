@@ -293,8 +293,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let order = sampler::Sampler::new(items, cfg, global_batch, (rank, world), state)?;
             let mut stream = stream::RankStream::new(source, order, 2);
             for step in 0..steps {
-                let samples: Vec<(String, usize)> = stream
-                    .next_batch()?
+                let step_samples = stream.next_batch();
+                for bad in &step_samples.bad {
+                    eprintln!("skipped a sample: {}", bad.reason);
+                }
+                let samples: Vec<(String, usize)> = step_samples
+                    .samples
                     .into_iter()
                     .map(|s| (s.row.image_id, s.text))
                     .collect();

@@ -1,8 +1,10 @@
-//! Data: the sample order across ranks and the text pipeline (shards, streaming and images
-//! arrive with the rest of issue 5).
+//! Data: sharded image-text datasets in object storage, streamed through a local cache in a
+//! deterministic order partitioned across ranks, decoded and transformed off the training
+//! thread; and the text pipeline.
 
 pub mod cache;
 pub mod image;
+pub mod loader;
 pub mod remote;
 pub mod sampler;
 pub mod shard;

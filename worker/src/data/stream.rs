@@ -231,6 +231,24 @@ pub struct Sample {
     pub text: usize,
 }
 
+/// A sample that could not be read, and why (the message names the shard and row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadSample {
+    /// Where it was.
+    pub at: SampleRef,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// One step of a rank: the samples read, and those skipped.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// Samples in order.
+    pub samples: Vec<Sample>,
+    /// Samples that could not be read.
+    pub bad: Vec<BadSample>,
+}
+
 /// The samples of one rank, step by step.
 pub struct RankStream {
     source: ShardSource,
@@ -261,39 +279,46 @@ impl RankStream {
         &self.source
     }
 
-    /// This rank's samples of the next step.
-    ///
-    /// # Errors
-    /// A shard cannot be read or decoded (named with its row).
-    pub fn next_batch(&mut self) -> anyhow::Result<Vec<Sample>> {
+    /// This rank's samples of the next step. A sample whose shard cannot be fetched or whose
+    /// row cannot be read is reported in [`Step::bad`], not returned.
+    pub fn next_batch(&mut self) -> Step {
         let refs = self.sampler.next_batch();
         let upcoming = self.sampler.upcoming_shards(self.lookahead);
         self.source.prefetch(&upcoming);
-        let mut samples = Vec::with_capacity(refs.len());
+        let mut step = Step::default();
         for at in refs {
-            if !self.open.contains_key(&at.shard) {
-                let batches = self.source.shard(at.shard)?;
-                let text_column = self.source.manifest().text_column.clone();
-                self.open
-                    .insert(at.shard, OpenShard::new(batches, &text_column)?);
+            match self.read(at) {
+                Ok(sample) => step.samples.push(sample),
+                Err(error) => step.bad.push(BadSample {
+                    at,
+                    reason: format!("{error:#}"),
+                }),
             }
-            let shard = &self.open[&at.shard];
-            let &(b, row, text) = shard
-                .items
-                .get(at.item as usize)
-                .with_context(|| format!("shard {}: no item {}", at.shard, at.item))?;
-            let name = &self.source.manifest().shards[at.shard as usize].name;
-            let row = table::row(&shard.batches[b as usize], row as usize)
-                .with_context(|| format!("shard {name}, row {row}"))?;
-            samples.push(Sample {
-                at,
-                row,
-                text: text as usize,
-            });
         }
         // Keep only the shards still ahead.
-        let keep: Vec<u32> = upcoming;
-        self.open.retain(|shard, _| keep.contains(shard));
-        Ok(samples)
+        self.open.retain(|shard, _| upcoming.contains(shard));
+        step
+    }
+
+    fn read(&mut self, at: SampleRef) -> anyhow::Result<Sample> {
+        let name = &self.source.manifest().shards[at.shard as usize].name;
+        if !self.open.contains_key(&at.shard) {
+            let batches = self.source.shard(at.shard)?;
+            let text_column = &self.source.manifest().text_column;
+            self.open
+                .insert(at.shard, OpenShard::new(batches, text_column)?);
+        }
+        let shard = &self.open[&at.shard];
+        let &(b, row, text) = shard
+            .items
+            .get(at.item as usize)
+            .with_context(|| format!("shard {name}: no item {}", at.item))?;
+        let row = table::row(&shard.batches[b as usize], row as usize)
+            .with_context(|| format!("shard {name}, row {row}"))?;
+        Ok(Sample {
+            at,
+            row,
+            text: text as usize,
+        })
     }
 }

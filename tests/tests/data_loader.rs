@@ -1,0 +1,109 @@
+//! The input pipeline over real images: batches decoded off the training thread, bad images
+//! skipped and counted, too many stopping the run with the image named, seeded random crops.
+
+use arl_tests::{image_fixtures, scratch_dir, write_dataset_with};
+use arl_worker::data::loader::{Loader, LoaderConfig, Transform};
+use arl_worker::data::sampler::{Sampler, SamplerConfig, SamplerState};
+use arl_worker::data::stream::{RankStream, ShardSource};
+
+/// Real PNG and JPEG images, except images 5 and 17 (not images at all).
+fn images() -> impl Fn(u8) -> Vec<u8> {
+    let dir = image_fixtures();
+    let files: Vec<Vec<u8>> = ["CT_small.png", "MR_small.jpg", "examples_rgb_color.jpg"]
+        .iter()
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
+        .collect();
+    move |i| match i {
+        5 | 17 => b"this is not an image".to_vec(),
+        _ => files[usize::from(i) % 3].clone(),
+    }
+}
+
+fn loader(dir: &std::path::Path, cache: &str, cfg: LoaderConfig, steps: usize) -> Loader {
+    let url = format!("file://{}", dir.join("dataset").display());
+    let source = ShardSource::open(&url, &dir.join(cache), 1 << 26).unwrap();
+    let sampler = Sampler::new(
+        source.manifest().items_per_shard(),
+        SamplerConfig::default(),
+        8,
+        (0, 1),
+        SamplerState::default(),
+    )
+    .unwrap();
+    Loader::start(RankStream::new(source, sampler, 2), cfg, steps)
+}
+
+fn config(transform: Transform, max_bad_fraction: f64) -> LoaderConfig {
+    LoaderConfig {
+        threads: 2,
+        queue_depth: 2,
+        transform,
+        max_bad_fraction,
+        seed: 3,
+    }
+}
+
+#[test]
+fn bad_images_are_skipped_and_counted_and_too_many_stop_the_run() {
+    let dir = scratch_dir("loader");
+    write_dataset_with(&dir.join("dataset"), 20_000, images());
+    let tolerant = loader(&dir, "a", config(Transform::Clip { size: 32 }, 0.5), 6);
+    let (mut good, mut bad) = (0, Vec::new());
+    for _ in 0..6 {
+        let batch = tolerant.next_batch().unwrap();
+        assert_eq!(batch.images.size(), [batch.samples.len() as i64, 3, 32, 32]);
+        assert!(
+            batch.samples.iter().all(|s| s.row.image.is_empty()),
+            "bytes dropped after decoding"
+        );
+        good += batch.samples.len();
+        bad.extend(batch.bad);
+    }
+    // Images 5 and 17 have 3 texts each: six bad items in the epoch of 48.
+    assert_eq!((good, bad.len()), (42, 6));
+    assert!(
+        bad.iter()
+            .all(|b| b.reason.contains("\"5.png\"") || b.reason.contains("\"17.png\""))
+    );
+    assert!(tolerant.next_batch().is_err(), "six steps only");
+
+    let strict = loader(&dir, "b", config(Transform::Clip { size: 32 }, 0.0), 6);
+    let error = (0..6)
+        .map(|_| strict.next_batch())
+        .find_map(Result::err)
+        .expect("a bad image stops a strict run");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("max_bad_fraction = 0") && message.contains(".png"),
+        "{message}"
+    );
+    drop((tolerant, strict));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn random_crops_follow_the_seed() {
+    let dir = scratch_dir("loader-crop");
+    write_dataset_with(&dir.join("dataset"), 20_000, images());
+    let crop = Transform::ResizedCrop { size: 24 };
+    let first = loader(&dir, "a", config(crop, 0.5), 2);
+    let again = loader(&dir, "b", config(crop, 0.5), 2);
+    let other = loader(
+        &dir,
+        "c",
+        LoaderConfig {
+            seed: 4,
+            ..config(crop, 0.5)
+        },
+        2,
+    );
+    let (a, b, c) = (
+        first.next_batch().unwrap().images,
+        again.next_batch().unwrap().images,
+        other.next_batch().unwrap().images,
+    );
+    assert!(a.equal(&b), "same seed, same crops");
+    assert!(!a.equal(&c), "another seed, other crops");
+    drop((first, again, other));
+    std::fs::remove_dir_all(dir).unwrap();
+}

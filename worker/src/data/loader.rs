@@ -1,0 +1,208 @@
+//! The rank's input pipeline: a producer thread draws each step's samples from the
+//! [`RankStream`], decodes and transforms the images on a pool of threads, and hands finished
+//! batches to the training thread through a bounded queue, so training never waits on a decode
+//! it could have overlapped. Unreadable samples and undecodable images are skipped, logged and
+//! counted; past a configured fraction the pipeline stops with an error naming the shard and row.
+
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::thread::JoinHandle;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::Tensor;
+
+use super::image::{self, Rgb};
+use super::stream::{BadSample, RankStream, Sample};
+
+/// Which of ARL's transforms the images get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transform {
+    /// Resize the shorter side, centre crop (`clip`).
+    Clip {
+        /// Output side.
+        size: u32,
+    },
+    /// RandomResizedCrop (`clip_resizedcrop`), seeded per step and sample.
+    ResizedCrop {
+        /// Output side.
+        size: u32,
+    },
+}
+
+/// Loader settings.
+#[derive(Debug, Clone)]
+pub struct LoaderConfig {
+    /// Decoding threads.
+    pub threads: usize,
+    /// Finished batches waiting for the training thread.
+    pub queue_depth: usize,
+    /// The transform.
+    pub transform: Transform,
+    /// Fraction of samples that may be bad before the run stops (checked after 100 samples,
+    /// or from the first when 0).
+    pub max_bad_fraction: f64,
+    /// Seed of the random crops.
+    pub seed: u64,
+}
+
+/// One step's batch for the training thread.
+#[derive(Debug)]
+pub struct Batch {
+    /// (B, 3, S, S), CLIP-normalised.
+    pub images: Tensor,
+    /// The samples, in the same order (images decoded, so their bytes are dropped).
+    pub samples: Vec<Sample>,
+    /// Samples skipped in this step.
+    pub bad: Vec<BadSample>,
+}
+
+/// The running pipeline.
+pub struct Loader {
+    batches: Receiver<anyhow::Result<Batch>>,
+    producer: Option<JoinHandle<()>>,
+}
+
+/// Decodes and transforms one sample's image.
+fn transform(sample: &Sample, transform: Transform, seed: u64) -> anyhow::Result<Rgb> {
+    let decoded = image::decode(&sample.row.image)?;
+    match transform {
+        Transform::Clip { size } => image::clip(&decoded, size),
+        Transform::ResizedCrop { size } => {
+            let key = (u64::from(sample.at.shard) << 32) | u64::from(sample.at.item);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            image::clip_resized_crop(&decoded, size, &mut rng)
+        }
+    }
+}
+
+/// Tracks bad samples against the allowed fraction.
+struct BadCounter {
+    seen: u64,
+    bad: u64,
+    max_fraction: f64,
+}
+
+impl BadCounter {
+    fn check(&mut self, step: usize, good: usize, bad: &[BadSample]) -> anyhow::Result<()> {
+        self.seen += (good + bad.len()) as u64;
+        self.bad += bad.len() as u64;
+        for sample in bad {
+            tracing::warn!(step, reason = %sample.reason, "skipped a bad sample");
+        }
+        let enforce = self.max_fraction == 0.0 || self.seen >= 100;
+        if let Some(last) = bad.last()
+            && enforce
+            && self.bad as f64 > self.max_fraction * self.seen as f64
+        {
+            anyhow::bail!(
+                "{} of {} samples were bad, more than max_bad_fraction = {}; the last: {}",
+                self.bad,
+                self.seen,
+                self.max_fraction,
+                last.reason
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Builds one step's batch: decodes on `threads` scoped threads, in sample order.
+fn build(
+    mut step_samples: super::stream::Step,
+    step: usize,
+    cfg: &LoaderConfig,
+) -> (Option<Tensor>, Vec<Sample>, Vec<BadSample>) {
+    let samples = std::mem::take(&mut step_samples.samples);
+    let seed = cfg.seed ^ (step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let chunk = samples.len().div_ceil(cfg.threads.max(1)).max(1);
+    let decoded: Vec<anyhow::Result<Rgb>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = samples
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|s| transform(s, cfg.transform, seed))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut bad = step_samples.bad;
+    let mut good = Vec::new();
+    let mut tensors = Vec::new();
+    for (mut sample, result) in samples.into_iter().zip(decoded) {
+        match result {
+            Ok(rgb) => {
+                tensors.push(image::normalized_tensor(&rgb));
+                sample.row.image = Vec::new();
+                good.push(sample);
+            }
+            Err(error) => bad.push(BadSample {
+                at: sample.at,
+                reason: format!("image {:?}: {error:#}", sample.row.image_id),
+            }),
+        }
+    }
+    let images = (!tensors.is_empty()).then(|| Tensor::stack(&tensors, 0));
+    (images, good, bad)
+}
+
+impl Loader {
+    /// Starts the producer for `steps` steps.
+    pub fn start(mut stream: RankStream, cfg: LoaderConfig, steps: usize) -> Self {
+        let (tx, rx) = sync_channel(cfg.queue_depth.max(1));
+        let producer = std::thread::spawn(move || {
+            let mut counter = BadCounter {
+                seen: 0,
+                bad: 0,
+                max_fraction: cfg.max_bad_fraction,
+            };
+            for step in 0..steps {
+                let (images, samples, bad) = build(stream.next_batch(), step, &cfg);
+                let result = counter.check(step, samples.len(), &bad).and_then(|()| {
+                    let images = images.ok_or_else(|| {
+                        anyhow::anyhow!("step {step}: every sample was bad: {:?}", bad.first())
+                    })?;
+                    Ok(Batch {
+                        images,
+                        samples,
+                        bad,
+                    })
+                });
+                let failed = result.is_err();
+                if tx.send(result).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Self {
+            batches: rx,
+            producer: Some(producer),
+        }
+    }
+
+    /// The next batch (waits for the producer).
+    ///
+    /// # Errors
+    /// Too many bad samples, or the producer has stopped.
+    pub fn next_batch(&self) -> anyhow::Result<Batch> {
+        self.batches
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the input pipeline has stopped"))?
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        // Unblock the producer (its sends fail once the receiver is gone), then wait for it.
+        let (_, dead) = sync_channel(1);
+        drop(std::mem::replace(&mut self.batches, dead));
+        if let Some(producer) = self.producer.take() {
+            let _ = producer.join();
+        }
+    }
+}
