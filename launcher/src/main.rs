@@ -63,6 +63,8 @@ enum BenchCommand {
     Allreduce(bench::allreduce::AllreduceArgs),
     /// Forward + backward of the four pretraining objectives against the PyTorch reference.
     Model(bench::model::ModelArgs),
+    /// Image decode + transform throughput on one core against PIL + torchvision.
+    Data(bench::data::DataArgs),
     /// Entity-linking throughput over the Indiana University reports (one thread).
     Link {
         /// Passes over all reports; the median is reported.
@@ -149,6 +151,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Allreduce(args)) => {
             bench::allreduce::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Data(args)) => {
+            bench::data::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Link { passes }) => {

@@ -270,3 +270,16 @@ fn bench_link_prints_the_documented_line_over_all_reports() {
     assert!(fields[3].starts_with("reports_with_mention="), "{line}");
     assert_eq!(fields[4], "reports=3955", "{line}");
 }
+
+#[test]
+fn bench_data_prints_both_sides_and_their_ratio() {
+    let out = arl(&[
+        "bench", "data", "--rounds", "1", "--passes", "1", "--size", "48",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    let fields: Vec<&str> = line.trim().split(' ').collect();
+    assert_eq!(fields[..2], ["data", "images_per_s"], "{line}");
+    assert_positive_fields(&line, &fields[2..5], &["arl", "torch", "ratio"]);
+    assert_eq!(fields[5..], ["images=6", "size=48"], "{line}");
+}

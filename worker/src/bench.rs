@@ -193,3 +193,28 @@ pub fn time_linking(linker: &Linker, texts: &[String], passes: usize) -> LinkThr
         reports: texts.len(),
     }
 }
+
+/// Decodes and `clip`-transforms every file (into a normalised tensor) `passes` times on this
+/// thread; returns the median pass's images per second.
+///
+/// # Errors
+/// A file that cannot be read or decoded (named).
+pub fn time_images(files: &[std::path::PathBuf], size: u32, passes: usize) -> anyhow::Result<f64> {
+    use crate::data::image;
+    use anyhow::Context;
+    let data: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(f).with_context(|| format!("reading {}", f.display())))
+        .collect::<anyhow::Result<_>>()?;
+    let mut times = Vec::with_capacity(passes);
+    for _ in 0..passes.max(1) {
+        let start = Instant::now();
+        for (bytes, file) in data.iter().zip(files) {
+            let decoded = image::decode(bytes).with_context(|| file.display().to_string())?;
+            let _ = image::normalized_tensor(&image::clip(&decoded, size)?);
+        }
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(data.len() as f64 / times[times.len() / 2])
+}

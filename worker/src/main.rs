@@ -124,6 +124,17 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         consumed: u64,
     },
+    /// Time decode + `clip` transform of image files on one thread (for `arl bench data`).
+    BenchImages {
+        /// Output side.
+        #[arg(long, default_value_t = 288)]
+        size: u32,
+        /// Passes over the files; the median pass is reported.
+        #[arg(long, default_value_t = 5)]
+        passes: usize,
+        /// Image files.
+        files: Vec<std::path::PathBuf>,
+    },
     /// Time entity linking over the Indiana University reports (for `arl bench link`).
     BenchLink {
         /// OBO ontology for the dictionary.
@@ -317,6 +328,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "downloaded_bytes": stats.downloaded_bytes.load(Relaxed),
                     "corrupt": stats.corrupt.load(Relaxed)})
             );
+        }
+        Command::BenchImages {
+            size,
+            passes,
+            files,
+        } => {
+            tch::set_num_threads(1);
+            let rate = bench::time_images(&files, size, passes)?;
+            println!("{}", serde_json::json!({ "images_per_s": rate }));
         }
         Command::BenchLink {
             ontology,

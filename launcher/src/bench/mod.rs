@@ -2,5 +2,6 @@
 
 pub mod allreduce;
 pub mod compare;
+pub mod data;
 pub mod link;
 pub mod model;
