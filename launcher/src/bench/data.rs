@@ -1,6 +1,6 @@
 //! `arl bench data`: decode + `clip` transform throughput on one core, ours (`arl-worker
-//! bench-images`) against PIL + torchvision from the venv on the same real image files (made by
-//! `scripts/fixtures/image_transforms.py`), alternating in the same run. Prints
+//! bench-images`) against PIL + torchvision from the venv on the same real image files (written
+//! to a temporary folder by `scripts/fixtures/image_transforms.py`), alternating in the same run. Prints
 //! `data images_per_s arl=… torch=… ratio=…`.
 
 use std::path::PathBuf;
@@ -52,12 +52,10 @@ fn rate(out: &std::process::Output, side: &str) -> anyhow::Result<f64> {
 /// Missing set-up, or either side failing.
 pub fn run(args: &DataArgs) -> anyhow::Result<()> {
     let python = paths::python(args.python.as_deref())?;
-    let dir = paths::project_file("tests/fixtures")?.join("image_transforms");
-    if !dir.join("manifest.json").exists() {
-        let script = paths::project_file("scripts/fixtures/image_transforms.py")?;
-        let status = Command::new(&python).arg(script).arg(&dir).status()?;
-        anyhow::ensure!(status.success(), "writing the benchmark images failed");
-    }
+    let dir = std::env::temp_dir().join(format!("arl-bench-images-{}", std::process::id()));
+    let script = paths::project_file("scripts/fixtures/image_transforms.py")?;
+    let status = Command::new(&python).arg(script).arg(&dir).status()?;
+    anyhow::ensure!(status.success(), "writing the benchmark images failed");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "png" || x == "jpg"))
@@ -89,6 +87,7 @@ pub fn run(args: &DataArgs) -> anyhow::Result<()> {
         },
     )?;
     let _ = std::fs::remove_file(&peer);
+    let _ = std::fs::remove_dir_all(&dir);
     println!(
         "data images_per_s arl={:.0} torch={:.0} ratio={:.2} images={} size={}",
         1.0 / median(&ours),
