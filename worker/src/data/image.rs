@@ -4,7 +4,7 @@
 //! centre crop, torchvision's RandomResizedCrop, and CLIP normalisation into a (3, S, S) tensor.
 
 use anyhow::Context;
-use fast_image_resize::images::Image;
+use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use rand::Rng;
 use tch::Tensor;
@@ -46,12 +46,7 @@ fn resize_region(
     region: (f64, f64, f64, f64),
     size: (u32, u32),
 ) -> anyhow::Result<Rgb> {
-    let src = Image::from_vec_u8(
-        image.width,
-        image.height,
-        image.pixels.clone(),
-        PixelType::U8x3,
-    )?;
+    let src = ImageRef::new(image.width, image.height, &image.pixels, PixelType::U8x3)?;
     let mut dst = Image::new(size.0, size.1, PixelType::U8x3);
     let (left, top, width, height) = region;
     let options = ResizeOptions::new()

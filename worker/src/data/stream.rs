@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use arrow_array::RecordBatch;
-use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 use super::cache::ShardCache;
@@ -50,8 +49,8 @@ pub struct ShardSource {
 }
 
 impl Shared {
-    /// Downloads a shard until its bytes match the manifest, then caches it.
-    async fn download(&self, entry: &ShardEntry) -> anyhow::Result<Bytes> {
+    /// Downloads a shard until its bytes match the manifest, caches it, and returns it decoded.
+    async fn download(&self, entry: &ShardEntry) -> anyhow::Result<Vec<RecordBatch>> {
         let mut last = None;
         for _ in 0..DOWNLOADS {
             let bytes = self.remote.get(&entry.name).await?;
@@ -60,9 +59,9 @@ impl Shared {
                 .downloaded_bytes
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             match verify_and_decode(entry, &bytes) {
-                Ok(_) => {
+                Ok(batches) => {
                     self.cache.insert(&entry.name, &bytes)?;
-                    return Ok(bytes);
+                    return Ok(batches);
                 }
                 Err(error) => {
                     self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
@@ -193,8 +192,7 @@ impl ShardSource {
                 }
             }
         }
-        let bytes = self.runtime.block_on(self.shared.download(&entry))?;
-        verify_and_decode(&entry, &bytes)
+        self.runtime.block_on(self.shared.download(&entry))
     }
 }
 

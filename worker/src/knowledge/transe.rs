@@ -135,16 +135,18 @@ impl Corrupter {
                 *heads.entry((*r, *h)).or_default() += 1;
                 *tails.entry((*r, *t)).or_default() += 1;
             }
+            // Per relation: (triples, distinct heads) and (triples, distinct tails).
+            let mut per_head = vec![(0usize, 0usize); relations];
+            let mut per_tail = vec![(0usize, 0usize); relations];
+            for (counts, per) in [(&heads, &mut per_head), (&tails, &mut per_tail)] {
+                for ((r, _), n) in counts {
+                    per[*r as usize].0 += n;
+                    per[*r as usize].1 += 1;
+                }
+            }
+            let mean = |(sum, distinct): (usize, usize)| sum as f64 / distinct.max(1) as f64;
             for (r, odds) in head_odds.iter_mut().enumerate() {
-                let mean = |m: &HashMap<(i64, i64), usize>| {
-                    let counts: Vec<usize> = m
-                        .iter()
-                        .filter(|((rel, _), _)| *rel == r as i64)
-                        .map(|(_, n)| *n)
-                        .collect();
-                    counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64
-                };
-                let (tph, hpt) = (mean(&heads), mean(&tails));
+                let (tph, hpt) = (mean(per_head[r]), mean(per_tail[r]));
                 if tph + hpt > 0.0 {
                     *odds = tph / (tph + hpt);
                 }
