@@ -71,6 +71,13 @@ pub fn image_fixtures() -> PathBuf {
         .clone()
 }
 
+/// pydicom's rendering of real DICOM files (`scripts/fixtures/dicom.py`); its manifest names the
+/// folders of pydicom-data and of pydicom's test files.
+pub fn dicom_fixtures() -> PathBuf {
+    static MADE: OnceLock<PathBuf> = OnceLock::new();
+    MADE.get_or_init(|| fixtures("dicom", "dicom.py")).clone()
+}
+
 /// `tests/fixtures/NAME`, written by `scripts/fixtures/SCRIPT` unless its manifest exists.
 fn fixtures(name: &str, script: &str) -> PathBuf {
     let dir = workspace_root().join("tests/fixtures").join(name);

@@ -1,21 +1,29 @@
 //! The input pipeline over real images: batches decoded off the training thread, bad images
 //! skipped and counted, too many stopping the run with the image named, seeded random crops.
 
-use arl_tests::{image_fixtures, scratch_dir, write_dataset_with};
+use arl_tests::{dicom_fixtures, image_fixtures, scratch_dir, write_dataset_with};
+use arl_worker::data::dicom::DicomOptions;
 use arl_worker::data::loader::{Loader, LoaderConfig, Transform};
 use arl_worker::data::sampler::{Sampler, SamplerConfig, SamplerState};
 use arl_worker::data::stream::{RankStream, ShardSource};
 
-/// Real PNG and JPEG images, except images 5 and 17 (not images at all).
+/// Real PNG, JPEG and DICOM images, except image 5 (not an image at all) and image 17 (a
+/// truncated DICOM).
 fn images() -> impl Fn(u8) -> Vec<u8> {
     let dir = image_fixtures();
-    let files: Vec<Vec<u8>> = ["CT_small.png", "MR_small.jpg", "examples_rgb_color.jpg"]
+    let mut files: Vec<Vec<u8>> = ["CT_small.png", "MR_small.jpg", "examples_rgb_color.jpg"]
         .iter()
         .map(|f| std::fs::read(dir.join(f)).unwrap())
         .collect();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dicom_fixtures().join("manifest.json")).unwrap())
+            .unwrap();
+    let dicom_dir = std::path::PathBuf::from(manifest["tests"].as_str().unwrap());
+    files.push(std::fs::read(dicom_dir.join("CT_small.dcm")).unwrap());
     move |i| match i {
-        5 | 17 => b"this is not an image".to_vec(),
-        _ => files[usize::from(i) % 3].clone(),
+        5 => b"this is not an image".to_vec(),
+        17 => files[3][..2000].to_vec(),
+        _ => files[usize::from(i) % 4].clone(),
     }
 }
 
@@ -40,6 +48,7 @@ fn config(transform: Transform, max_bad_fraction: f64) -> LoaderConfig {
         transform,
         max_bad_fraction,
         seed: 3,
+        dicom: DicomOptions::default(),
     }
 }
 
@@ -64,6 +73,12 @@ fn bad_images_are_skipped_and_counted_and_too_many_stop_the_run() {
     assert!(
         bad.iter()
             .all(|b| b.reason.contains("\"5.png\"") || b.reason.contains("\"17.png\""))
+    );
+    assert!(
+        bad.iter()
+            .filter(|b| b.reason.contains("\"17.png\""))
+            .all(|b| b.reason.contains("DICOM")),
+        "{bad:?}"
     );
     assert!(tolerant.next_batch().is_err(), "six steps only");
 

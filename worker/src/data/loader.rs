@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
 
+use super::dicom::{self, DicomOptions, Frames};
 use super::image::{self, Rgb};
 use super::stream::{BadSample, RankStream, Sample};
 
@@ -43,6 +44,9 @@ pub struct LoaderConfig {
     pub max_bad_fraction: f64,
     /// Seed of the random crops.
     pub seed: u64,
+    /// How DICOM images (recognised by their `DICM` marker) are windowed; their first frame is
+    /// used.
+    pub dicom: DicomOptions,
 }
 
 /// One step's batch for the training thread.
@@ -62,10 +66,21 @@ pub struct Loader {
     producer: Option<JoinHandle<()>>,
 }
 
+/// Decodes a DICOM (its first frame), JPEG or PNG image.
+fn decode(bytes: &[u8], options: &DicomOptions) -> anyhow::Result<Rgb> {
+    if dicom::is_dicom(bytes) {
+        let mut frames = dicom::decode(bytes, options, Frames::First)?;
+        return frames
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("the DICOM image has no frames"));
+    }
+    image::decode(bytes)
+}
+
 /// Decodes and transforms one sample's image.
-fn transform(sample: &Sample, transform: Transform, seed: u64) -> anyhow::Result<Rgb> {
-    let decoded = image::decode(&sample.row.image)?;
-    match transform {
+fn transform(sample: &Sample, cfg: &LoaderConfig, seed: u64) -> anyhow::Result<Rgb> {
+    let decoded = decode(&sample.row.image, &cfg.dicom)?;
+    match cfg.transform {
         Transform::Clip { size } => image::clip(&decoded, size),
         Transform::ResizedCrop { size } => {
             let key = (u64::from(sample.at.shard) << 32) | u64::from(sample.at.item);
@@ -121,7 +136,7 @@ fn build(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|s| transform(s, cfg.transform, seed))
+                        .map(|s| transform(s, cfg, seed))
                         .collect::<Vec<_>>()
                 })
             })

@@ -3,6 +3,7 @@
 //! thread; and the text pipeline.
 
 pub mod cache;
+pub mod dicom;
 pub mod image;
 pub mod loader;
 pub mod remote;
