@@ -272,14 +272,34 @@ fn bench_link_prints_the_documented_line_over_all_reports() {
 }
 
 #[test]
-fn bench_data_prints_both_sides_and_their_ratio() {
+fn bench_data_prints_both_figures() {
     let out = arl(&[
-        "bench", "data", "--rounds", "1", "--passes", "1", "--size", "48",
+        "bench",
+        "data",
+        "--rounds",
+        "1",
+        "--passes",
+        "1",
+        "--size",
+        "48",
+        "--stream-mb",
+        "8",
+        "--stream-image-kb",
+        "64,1024",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let line = text(&out.stdout);
-    let fields: Vec<&str> = line.trim().split(' ').collect();
-    assert_eq!(fields[..2], ["data", "images_per_s"], "{line}");
-    assert_positive_fields(&line, &fields[2..5], &["arl", "torch", "ratio"]);
-    assert_eq!(fields[5..], ["images=6", "size=48"], "{line}");
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    let fields: Vec<&str> = lines[0].split(' ').collect();
+    assert_eq!(fields[..2], ["data", "images_per_s"], "{stdout}");
+    assert_positive_fields(lines[0], &fields[2..5], &["arl", "torch", "ratio"]);
+    assert_eq!(fields[5..], ["images=8", "size=48"], "{stdout}");
+    for (line, image_kb) in lines[1..].iter().zip(["64", "1024"]) {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(fields[..2], ["data", "stream_mb_per_s"], "{line}");
+        assert_eq!(fields[2], format!("image_kb={image_kb}"), "{line}");
+        assert_positive_fields(line, &fields[3..7], &["get", "cold", "warm", "cold/get"]);
+        assert_eq!(fields[7], "mb=8", "{line}");
+    }
 }

@@ -7,3 +7,4 @@ pub mod dist;
 pub mod knowledge;
 pub mod model;
 pub mod preflight;
+pub mod stream_bench;

@@ -135,6 +135,27 @@ enum Command {
         /// Image files.
         files: Vec<std::path::PathBuf>,
     },
+    /// Write a dataset to an object-store URL and time streaming it (for `arl bench data`).
+    BenchStream {
+        /// Object-store folder to write the dataset into (credentials from the environment).
+        #[arg(long)]
+        url: String,
+        /// Local scratch folder (the dataset before upload, the caches).
+        #[arg(long)]
+        work: std::path::PathBuf,
+        /// Total image bytes, MiB.
+        #[arg(long, default_value_t = 128)]
+        total_mb: usize,
+        /// One image, KiB.
+        #[arg(long, default_value_t = 64)]
+        image_kb: usize,
+        /// Image bytes per shard, MiB.
+        #[arg(long, default_value_t = 8)]
+        shard_mb: usize,
+        /// Rounds; the median counts.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Time entity linking over the Indiana University reports (for `arl bench link`).
     BenchLink {
         /// OBO ontology for the dictionary.
@@ -324,10 +345,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "{}",
                 serde_json::json!({"hits": stats.hits.load(Relaxed),
+                    "prefetched": stats.prefetched.load(Relaxed),
                     "downloads": stats.downloads.load(Relaxed),
                     "downloaded_bytes": stats.downloaded_bytes.load(Relaxed),
                     "corrupt": stats.corrupt.load(Relaxed)})
             );
+        }
+        Command::BenchStream {
+            url,
+            work,
+            total_mb,
+            image_kb,
+            shard_mb,
+            rounds,
+        } => {
+            let size = arl_worker::stream_bench::StreamBenchSize {
+                total_mb,
+                image_kb,
+                shard_mb,
+            };
+            let timing = arl_worker::stream_bench::time_stream(&url, &work, size, rounds)?;
+            println!("{}", serde_json::to_string(&timing)?);
         }
         Command::BenchImages {
             size,

@@ -5,3 +5,4 @@ pub mod compare;
 pub mod data;
 pub mod link;
 pub mod model;
+pub mod s3;

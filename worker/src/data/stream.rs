@@ -26,6 +26,8 @@ const DOWNLOADS: u32 = 3;
 pub struct StreamStats {
     /// Shards served from the cache.
     pub hits: AtomicU64,
+    /// Shards served straight from their background download.
+    pub prefetched: AtomicU64,
     /// Shards downloaded.
     pub downloads: AtomicU64,
     /// Bytes downloaded.
@@ -45,7 +47,8 @@ pub struct ShardSource {
     shared: Arc<Shared>,
     manifest: Manifest,
     runtime: tokio::runtime::Runtime,
-    inflight: Mutex<HashMap<u32, JoinHandle<anyhow::Result<()>>>>,
+    /// Background downloads, each ending with the verified, decoded shard.
+    inflight: Mutex<HashMap<u32, JoinHandle<anyhow::Result<Vec<RecordBatch>>>>>,
 }
 
 impl Shared {
@@ -158,13 +161,13 @@ impl ShardSource {
             let (shared, entry) = (Arc::clone(&self.shared), entry.clone());
             let task = self
                 .runtime
-                .spawn(async move { shared.download(&entry).await.map(|_| ()) });
+                .spawn(async move { shared.download(&entry).await });
             inflight.insert(shard, task);
         }
     }
 
-    /// The record batches of a shard: from the cache when a valid copy is there, else after its
-    /// background download, else downloaded now.
+    /// The record batches of a shard: from its background download, else from the cache when a
+    /// valid copy is there, else downloaded now.
     ///
     /// # Errors
     /// The shard cannot be read, or stays corrupt (named).
@@ -175,10 +178,13 @@ impl ShardSource {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&shard);
-        if let Some(task) = pending {
-            // A failed prefetch is retried below.
-            let _ = self.runtime.block_on(task);
+        if let Some(task) = pending
+            && let Ok(Ok(batches)) = self.runtime.block_on(task)
+        {
+            self.shared.stats.prefetched.fetch_add(1, Ordering::Relaxed);
+            return Ok(batches);
         }
+        // A failed prefetch is retried below.
         if let Some(bytes) = self.shared.cache.get(&entry.name)? {
             match verify_and_decode(&entry, &bytes) {
                 Ok(batches) => {
