@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod dicom;
 pub mod image;
+pub mod labels;
 pub mod loader;
 pub mod remote;
 pub mod sampler;

@@ -12,6 +12,7 @@ use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::FileWriter;
 use sha2::{Digest, Sha256};
 
+use super::labels::TableKind;
 use super::table;
 
 /// Name of the manifest file.
@@ -43,6 +44,16 @@ pub struct Manifest {
     pub columns: Vec<String>,
     /// The list column whose elements are the items.
     pub text_column: String,
+    /// Which table the shards hold.
+    #[serde(default)]
+    pub kind: TableKind,
+    /// The CUI of each entity id in `txt_ents`/`img_ents`; empty when the ids are already those
+    /// of a knowledge vocabulary (ARL's own files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entities: Vec<String>,
+    /// The name of each label id: a VQA answer vocabulary, or class names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_names: Vec<String>,
     /// Shards in order.
     pub shards: Vec<ShardEntry>,
 }
@@ -68,18 +79,36 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// The manifest of a single ARL `.arrow` file.
+    /// The manifest of a single ARL `.arrow` file; its table kind follows from its columns.
     ///
     /// # Errors
     /// The file is not an Arrow IPC file or lacks the text column (named).
-    pub fn for_arrow_file(name: &str, bytes: &[u8], text_column: &str) -> anyhow::Result<Self> {
+    pub fn for_arrow_file(name: &str, bytes: &[u8]) -> anyhow::Result<Self> {
         let batches = decode(bytes).with_context(|| format!("reading {name}"))?;
-        let entry = entry_for(name, bytes, &batches, text_column)
+        let schema = batches.first().map(|b| b.schema());
+        let has = |column: &str| {
+            schema
+                .as_ref()
+                .is_some_and(|s| s.column_with_name(column).is_some())
+        };
+        let kind = if has("answers") {
+            TableKind::Vqa
+        } else if has("chexpert") {
+            TableKind::Chexpert
+        } else if has("label") || has("p_meth_label") {
+            TableKind::Class
+        } else {
+            TableKind::ImageText
+        };
+        let entry = entry_for(name, bytes, &batches, kind.text_column())
             .with_context(|| format!("reading {name}"))?;
         Ok(Self {
             format_version: FORMAT_VERSION,
-            columns: columns(batches.first().map(|b| b.schema())),
-            text_column: text_column.to_owned(),
+            columns: columns(schema),
+            text_column: kind.text_column().to_owned(),
+            kind,
+            entities: Vec::new(),
+            label_names: Vec::new(),
             shards: vec![entry],
         })
     }
@@ -155,6 +184,7 @@ pub fn verify_and_decode(entry: &ShardEntry, bytes: &[u8]) -> anyhow::Result<Vec
 pub struct ShardWriter {
     dir: PathBuf,
     shard_bytes: usize,
+    kind: Option<TableKind>,
     pending: Vec<table::ImageTextRow>,
     pending_bytes: usize,
     shards: Vec<ShardEntry>,
@@ -170,17 +200,25 @@ impl ShardWriter {
         Ok(Self {
             dir: dir.to_owned(),
             shard_bytes,
+            kind: None,
             pending: Vec::new(),
             pending_bytes: 0,
             shards: Vec::new(),
         })
     }
 
-    /// Adds a row; a full shard is written out.
+    /// Adds a row; a full shard is written out. The first row sets the table kind.
     ///
     /// # Errors
-    /// A shard cannot be written.
+    /// A row of another kind, or a shard that cannot be written.
     pub fn push(&mut self, row: table::ImageTextRow) -> anyhow::Result<()> {
+        let kind = *self.kind.get_or_insert(row.labels.kind());
+        ensure!(
+            row.labels.kind() == kind,
+            "row {:?} is a {:?} row in a {kind:?} dataset",
+            row.image_id,
+            row.labels.kind()
+        );
         let size = row.image.len() + row.captions.iter().map(String::len).sum::<usize>();
         if !self.pending.is_empty() && self.pending_bytes + size > self.shard_bytes {
             self.flush()?;
@@ -199,24 +237,44 @@ impl ShardWriter {
         writer.finish()?;
         drop(writer);
         let name = format!("shard-{:05}.arrow", self.shards.len());
-        let entry = entry_for(&name, &bytes, &[batch], table::TEXT_COLUMN)?;
+        let entry = entry_for(&name, &bytes, &[batch], self.kind().text_column())?;
         write_atomic(&self.dir.join(&name), &bytes)?;
         self.shards.push(entry);
         Ok(())
+    }
+
+    fn kind(&self) -> TableKind {
+        self.kind.unwrap_or_default()
     }
 
     /// Writes the last shard and the manifest; returns the manifest.
     ///
     /// # Errors
     /// A file cannot be written.
-    pub fn finish(mut self) -> anyhow::Result<Manifest> {
+    pub fn finish(self) -> anyhow::Result<Manifest> {
+        self.finish_with(Vec::new(), Vec::new())
+    }
+
+    /// As [`ShardWriter::finish`], recording the CUI of each entity id and the label names.
+    ///
+    /// # Errors
+    /// A file cannot be written.
+    pub fn finish_with(
+        mut self,
+        entities: Vec<String>,
+        label_names: Vec<String>,
+    ) -> anyhow::Result<Manifest> {
         if !self.pending.is_empty() {
             self.flush()?;
         }
+        let kind = self.kind();
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
-            columns: columns(Some(std::sync::Arc::new(table::schema()))),
-            text_column: table::TEXT_COLUMN.to_owned(),
+            columns: columns(Some(std::sync::Arc::new(table::schema(kind)))),
+            text_column: kind.text_column().to_owned(),
+            kind,
+            entities,
+            label_names,
             shards: self.shards,
         };
         let json = serde_json::to_vec_pretty(&manifest)?;
@@ -281,7 +339,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("bytes, the manifest says"), "{error}");
-        let error = Manifest::for_arrow_file("cut.arrow", &bytes[..300], "caption")
+        let error = Manifest::for_arrow_file("cut.arrow", &bytes[..300])
             .unwrap_err()
             .to_string();
         assert_eq!(error, "reading cut.arrow");

@@ -112,7 +112,7 @@ impl ShardSource {
         let manifest = match file {
             Some(name) => {
                 let bytes = runtime.block_on(remote.get(name))?;
-                Manifest::for_arrow_file(name, &bytes, table::TEXT_COLUMN)?
+                Manifest::for_arrow_file(name, &bytes)?
             }
             None => {
                 let text = runtime.block_on(remote.get(MANIFEST_FILE))?;
@@ -225,7 +225,7 @@ impl OpenShard {
 }
 
 /// One sample: an image row and which of its texts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// Where it came from.
     pub at: SampleRef,

@@ -1,18 +1,19 @@
-//! ARL's image-text table (ARL_SPEC.md §4.1: `roco_*`, `medicat_*`, `irtr_roco_*`, and the first
-//! columns of `mimic_cxr_*`): one row per image with its texts and entity mentions, as Arrow
-//! record batches. Reading accepts what pyarrow writes from pandas (32- or 64-bit offsets, null
+//! ARL's tables (ARL_SPEC.md §4.1): one row per image with its texts (captions, report sections
+//! or questions), entity mentions and task columns ([`super::labels`]), as Arrow record batches. Reading accepts what pyarrow writes from pandas (32- or 64-bit offsets, null
 //! lists as empty) so ARL's own `.arrow` files read without conversion.
 
 use std::sync::Arc;
 
 use arrow_array::builder::{BinaryBuilder, Int64Builder, ListBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
+use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 
+use super::labels::{self, LabelColumns, Labels, TableKind};
+
 /// One image and its texts.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ImageTextRow {
     /// The original JPEG/PNG/DICOM bytes.
     pub image: Vec<u8>,
@@ -26,20 +27,23 @@ pub struct ImageTextRow {
     pub txt_ents: Vec<Vec<[i64; 3]>>,
     /// `train`, `val` or `test`.
     pub split: String,
+    /// Task columns; every row of a table has the same kind.
+    pub labels: Labels,
 }
 
-/// Column of the texts.
+/// Column of the texts of image-text tables.
 pub const TEXT_COLUMN: &str = "caption";
 
-fn list_of(item: DataType) -> DataType {
+/// A list type of `item`.
+pub(super) fn list_of(item: DataType) -> DataType {
     DataType::List(Arc::new(Field::new("item", item, true)))
 }
 
-/// The table's schema as arl writes it.
-pub fn schema() -> Schema {
-    Schema::new(vec![
+/// The schema of a `kind` table as arl writes it.
+pub fn schema(kind: TableKind) -> Schema {
+    let mut fields = vec![
         Field::new("image", DataType::Binary, false),
-        Field::new(TEXT_COLUMN, list_of(DataType::Utf8), false),
+        Field::new(kind.text_column(), list_of(DataType::Utf8), false),
         Field::new("image_id", DataType::Utf8, false),
         Field::new("img_ents", list_of(DataType::Int64), false),
         Field::new(
@@ -48,14 +52,27 @@ pub fn schema() -> Schema {
             false,
         ),
         Field::new("split", DataType::Utf8, false),
-    ])
+    ];
+    fields.extend(labels::fields(kind));
+    Schema::new(fields)
 }
 
-/// Rows → one record batch.
+/// Rows (all of one table kind) → one record batch.
 ///
 /// # Errors
-/// Arrow refuses the arrays (it should not for well-formed rows).
+/// Rows of different kinds, or Arrow refusing the arrays.
 pub fn to_batch(rows: &[ImageTextRow]) -> anyhow::Result<RecordBatch> {
+    let kind = rows
+        .first()
+        .map_or(TableKind::ImageText, |r| r.labels.kind());
+    if let Some(other) = rows.iter().find(|r| r.labels.kind() != kind) {
+        anyhow::bail!(
+            "row {:?} is a {:?} row in a {kind:?} table",
+            other.image_id,
+            other.labels.kind()
+        );
+    }
+    let mut task = LabelColumns::default();
     let mut image = BinaryBuilder::new();
     let mut captions = ListBuilder::new(StringBuilder::new());
     let mut image_id = StringBuilder::new();
@@ -81,8 +98,9 @@ pub fn to_batch(rows: &[ImageTextRow]) -> anyhow::Result<RecordBatch> {
         }
         txt_ents.append(true);
         split.append_value(&row.split);
+        task.append(&row.labels);
     }
-    let columns: Vec<ArrayRef> = vec![
+    let mut columns: Vec<ArrayRef> = vec![
         Arc::new(image.finish()),
         Arc::new(captions.finish()),
         Arc::new(image_id.finish()),
@@ -90,11 +108,12 @@ pub fn to_batch(rows: &[ImageTextRow]) -> anyhow::Result<RecordBatch> {
         Arc::new(txt_ents.finish()),
         Arc::new(split.finish()),
     ];
-    Ok(RecordBatch::try_new(Arc::new(schema()), columns)?)
+    columns.extend(task.finish(kind));
+    Ok(RecordBatch::try_new(Arc::new(schema(kind)), columns)?)
 }
 
 /// A column of a batch, named in the error when missing.
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> anyhow::Result<&'a ArrayRef> {
+pub(super) fn column<'a>(batch: &'a RecordBatch, name: &str) -> anyhow::Result<&'a ArrayRef> {
     batch
         .column_by_name(name)
         .ok_or_else(|| anyhow::anyhow!("no column {name:?}"))
@@ -111,7 +130,7 @@ fn bytes_at(array: &dyn Array, row: usize) -> anyhow::Result<Vec<u8>> {
 }
 
 /// String at `row` of a string column.
-fn string_at(array: &dyn Array, row: usize) -> anyhow::Result<String> {
+pub(super) fn string_at(array: &dyn Array, row: usize) -> anyhow::Result<String> {
     Ok(match array.data_type() {
         _ if array.is_null(row) => String::new(),
         DataType::Utf8 => array.as_string::<i32>().value(row).to_owned(),
@@ -132,7 +151,7 @@ fn list_at(array: &dyn Array, row: usize) -> anyhow::Result<Option<ArrayRef>> {
 }
 
 /// Every element of a list column's row, converted by `item`.
-fn items_at<T>(
+pub(super) fn items_at<T>(
     array: &dyn Array,
     row: usize,
     item: impl Fn(&dyn Array, usize) -> anyhow::Result<T>,
@@ -144,10 +163,18 @@ fn items_at<T>(
 }
 
 /// An int64 at `row`.
-fn int_at(array: &dyn Array, row: usize) -> anyhow::Result<i64> {
+pub(super) fn int_at(array: &dyn Array, row: usize) -> anyhow::Result<i64> {
     match array.data_type() {
         DataType::Int64 => Ok(array.as_primitive::<Int64Type>().value(row)),
         other => anyhow::bail!("expected int64, found {other}"),
+    }
+}
+
+/// A float64 at `row`.
+pub(super) fn float_at(array: &dyn Array, row: usize) -> anyhow::Result<f64> {
+    match array.data_type() {
+        DataType::Float64 => Ok(array.as_primitive::<Float64Type>().value(row)),
+        other => anyhow::bail!("expected float64, found {other}"),
     }
 }
 
@@ -163,9 +190,15 @@ pub fn row(batch: &RecordBatch, row: usize) -> anyhow::Result<ImageTextRow> {
         <[i64; 3]>::try_from(triple.as_slice())
             .map_err(|_| anyhow::anyhow!("a mention has {} values, not 3", triple.len()))
     };
+    let text_column = if batch.column_by_name("questions").is_some() {
+        "questions"
+    } else {
+        TEXT_COLUMN
+    };
     Ok(ImageTextRow {
         image: bytes_at(get("image")?, row).map_err(with("image"))?,
-        captions: items_at(get(TEXT_COLUMN)?, row, string_at).map_err(with(TEXT_COLUMN))?,
+        captions: items_at(get(text_column)?, row, string_at)
+            .map_err(|e| e.context(format!("column {text_column:?}")))?,
         image_id: string_at(get("image_id")?, row).map_err(with("image_id"))?,
         img_ents: items_at(get("img_ents")?, row, int_at).map_err(with("img_ents"))?,
         txt_ents: items_at(get("txt_ents")?, row, |texts, i| {
@@ -173,6 +206,7 @@ pub fn row(batch: &RecordBatch, row: usize) -> anyhow::Result<ImageTextRow> {
         })
         .map_err(with("txt_ents"))?,
         split: string_at(get("split")?, row).map_err(with("split"))?,
+        labels: labels::read(batch, row)?,
     })
 }
 
@@ -200,6 +234,7 @@ mod tests {
                 img_ents: vec![3, 5],
                 txt_ents: vec![vec![[3, 15, 3]], vec![[0, 12, 5]]],
                 split: "train".into(),
+                labels: Labels::None,
             },
             ImageTextRow {
                 image: vec![0x89, b'P'],
@@ -209,6 +244,48 @@ mod tests {
                 ..ImageTextRow::default()
             },
         ]
+    }
+
+    #[test]
+    fn task_columns_round_trip_and_kinds_do_not_mix() {
+        use crate::data::labels::VqaLabel;
+        let vqa = ImageTextRow {
+            image: vec![1],
+            captions: vec!["Is there an effusion?".into(), "Which side?".into()],
+            labels: Labels::Vqa(vec![
+                VqaLabel {
+                    answers: vec!["yes".into()],
+                    labels: vec![0],
+                    scores: vec![1.0],
+                    question_id: 7,
+                    answer_type: 0,
+                },
+                VqaLabel {
+                    answers: vec!["left".into()],
+                    labels: vec![3],
+                    scores: vec![1.0],
+                    question_id: 8,
+                    answer_type: 1,
+                },
+            ]),
+            ..ImageTextRow::default()
+        };
+        let batch = to_batch(std::slice::from_ref(&vqa)).unwrap();
+        assert!(batch.column_by_name("questions").is_some());
+        assert_eq!(row(&batch, 0).unwrap(), vqa);
+        for labels in [Labels::Chexpert(vec![0; 14]), Labels::Class(vec![2, 5])] {
+            let rows = vec![ImageTextRow {
+                labels,
+                ..sample_rows()[0].clone()
+            }];
+            assert_eq!(row(&to_batch(&rows).unwrap(), 0).unwrap(), rows[0]);
+        }
+        let mixed = [vqa, sample_rows()[0].clone()];
+        let error = to_batch(&mixed).unwrap_err().to_string();
+        assert!(
+            error.contains("is a ImageText row in a Vqa table"),
+            "{error}"
+        );
     }
 
     #[test]
