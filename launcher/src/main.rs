@@ -39,8 +39,9 @@ enum Command {
     Finetune(Planned),
     /// Evaluate a checkpoint on a benchmark (issue 9: not built yet).
     Eval(Planned),
-    /// Convert datasets to shards, or make the synthetic corpus (issues 5 and 6: not built yet).
-    Data(Planned),
+    /// Datasets: the synthetic benchmark, inspection, converters (issue 6).
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Knowledge: link concepts in a text; build the graph and TransE embeddings (issue 4).
     #[command(subcommand)]
     Knowledge(KnowledgeCommand),
@@ -106,6 +107,47 @@ enum KnowledgeCommand {
         #[arg(long)]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Write the synthetic chest-radiograph benchmark (pretraining pairs, VQA, classification,
+    /// retrieval; train/val/test each) to a folder or object-store URL.
+    Synth {
+        /// Output folder or URL (s3://, gs://, az://, file://).
+        #[arg(long)]
+        output: String,
+        /// Seed: the same seed gives byte-identical shards.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Scenes (images).
+        #[arg(long, default_value_t = 2000)]
+        size: usize,
+        /// Image side in pixels.
+        #[arg(long, default_value_t = 256)]
+        image_size: u32,
+        /// Rendering threads (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Print a dataset's manifest, counts and first samples with their entities, and write a
+    /// contact sheet PNG of its images.
+    Inspect {
+        /// Dataset folder or URL.
+        url: String,
+        /// Samples to print.
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+        /// Images on the contact sheet.
+        #[arg(long, default_value_t = 16)]
+        images: usize,
+        /// Contact sheet file.
+        #[arg(long, default_value = "contact-sheet.png")]
+        sheet: PathBuf,
+    },
+    /// Convert a published dataset (ROCO, MedICaT, MIMIC-CXR, VQA-RAD, SLAKE, VQA-Med-2019,
+    /// MELINDA) to shards (issue 6: not built yet).
+    Convert(Planned),
 }
 
 /// Arguments of a subcommand that is not built yet (accepted, then refused).
@@ -186,7 +228,40 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Pretrain(_) => planned("pretrain", 8),
         Command::Finetune(_) => planned("finetune", 9),
         Command::Eval(_) => planned("eval", 9),
-        Command::Data(_) => planned("data", 5),
+        Command::Data(DataCommand::Synth {
+            output,
+            seed,
+            size,
+            image_size,
+            threads,
+        }) => {
+            let mut command = std::process::Command::new(arl_launcher::paths::worker_binary()?);
+            command
+                .args(["synth", "--output", &output, "--seed", &seed.to_string()])
+                .args(["--size", &size.to_string()])
+                .args(["--image-size", &image_size.to_string()])
+                .arg("--ontology")
+                .arg(arl_launcher::paths::project_file("data/hpo/hp.obo")?);
+            if let Some(threads) = threads {
+                command.args(["--threads", &threads.to_string()]);
+            }
+            Ok(exit_code(command.status()?))
+        }
+        Command::Data(DataCommand::Inspect {
+            url,
+            samples,
+            images,
+            sheet,
+        }) => {
+            let status = std::process::Command::new(arl_launcher::paths::worker_binary()?)
+                .args(["inspect", &url, "--samples", &samples.to_string()])
+                .args(["--images", &images.to_string()])
+                .arg("--sheet")
+                .arg(sheet)
+                .status()?;
+            Ok(exit_code(status))
+        }
+        Command::Data(DataCommand::Convert(_)) => planned("data convert", 6),
         Command::Knowledge(KnowledgeCommand::Link { text, ontology }) => {
             let ontology = match ontology {
                 Some(path) => path,

@@ -8,3 +8,4 @@ pub mod knowledge;
 pub mod model;
 pub mod preflight;
 pub mod stream_bench;
+pub mod synth;

@@ -135,6 +135,45 @@ enum Command {
         /// Image files.
         files: Vec<std::path::PathBuf>,
     },
+    /// Write the synthetic chest-radiograph benchmark (for `arl data synth`).
+    Synth {
+        /// Output: a local folder, or an object-store URL (written through a local staging
+        /// folder).
+        #[arg(long)]
+        output: String,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Scenes (images).
+        #[arg(long, default_value_t = 2000)]
+        size: usize,
+        /// Image side in pixels.
+        #[arg(long, default_value_t = 256)]
+        image_size: u32,
+        /// Image bytes per shard, MiB.
+        #[arg(long, default_value_t = 16)]
+        shard_mb: usize,
+        /// Rendering threads (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// OBO ontology of the entity linker (data/hpo/hp.obo).
+        #[arg(long)]
+        ontology: std::path::PathBuf,
+    },
+    /// Describe a dataset and write a contact sheet of its images (for `arl data inspect`).
+    Inspect {
+        /// Dataset URL or local folder.
+        url: String,
+        /// Rows to print.
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+        /// Images on the contact sheet.
+        #[arg(long, default_value_t = 16)]
+        images: usize,
+        /// Where to write the contact sheet PNG.
+        #[arg(long, default_value = "contact-sheet.png")]
+        sheet: std::path::PathBuf,
+    },
     /// Write a dataset to an object-store URL and time streaming it (for `arl bench data`).
     BenchStream {
         /// Object-store folder to write the dataset into (credentials from the environment).
@@ -350,6 +389,61 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "downloaded_bytes": stats.downloaded_bytes.load(Relaxed),
                     "corrupt": stats.corrupt.load(Relaxed)})
             );
+        }
+        Command::Synth {
+            output,
+            seed,
+            size,
+            image_size,
+            shard_mb,
+            threads,
+            ontology,
+        } => {
+            use arl_worker::knowledge::{linker, obo};
+            let linker = linker::Linker::from_ontology(
+                &obo::read(&ontology)?,
+                linker::LinkerConfig::default(),
+            )?;
+            let cfg = arl_worker::synth::SynthConfig {
+                seed,
+                scenes: size,
+                image_size,
+                shard_mb,
+                threads: threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            };
+            let local = output.strip_prefix("file://").unwrap_or(&output);
+            let summary = if local.contains("://") {
+                let staging =
+                    std::env::temp_dir().join(format!("arl-synth-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&staging);
+                let summary = arl_worker::synth::generate(&cfg, &linker, &staging)?;
+                let remote = arl_worker::data::remote::Remote::open(&output)?;
+                let runtime = tokio::runtime::Runtime::new()?;
+                runtime.block_on(remote.upload_tree(&staging))?;
+                std::fs::remove_dir_all(&staging)?;
+                summary
+            } else {
+                arl_worker::synth::generate(&cfg, &linker, std::path::Path::new(local))?
+            };
+            println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Inspect {
+            url,
+            samples,
+            images,
+            sheet,
+        } => {
+            let url = if url.contains("://") {
+                url
+            } else {
+                format!("file://{}", std::path::absolute(&url)?.display())
+            };
+            let cache = std::env::temp_dir().join(format!("arl-inspect-{}", std::process::id()));
+            let text = arl_worker::data::inspect::inspect(&url, &cache, samples, images, &sheet);
+            let _ = std::fs::remove_dir_all(&cache);
+            print!("{}", text?);
+            println!("contact sheet: {}", sheet.display());
         }
         Command::BenchStream {
             url,

@@ -67,7 +67,10 @@ pub struct Loader {
 }
 
 /// Decodes a DICOM (its first frame), JPEG or PNG image.
-fn decode(bytes: &[u8], options: &DicomOptions) -> anyhow::Result<Rgb> {
+///
+/// # Errors
+/// Bytes that are none of these, or a broken image.
+pub fn decode(bytes: &[u8], options: &DicomOptions) -> anyhow::Result<Rgb> {
     if dicom::is_dicom(bytes) {
         let mut frames = dicom::decode(bytes, options, Frames::First)?;
         return frames

@@ -2,9 +2,11 @@
 //! deterministic order partitioned across ranks, decoded and transformed off the training
 //! thread; and the text pipeline.
 
+pub mod annotate;
 pub mod cache;
 pub mod dicom;
 pub mod image;
+pub mod inspect;
 pub mod labels;
 pub mod loader;
 pub mod remote;

@@ -104,6 +104,50 @@ impl Remote {
         Self { backoff, ..self }
     }
 
+    /// The folder `folder` (slash-separated) inside this one.
+    pub fn child(&self, folder: &str) -> Self {
+        let prefix = folder
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .fold(self.prefix.clone(), |path, part| path.join(part));
+        Self {
+            prefix,
+            url: format!("{}/{folder}", self.url.trim_end_matches('/')),
+            ..self.clone()
+        }
+    }
+
+    /// Copies every file under the local folder `local` into this folder, keeping the layout;
+    /// returns the number of files.
+    ///
+    /// # Errors
+    /// A file cannot be read or written (named).
+    pub async fn upload_tree(&self, local: &std::path::Path) -> anyhow::Result<usize> {
+        let mut pending = vec![(local.to_owned(), String::new())];
+        let mut files = 0;
+        while let Some((dir, relative)) = pending.pop() {
+            let entries =
+                std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
+            for entry in entries {
+                let path = entry?.path();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .with_context(|| format!("{} has no UTF-8 name", path.display()))?
+                    .to_owned();
+                if path.is_dir() {
+                    pending.push((path, format!("{relative}{name}/")));
+                } else {
+                    let bytes = std::fs::read(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    self.child(&relative).put(&name, Bytes::from(bytes)).await?;
+                    files += 1;
+                }
+            }
+        }
+        Ok(files)
+    }
+
     /// `URL/name`, for messages.
     pub fn describe(&self, name: &str) -> String {
         format!("{}/{name}", self.url)
