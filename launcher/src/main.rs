@@ -145,9 +145,26 @@ enum DataCommand {
         #[arg(long, default_value = "contact-sheet.png")]
         sheet: PathBuf,
     },
-    /// Convert a published dataset (ROCO, MedICaT, MIMIC-CXR, VQA-RAD, SLAKE, VQA-Med-2019,
-    /// MELINDA) to shards (issue 6: not built yet).
-    Convert(Planned),
+    /// Convert a published dataset in its released layout to shards, one dataset per split
+    /// (vqa-rad, slake, vqa-med-2019, melinda; ROCO, MedICaT and MIMIC-CXR to come).
+    Convert {
+        /// vqa-rad, slake, vqa-med-2019 or melinda.
+        #[arg(long)]
+        dataset: String,
+        /// The dataset's folder.
+        #[arg(long)]
+        input: PathBuf,
+        /// Output folder or URL.
+        #[arg(long)]
+        output: String,
+        /// VQA-RAD: hold out this fraction of the training images as validation instead of
+        /// valset.json (a copy of the test set in the MEVF release).
+        #[arg(long)]
+        val_holdout: Option<f64>,
+        /// MELINDA: the label column (i_meth, p_meth, i_meth_label, p_meth_label).
+        #[arg(long, default_value = "p_meth_label")]
+        melinda_label: String,
+    },
 }
 
 /// Arguments of a subcommand that is not built yet (accepted, then refused).
@@ -261,7 +278,26 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 .status()?;
             Ok(exit_code(status))
         }
-        Command::Data(DataCommand::Convert(_)) => planned("data convert", 6),
+        Command::Data(DataCommand::Convert {
+            dataset,
+            input,
+            output,
+            val_holdout,
+            melinda_label,
+        }) => {
+            let mut command = std::process::Command::new(arl_launcher::paths::worker_binary()?);
+            command
+                .args(["convert", "--dataset", &dataset, "--output", &output])
+                .arg("--input")
+                .arg(input)
+                .args(["--melinda-label", &melinda_label])
+                .arg("--ontology")
+                .arg(arl_launcher::paths::project_file("data/hpo/hp.obo")?);
+            if let Some(fraction) = val_holdout {
+                command.args(["--val-holdout", &fraction.to_string()]);
+            }
+            Ok(exit_code(command.status()?))
+        }
         Command::Knowledge(KnowledgeCommand::Link { text, ontology }) => {
             let ontology = match ontology {
                 Some(path) => path,

@@ -2,6 +2,7 @@
 //! does (preflight, benchmarks; training arrives with issue 8).
 
 pub mod bench;
+pub mod convert;
 pub mod data;
 pub mod dist;
 pub mod knowledge;

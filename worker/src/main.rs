@@ -135,6 +135,34 @@ enum Command {
         /// Image files.
         files: Vec<std::path::PathBuf>,
     },
+    /// Convert a published dataset to shards (for `arl data convert`).
+    Convert {
+        /// Which dataset.
+        #[arg(long, value_enum)]
+        dataset: arl_worker::convert::Dataset,
+        /// The dataset's folder, in its released layout.
+        #[arg(long)]
+        input: std::path::PathBuf,
+        /// Output: a local folder or an object-store URL; one dataset per split below it.
+        #[arg(long)]
+        output: String,
+        /// VQA-RAD: hold out this fraction of the training images as validation instead of
+        /// `valset.json` (a copy of the test set in the MEVF release).
+        #[arg(long)]
+        val_holdout: Option<f64>,
+        /// Seed of the hold-out draw.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// MELINDA: the label column.
+        #[arg(long, default_value = "p_meth_label")]
+        melinda_label: String,
+        /// Image bytes per shard, MiB.
+        #[arg(long, default_value_t = 256)]
+        shard_mb: usize,
+        /// OBO ontology of the entity linker (data/hpo/hp.obo).
+        #[arg(long)]
+        ontology: std::path::PathBuf,
+    },
     /// Write the synthetic chest-radiograph benchmark (for `arl data synth`).
     Synth {
         /// Output: a local folder, or an object-store URL (written through a local staging
@@ -233,6 +261,14 @@ enum MatmulKind {
 }
 
 fn main() -> ExitCode {
+    // Warnings (skipped samples, re-fetched shards, missing images) go to stderr; RUST_LOG
+    // overrides the level.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,arl_worker=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -320,10 +356,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {}", cfg.output.display());
         }
         Command::KnowledgeLink { ontology, text } => {
-            use arl_worker::knowledge::{linker, obo};
-            let dictionary = obo::read(&ontology)?;
-            let linker =
-                linker::Linker::from_ontology(&dictionary, linker::LinkerConfig::default())?;
+            let linker = arl_worker::knowledge::linker::Linker::from_obo_file(&ontology)?;
             for m in linker.link(&text) {
                 let surface: String = text
                     .chars()
@@ -390,6 +423,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "corrupt": stats.corrupt.load(Relaxed)})
             );
         }
+        Command::Convert {
+            dataset,
+            input,
+            output,
+            val_holdout,
+            seed,
+            melinda_label,
+            shard_mb,
+            ontology,
+        } => {
+            use arl_worker::convert;
+            let linker = arl_worker::knowledge::linker::Linker::from_obo_file(&ontology)?;
+            let rad_validation = match val_holdout {
+                Some(fraction) => {
+                    anyhow::ensure!(
+                        (0.0..1.0).contains(&fraction),
+                        "--val-holdout {fraction}: need a fraction in [0, 1)"
+                    );
+                    convert::vqa::RadValidation::Holdout { fraction, seed }
+                }
+                None => convert::vqa::RadValidation::Valset,
+            };
+            let options = convert::ConvertOptions {
+                rad_validation,
+                melinda_label,
+                shard_mb,
+            };
+            let summary = to_output(&output, |dir| {
+                convert::convert(dataset, &input, dir, &linker, &options)
+            })?;
+            println!("{}", serde_json::to_string(&summary)?);
+        }
         Command::Synth {
             output,
             seed,
@@ -399,11 +464,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             threads,
             ontology,
         } => {
-            use arl_worker::knowledge::{linker, obo};
-            let linker = linker::Linker::from_ontology(
-                &obo::read(&ontology)?,
-                linker::LinkerConfig::default(),
-            )?;
+            let linker = arl_worker::knowledge::linker::Linker::from_obo_file(&ontology)?;
             let cfg = arl_worker::synth::SynthConfig {
                 seed,
                 scenes: size,
@@ -412,20 +473,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 threads: threads
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             };
-            let local = output.strip_prefix("file://").unwrap_or(&output);
-            let summary = if local.contains("://") {
-                let staging =
-                    std::env::temp_dir().join(format!("arl-synth-{}", std::process::id()));
-                let _ = std::fs::remove_dir_all(&staging);
-                let summary = arl_worker::synth::generate(&cfg, &linker, &staging)?;
-                let remote = arl_worker::data::remote::Remote::open(&output)?;
-                let runtime = tokio::runtime::Runtime::new()?;
-                runtime.block_on(remote.upload_tree(&staging))?;
-                std::fs::remove_dir_all(&staging)?;
-                summary
-            } else {
-                arl_worker::synth::generate(&cfg, &linker, std::path::Path::new(local))?
-            };
+            let summary = to_output(&output, |dir| {
+                arl_worker::synth::generate(&cfg, &linker, dir)
+            })?;
             println!("{}", serde_json::to_string(&summary)?);
         }
         Command::Inspect {
@@ -514,4 +564,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs `make` on the local folder named by `output`, or, for an object-store URL, on a staging
+/// folder whose files are then uploaded under the URL.
+fn to_output(
+    output: &str,
+    make: impl FnOnce(&std::path::Path) -> anyhow::Result<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    let local = output.strip_prefix("file://").unwrap_or(output);
+    if !local.contains("://") {
+        return make(std::path::Path::new(local));
+    }
+    let staging = std::env::temp_dir().join(format!("arl-output-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let summary = make(&staging)?;
+    let remote = arl_worker::data::remote::Remote::open(output)?;
+    tokio::runtime::Runtime::new()?.block_on(remote.upload_tree(&staging))?;
+    std::fs::remove_dir_all(&staging)?;
+    Ok(summary)
 }

@@ -7,17 +7,42 @@ use std::collections::HashMap;
 
 use crate::knowledge::linker::Linker;
 
+/// Names numbered in first-seen order (entity CUIs, VQA answers).
+#[derive(Debug, Default, Clone)]
+pub struct Numbering {
+    names: Vec<String>,
+    ids: HashMap<String, i64>,
+}
+
+impl Numbering {
+    /// The id of `name`, added when new.
+    pub fn id(&mut self, name: &str) -> i64 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as i64;
+        self.names.push(name.to_owned());
+        self.ids.insert(name.to_owned(), id);
+        id
+    }
+
+    /// The names by id.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
 /// The dataset's entities: id → CUI, in first-seen order.
 #[derive(Debug, Default, Clone)]
 pub struct EntityTable {
-    cuis: Vec<String>,
-    ids: HashMap<String, i64>,
+    cuis: Numbering,
 }
 
 /// A row's mentions.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RowEntities {
-    /// Ids of every mention of the row's texts, first-seen order, without repeats.
+    /// Ids of every mention of the row's texts, sorted, without repeats (as ARL's
+    /// `sorted(set(...))`).
     pub img_ents: Vec<i64>,
     /// Per text, its mentions.
     pub txt_ents: Vec<Vec<[i64; 3]>>,
@@ -26,18 +51,12 @@ pub struct RowEntities {
 impl EntityTable {
     /// The id of `cui`, added when new.
     pub fn id(&mut self, cui: &str) -> i64 {
-        if let Some(&id) = self.ids.get(cui) {
-            return id;
-        }
-        let id = self.cuis.len() as i64;
-        self.cuis.push(cui.to_owned());
-        self.ids.insert(cui.to_owned(), id);
-        id
+        self.cuis.id(cui)
     }
 
     /// The CUIs by id.
     pub fn cuis(&self) -> &[String] {
-        &self.cuis
+        self.cuis.names()
     }
 
     /// Links every text of a row (negated mentions included, as ARL keeps them).
@@ -49,13 +68,11 @@ impl EntityTable {
                 .into_iter()
                 .map(|m| [m.start_char as i64, m.end_char as i64, self.id(&m.cui)])
                 .collect();
-            for mention in &mentions {
-                if !row.img_ents.contains(&mention[2]) {
-                    row.img_ents.push(mention[2]);
-                }
-            }
+            row.img_ents.extend(mentions.iter().map(|m| m[2]));
             row.txt_ents.push(mentions);
         }
+        row.img_ents.sort_unstable();
+        row.img_ents.dedup();
         row
     }
 }

@@ -209,6 +209,14 @@ impl Linker {
         })
     }
 
+    /// [`Linker::from_ontology`] on the OBO file at `path`, with the default settings.
+    ///
+    /// # Errors
+    /// The file cannot be read or parsed (named).
+    pub fn from_obo_file(path: &std::path::Path) -> anyhow::Result<Self> {
+        Self::from_ontology(&super::obo::read(path)?, LinkerConfig::default())
+    }
+
     /// The CUI-keyed dictionary of an OBO ontology: every live term with a UMLS xref, by its
     /// name and its EXACT synonyms (abbreviations case-sensitive).
     ///

@@ -1,0 +1,348 @@
+//! `arl data convert` on small files written here in each dataset's released layout: VQA-RAD
+//! (MEVF json), SLAKE, VQA-Med-2019 and MELINDA. Rows per split and image, answers normalised
+//! into a first-seen vocabulary, ids, linked entities, missing images skipped and counted,
+//! malformed input named.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arl_tests::{release_binary, scratch_dir, workspace_root};
+use arl_worker::convert::{self, ConvertOptions, Dataset, vqa::RadValidation};
+use arl_worker::data::labels::{Labels, TableKind};
+use arl_worker::data::stream::ShardSource;
+use arl_worker::data::table::{self, ImageTextRow};
+use arl_worker::knowledge::linker::Linker;
+use serde_json::json;
+
+/// A small real PNG (a grey gradient), different per `seed`.
+fn png(seed: u8) -> Vec<u8> {
+    let pixels: Vec<u8> = (0..64u32 * 64).map(|i| (i % 251) as u8 ^ seed).collect();
+    let mut out = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut out),
+        &pixels,
+        64,
+        64,
+        image::ExtendedColorType::L8,
+    )
+    .unwrap();
+    out
+}
+
+fn write(path: &Path, bytes: impl AsRef<[u8]>) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn hpo_linker() -> Linker {
+    Linker::from_obo_file(&workspace_root().join("data/hpo/hp.obo")).unwrap()
+}
+
+fn options() -> ConvertOptions {
+    ConvertOptions {
+        rad_validation: RadValidation::Valset,
+        melinda_label: "p_meth_label".into(),
+        shard_mb: 1,
+    }
+}
+
+/// Every row of `dir/split`.
+fn rows(dir: &Path, split: &str) -> (arl_worker::data::shard::Manifest, Vec<ImageTextRow>) {
+    let url = format!("file://{}", dir.join(split).display());
+    let source = ShardSource::open(&url, &dir.join(format!("cache-{split}")), 1 << 30).unwrap();
+    let mut out = Vec::new();
+    for shard in 0..source.manifest().shards.len() as u32 {
+        for batch in source.shard(shard).unwrap() {
+            out.extend((0..batch.num_rows()).map(|r| table::row(&batch, r).unwrap()));
+        }
+    }
+    (source.manifest().clone(), out)
+}
+
+fn answers(row: &ImageTextRow) -> Vec<(String, i64, i64, i64)> {
+    let Labels::Vqa(questions) = &row.labels else {
+        panic!("not a VQA row: {row:?}")
+    };
+    questions
+        .iter()
+        .map(|q| {
+            (
+                q.answers[0].clone(),
+                q.labels[0],
+                q.question_id,
+                q.answer_type,
+            )
+        })
+        .collect()
+}
+
+fn vqa_rad(dir: &Path) -> PathBuf {
+    let input = dir.join("vqa_rad");
+    for (name, seed) in [("synpic1.jpg", 1), ("synpic2.jpg", 2), ("synpic3.jpg", 3)] {
+        write(&input.join("images").join(name), png(seed));
+    }
+    let q = |image: &str, qid: i64, question: &str, answer: serde_json::Value, kind: &str| {
+        json!({"image_name": image, "qid": qid, "question": question, "answer": answer,
+               "answer_type": kind, "question_type": "PRES", "phrase_type": "freeform"})
+    };
+    let train = json!([
+        q(
+            "synpic1.jpg",
+            1,
+            "Is there a pleural effusion?",
+            json!("Yes"),
+            "CLOSED"
+        ),
+        q(
+            "synpic1.jpg",
+            2,
+            "Which lung is affected?",
+            json!("The left lung."),
+            "OPEN"
+        ),
+        q("synpic2.jpg", 3, "How many nodules?", json!(2), "OPEN "),
+        q("synpic9.jpg", 4, "Is this missing?", json!("no"), "CLOSED"),
+    ]);
+    let test = json!([
+        q(
+            "synpic1.jpg",
+            10,
+            "Is the heart enlarged?",
+            json!("no"),
+            "closed"
+        ),
+        q(
+            "synpic3.jpg",
+            11,
+            "What modality is this?",
+            json!("X-ray"),
+            "OPEN"
+        ),
+    ]);
+    write(&input.join("trainset.json"), train.to_string());
+    write(&input.join("testset.json"), test.to_string());
+    write(&input.join("valset.json"), test.to_string());
+    input
+}
+
+#[test]
+fn vqa_rad_converts_per_split_with_a_first_seen_answer_vocabulary() {
+    let dir = scratch_dir("convert-rad");
+    let input = vqa_rad(&dir);
+    let out = dir.join("out");
+    let result = Command::new(release_binary("arl"))
+        .args(["data", "convert", "--dataset", "vqa-rad", "--input"])
+        .arg(&input)
+        .args(["--output", &out.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(summary["missing_images"], 1, "{summary}");
+    assert_eq!(summary["rows"], json!({"train": 2, "val": 2, "test": 2}));
+    assert!(
+        String::from_utf8_lossy(&result.stderr).contains("valset.json is a copy of testset.json"),
+        "the MEVF convention is said out loud"
+    );
+
+    let (manifest, train) = rows(&out, "train");
+    assert_eq!(manifest.kind, TableKind::Vqa);
+    assert_eq!(
+        manifest.label_names,
+        ["yes", "left lung", "2", "no", "x ray"]
+    );
+    assert_eq!(
+        train[0].captions,
+        ["Is there a pleural effusion?", "Which lung is affected?"]
+    );
+    assert_eq!(
+        answers(&train[0]),
+        [("yes".into(), 0, 1, 0), ("left lung".into(), 1, 2, 1)]
+    );
+    assert_eq!(answers(&train[1]), [("2".into(), 2, 3, 1)]);
+    // The effusion question is linked to HPO's concept.
+    let [start, end, id] = train[0].txt_ents[0][0];
+    assert_eq!((start, end), (11, 27));
+    assert_eq!(manifest.entities[id as usize], "C0032227");
+    assert_eq!(train[0].img_ents, [id]);
+    // synpic1 is asked about in train and test: a row in each.
+    let (_, test) = rows(&out, "test");
+    assert!(
+        test[0].image_id.ends_with("synpic1.jpg") && train[0].image_id.ends_with("synpic1.jpg")
+    );
+    assert_eq!(answers(&test[1]), [("x ray".into(), 4, 11, 1)]);
+
+    // A held-out validation split comes from the training images instead.
+    let linker = hpo_linker();
+    let held = dir.join("held");
+    let opts = ConvertOptions {
+        rad_validation: RadValidation::Holdout {
+            fraction: 0.5,
+            seed: 1,
+        },
+        ..options()
+    };
+    let summary = convert::convert(Dataset::VqaRad, &input, &held, &linker, &opts).unwrap();
+    assert_eq!(summary["rows"]["test"], 2);
+    assert_eq!(
+        summary["rows"]["val"].as_u64().unwrap() + summary["rows"]["train"].as_u64().unwrap(),
+        2
+    );
+    assert_eq!(summary["rows"]["val"], 1, "{summary}");
+
+    // Malformed questions are named.
+    write(
+        &input.join("trainset.json"),
+        json!([{"image_name": "synpic1.jpg", "qid": 7, "question": "Q?", "answer": "yes",
+                "answer_type": "MAYBE"}])
+        .to_string(),
+    );
+    let error =
+        convert::convert(Dataset::VqaRad, &input, &dir.join("x"), &linker, &options()).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("trainset.json: question 0 (qid 7): answer_type \"MAYBE\""),
+        "{message}"
+    );
+    write(
+        &input.join("trainset.json"),
+        json!([{"image_name": "a.jpg", "qid": 1}]).to_string(),
+    );
+    let error =
+        convert::convert(Dataset::VqaRad, &input, &dir.join("y"), &linker, &options()).unwrap_err();
+    assert!(format!("{error:#}").contains("trainset.json: question 0 has no \"answer_type\""));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn slake_keeps_english_and_vqa_med_numbers_questions_across_splits() {
+    let dir = scratch_dir("convert-slake");
+    let linker = hpo_linker();
+    let slake = dir.join("slake");
+    write(&slake.join("imgs/xmlab1/source.jpg"), png(4));
+    let q = |qid: i64, lang: &str, question: &str, answer: &str| {
+        json!({"img_id": 1, "img_name": "xmlab1/source.jpg", "question": question, "answer": answer,
+               "q_lang": lang, "qid": qid, "location": "Lung", "modality": "CT",
+               "answer_type": "OPEN", "base_type": "vqa", "content_type": "Organ"})
+    };
+    write(
+        &slake.join("train.json"),
+        json!([
+            q(1, "en", "Which organ is shown?", "Lung"),
+            q(2, "zh", "图片显示哪个器官?", "肺")
+        ])
+        .to_string(),
+    );
+    write(
+        &slake.join("validate.json"),
+        json!([q(3, "en", "Is this a CT?", "Yes")]).to_string(),
+    );
+    write(&slake.join("test.json"), "[]");
+    let out = dir.join("slake-out");
+    let summary = convert::convert(Dataset::Slake, &slake, &out, &linker, &options()).unwrap();
+    assert_eq!(summary["rows"], json!({"train": 1, "val": 1, "test": 0}));
+    let (manifest, train) = rows(&out, "train");
+    assert_eq!(train[0].captions, ["Which organ is shown?"]);
+    assert_eq!(manifest.label_names, ["lung", "yes"]);
+
+    let med = dir.join("medvqa_2019");
+    for (split, image) in [
+        ("train", "synpic100"),
+        ("val", "synpic200"),
+        ("test", "synpic300"),
+    ] {
+        write(
+            &med.join(split).join("images").join(format!("{image}.jpg")),
+            png(5),
+        );
+        for category in ["Modality", "Organ", "Plane"] {
+            let line = format!(
+                "{image}|what {} is shown?|{}\n",
+                category.to_lowercase(),
+                category
+            );
+            write(
+                &med.join(split).join("QA").join(format!("{category}.csv")),
+                line,
+            );
+        }
+    }
+    let out = dir.join("med-out");
+    convert::convert(Dataset::VqaMed2019, &med, &out, &linker, &options()).unwrap();
+    let (_, val) = rows(&out, "val");
+    let ids: Vec<i64> = answers(&val[0]).iter().map(|a| a.2).collect();
+    assert_eq!(ids, [3, 4, 5], "ids run on from the training questions");
+    assert!(
+        answers(&val[0]).iter().all(|a| a.3 == 1),
+        "every question open"
+    );
+    write(&med.join("test/QA/Plane.csv"), "synpic300|no answer here\n");
+    let error = convert::convert(
+        Dataset::VqaMed2019,
+        &med,
+        &dir.join("z"),
+        &linker,
+        &options(),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("test/QA/Plane.csv:1: expected image_id|question|answer")
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn melinda_labels_are_positions_among_sorted_values() {
+    let dir = scratch_dir("convert-melinda");
+    let input = dir.join("melinda");
+    for name in ["a.jpg", "b.jpg", "c.jpg"] {
+        write(&input.join("melinda_images").join(name), png(6));
+    }
+    let header = "figure_file,caption,i_meth,p_meth,i_meth_label,p_meth_label\n";
+    write(
+        &input.join("train.csv"),
+        format!(
+            "{header}a.jpg,\"Western blot, showing cardiomegaly.\",Western,Protein,exp,molecular\n"
+        ),
+    );
+    write(
+        &input.join("dev.csv"),
+        format!("{header}b.jpg,Light microscopy image.,Light,Micro,exp,cellular\n"),
+    );
+    write(
+        &input.join("test.csv"),
+        format!("{header}c.jpg,A CT scan of the chest.,CT,Imaging,exp,anatomical\n"),
+    );
+    let linker = hpo_linker();
+    let out = dir.join("out");
+    convert::convert(Dataset::Melinda, &input, &out, &linker, &options()).unwrap();
+    let (manifest, train) = rows(&out, "train");
+    assert_eq!(manifest.kind, TableKind::Class);
+    assert_eq!(
+        manifest.label_names,
+        ["anatomical", "cellular", "molecular"]
+    );
+    assert_eq!(train[0].labels, Labels::Class(vec![2]));
+    assert_eq!(train[0].captions, ["Western blot, showing cardiomegaly."]);
+    assert_eq!(
+        manifest.entities[train[0].txt_ents[0][0][2] as usize],
+        "C0018800"
+    );
+    let error = convert::convert(
+        Dataset::Melinda,
+        &input,
+        &dir.join("x"),
+        &linker,
+        &ConvertOptions {
+            melinda_label: "colour".into(),
+            ..options()
+        },
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("no label column \"colour\""));
+    std::fs::remove_dir_all(dir).unwrap();
+}

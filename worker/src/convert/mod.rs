@@ -1,0 +1,204 @@
+//! `arl data convert`: published datasets in their released layouts to arl's shards, one
+//! sharded dataset per split (`OUTPUT/{train,val,test}`), texts linked to the ontology's
+//! concepts (ARL_SPEC.md §4.3). Images missing on disk are skipped (as ARL does) but counted
+//! and reported; malformed files and rows are errors naming the file and row.
+
+pub mod answers;
+pub mod melinda;
+pub mod vqa;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::data::annotate::EntityTable;
+use crate::data::labels::{Labels, VqaLabel};
+use crate::data::shard::ShardWriter;
+use crate::data::table::ImageTextRow;
+use crate::knowledge::linker::Linker;
+use answers::{AnswerVocabulary, normalize_word};
+
+/// The datasets `arl data convert` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dataset {
+    /// VQA-RAD (MEVF release).
+    VqaRad,
+    /// SLAKE, English questions.
+    Slake,
+    /// VQA-Med-2019, categories C1–C3.
+    VqaMed2019,
+    /// MELINDA.
+    Melinda,
+}
+
+/// Conversion settings.
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    /// VQA-RAD's validation split.
+    pub rad_validation: vqa::RadValidation,
+    /// MELINDA's label column.
+    pub melinda_label: String,
+    /// Image bytes per shard, MiB.
+    pub shard_mb: usize,
+}
+
+const SPLITS: [&str; 3] = ["train", "val", "test"];
+
+/// Rows grouped by (split, image) in first-seen order, each with its texts: an image asked
+/// about in two splits (VQA-RAD shares images between train and test) is a row of each, as in
+/// ARL's per-split tables.
+#[derive(Default)]
+struct Groups {
+    order: Vec<(usize, PathBuf)>,
+    rows: std::collections::HashMap<(usize, PathBuf), (Vec<String>, Vec<Extra>)>,
+}
+
+/// What a text carries besides itself.
+#[derive(Clone)]
+enum Extra {
+    Answer(VqaLabel),
+    Class(i64),
+}
+
+impl Groups {
+    fn push(&mut self, image: &Path, split: usize, text: String, extra: Extra) {
+        let key = (split, image.to_owned());
+        let entry = self.rows.entry(key.clone()).or_insert_with(|| {
+            self.order.push(key);
+            (Vec::new(), Vec::new())
+        });
+        entry.0.push(text);
+        entry.1.push(extra);
+    }
+}
+
+/// Writes the groups as one dataset per split; returns the summary.
+fn write(
+    groups: Groups,
+    label_names: Vec<String>,
+    linker: &Linker,
+    out: &Path,
+    shard_mb: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let mut writers = SPLITS
+        .iter()
+        .map(|split| ShardWriter::new(&out.join(split), shard_mb << 20))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut entities = EntityTable::default();
+    let (mut missing, mut rows, mut items) = (Vec::new(), [0usize; 3], [0usize; 3]);
+    for key in &groups.order {
+        let (split, image) = (&key.0, &key.1);
+        let (texts, extras) = &groups.rows[key];
+        let bytes = match std::fs::read(image) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(image = %image.display(), %error, "image missing; row skipped");
+                missing.push(image.display().to_string());
+                continue;
+            }
+        };
+        let found = entities.annotate(linker, texts);
+        let labels = match extras.first() {
+            Some(Extra::Answer(_)) => Labels::Vqa(
+                extras
+                    .iter()
+                    .filter_map(|e| match e {
+                        Extra::Answer(a) => Some(a.clone()),
+                        Extra::Class(_) => None,
+                    })
+                    .collect(),
+            ),
+            Some(Extra::Class(_)) => Labels::Class(
+                extras
+                    .iter()
+                    .filter_map(|e| match e {
+                        Extra::Class(c) => Some(*c),
+                        Extra::Answer(_) => None,
+                    })
+                    .collect(),
+            ),
+            None => Labels::None,
+        };
+        rows[*split] += 1;
+        items[*split] += texts.len();
+        writers[*split].push(ImageTextRow {
+            image: bytes,
+            captions: texts.clone(),
+            image_id: image.display().to_string(),
+            img_ents: found.img_ents,
+            txt_ents: found.txt_ents,
+            split: SPLITS[*split].to_owned(),
+            labels,
+        })?;
+    }
+    for writer in writers {
+        writer.finish_with(entities.cuis().to_vec(), label_names.clone())?;
+    }
+    Ok(serde_json::json!({
+        "rows": dict(rows), "items": dict(items), "labels": label_names.len(),
+        "entities": entities.cuis().len(), "missing_images": missing.len(),
+        "missing_examples": missing.iter().take(5).collect::<Vec<_>>(),
+    }))
+}
+
+fn dict(values: [usize; 3]) -> serde_json::Value {
+    serde_json::json!({"train": values[0], "val": values[1], "test": values[2]})
+}
+
+/// Converts `dataset` from its released layout in `input` into the local folder `out`.
+///
+/// # Errors
+/// Missing or malformed input (named), or an output that cannot be written.
+pub fn convert(
+    dataset: Dataset,
+    input: &Path,
+    out: &Path,
+    linker: &Linker,
+    options: &ConvertOptions,
+) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(input.is_dir(), "{} is not a folder", input.display());
+    let mut groups = Groups::default();
+    let label_names = match dataset {
+        Dataset::Melinda => {
+            let (splits, names) = melinda::melinda(input, &options.melinda_label)?;
+            for (split, figures) in splits.into_iter().enumerate() {
+                for figure in figures {
+                    let id = names
+                        .iter()
+                        .position(|n| *n == figure.label)
+                        .context("a label")?;
+                    groups.push(
+                        &figure.image,
+                        split,
+                        figure.caption,
+                        Extra::Class(id as i64),
+                    );
+                }
+            }
+            names
+        }
+        vqa_dataset => {
+            let splits = match vqa_dataset {
+                Dataset::VqaRad => vqa::vqa_rad(input, options.rad_validation)?,
+                Dataset::Slake => vqa::slake(input)?,
+                _ => vqa::vqa_med_2019(input)?,
+            };
+            let mut vocabulary = AnswerVocabulary::default();
+            for (split, questions) in splits.into_iter().enumerate() {
+                for q in questions {
+                    let answer = normalize_word(&q.answer);
+                    let label = VqaLabel {
+                        labels: vec![vocabulary.id(&answer)],
+                        answers: vec![answer],
+                        scores: vec![1.0],
+                        question_id: q.qid,
+                        answer_type: q.answer_type,
+                    };
+                    groups.push(&q.image, split, q.question, Extra::Answer(label));
+                }
+            }
+            vocabulary.names().to_vec()
+        }
+    };
+    write(groups, label_names, linker, out, options.shard_mb)
+}
