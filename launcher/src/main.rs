@@ -146,9 +146,10 @@ enum DataCommand {
         sheet: PathBuf,
     },
     /// Convert a published dataset in its released layout to shards, one dataset per split
-    /// (vqa-rad, slake, vqa-med-2019, melinda; ROCO, MedICaT and MIMIC-CXR to come).
+    /// (vqa-rad, slake, vqa-med-2019, melinda, pydicom-data; ROCO, MedICaT and MIMIC-CXR to
+    /// come).
     Convert {
-        /// vqa-rad, slake, vqa-med-2019 or melinda.
+        /// vqa-rad, slake, vqa-med-2019, melinda or pydicom-data.
         #[arg(long)]
         dataset: String,
         /// The dataset's folder.

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use arl_tests::{release_binary, scratch_dir, workspace_root};
+use arl_tests::{dicom_fixtures, release_binary, scratch_dir, workspace_root};
 use arl_worker::convert::{self, ConvertOptions, Dataset, vqa::RadValidation};
 use arl_worker::data::labels::{Labels, TableKind};
 use arl_worker::data::stream::ShardSource;
@@ -344,5 +344,50 @@ fn melinda_labels_are_positions_among_sorted_values() {
     )
     .unwrap_err();
     assert!(error.to_string().contains("no label column \"colour\""));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn pydicom_data_is_a_captioned_real_image_smoke_set() {
+    let dir = scratch_dir("convert-pydicom");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dicom_fixtures().join("manifest.json")).unwrap())
+            .unwrap();
+    let input = PathBuf::from(manifest["data"].as_str().unwrap());
+    let out = dir.join("out");
+    let summary = convert::convert(
+        Dataset::PydicomData,
+        &input,
+        &out,
+        &hpo_linker(),
+        &options(),
+    )
+    .unwrap();
+    let undecodable: Vec<String> = serde_json::from_value(summary["undecodable"].clone()).unwrap();
+    let kept: u64 = ["train", "val", "test"]
+        .iter()
+        .map(|s| summary["rows"][s].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        kept as usize + undecodable.len(),
+        68,
+        "every file kept or named"
+    );
+    assert!(kept >= 50, "{summary}");
+    for reason in ["JPEG-LS", "PALETTE COLOR", "BitsAllocated 1"] {
+        assert!(
+            undecodable.iter().any(|u| u.contains(reason)),
+            "{reason}: {undecodable:?}"
+        );
+    }
+    let (_, train) = rows(&out, "train");
+    let chest = train
+        .iter()
+        .find(|r| r.image_id.ends_with("RG1_UNCR.dcm"))
+        .expect("the chest radiograph");
+    assert_eq!(
+        chest.captions,
+        ["A computed radiography image of the chest: THORAX."]
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

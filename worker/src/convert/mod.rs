@@ -5,6 +5,7 @@
 
 pub mod answers;
 pub mod melinda;
+pub mod pydicom_data;
 pub mod vqa;
 
 use std::path::{Path, PathBuf};
@@ -26,9 +27,13 @@ pub enum Dataset {
     /// SLAKE, English questions.
     Slake,
     /// VQA-Med-2019, categories C1–C3.
+    #[value(name = "vqa-med-2019")]
     VqaMed2019,
     /// MELINDA.
     Melinda,
+    /// The DICOM files of pydicom-data, captioned from their attributes (a real-image smoke
+    /// set).
+    PydicomData,
 }
 
 /// Conversion settings.
@@ -56,6 +61,7 @@ struct Groups {
 /// What a text carries besides itself.
 #[derive(Clone)]
 enum Extra {
+    Nothing,
     Answer(VqaLabel),
     Class(i64),
 }
@@ -104,7 +110,7 @@ fn write(
                     .iter()
                     .filter_map(|e| match e {
                         Extra::Answer(a) => Some(a.clone()),
-                        Extra::Class(_) => None,
+                        _ => None,
                     })
                     .collect(),
             ),
@@ -113,11 +119,11 @@ fn write(
                     .iter()
                     .filter_map(|e| match e {
                         Extra::Class(c) => Some(*c),
-                        Extra::Answer(_) => None,
+                        _ => None,
                     })
                     .collect(),
             ),
-            None => Labels::None,
+            Some(Extra::Nothing) | None => Labels::None,
         };
         rows[*split] += 1;
         items[*split] += texts.len();
@@ -158,7 +164,18 @@ pub fn convert(
 ) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(input.is_dir(), "{} is not a folder", input.display());
     let mut groups = Groups::default();
+    let mut skipped = Vec::new();
     let label_names = match dataset {
+        Dataset::PydicomData => {
+            let (images, failed) = pydicom_data::smoke_set(input)?;
+            skipped = failed;
+            for (i, image) in images.into_iter().enumerate() {
+                let split = SPLITS.iter().position(|s| *s == crate::synth::split_of(i));
+                let split = split.context("a split")?;
+                groups.push(&image.path, split, image.caption, Extra::Nothing);
+            }
+            Vec::new()
+        }
         Dataset::Melinda => {
             let (splits, names) = melinda::melinda(input, &options.melinda_label)?;
             for (split, figures) in splits.into_iter().enumerate() {
@@ -200,5 +217,7 @@ pub fn convert(
             vocabulary.names().to_vec()
         }
     };
-    write(groups, label_names, linker, out, options.shard_mb)
+    let mut summary = write(groups, label_names, linker, out, options.shard_mb)?;
+    summary["undecodable"] = serde_json::json!(skipped);
+    Ok(summary)
 }

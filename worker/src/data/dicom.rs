@@ -94,6 +94,32 @@ pub fn decode(bytes: &[u8], options: &DicomOptions, frames: Frames) -> anyhow::R
         .collect()
 }
 
+/// The descriptive text attributes of a DICOM file that are present and not empty, by keyword:
+/// Modality, BodyPartExamined, StudyDescription, SeriesDescription, ProtocolName.
+///
+/// # Errors
+/// Bytes that are not a DICOM file.
+pub fn text_tags(bytes: &[u8]) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let object = parse(bytes)?;
+    let wanted = [
+        ("Modality", tags::MODALITY),
+        ("BodyPartExamined", tags::BODY_PART_EXAMINED),
+        ("StudyDescription", tags::STUDY_DESCRIPTION),
+        ("SeriesDescription", tags::SERIES_DESCRIPTION),
+        ("ProtocolName", tags::PROTOCOL_NAME),
+    ];
+    Ok(wanted
+        .into_iter()
+        .filter_map(|(name, tag)| {
+            let value = object.element(tag).ok()?.to_str().ok()?;
+            let value = value
+                .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+                .to_owned();
+            (!value.is_empty()).then_some((name, value))
+        })
+        .collect())
+}
+
 /// Reads a Part 10 file from memory.
 fn parse(bytes: &[u8]) -> anyhow::Result<DefaultDicomObject> {
     ensure!(
