@@ -146,10 +146,10 @@ enum DataCommand {
         sheet: PathBuf,
     },
     /// Convert a published dataset in its released layout to shards, one dataset per split
-    /// (vqa-rad, slake, vqa-med-2019, melinda, pydicom-data; ROCO, MedICaT and MIMIC-CXR to
+    /// (vqa-rad, slake, vqa-med-2019, melinda, mimic-cxr, pydicom-data; ROCO and MedICaT to
     /// come).
     Convert {
-        /// vqa-rad, slake, vqa-med-2019, melinda or pydicom-data.
+        /// vqa-rad, slake, vqa-med-2019, melinda, mimic-cxr or pydicom-data.
         #[arg(long)]
         dataset: String,
         /// The dataset's folder.

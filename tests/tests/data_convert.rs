@@ -363,7 +363,7 @@ fn pydicom_data_is_a_captioned_real_image_smoke_set() {
         &options(),
     )
     .unwrap();
-    let undecodable: Vec<String> = serde_json::from_value(summary["undecodable"].clone()).unwrap();
+    let undecodable: Vec<String> = serde_json::from_value(summary["skipped"].clone()).unwrap();
     let kept: u64 = ["train", "val", "test"]
         .iter()
         .map(|s| summary["rows"][s].as_u64().unwrap())
@@ -389,5 +389,92 @@ fn pydicom_data_is_a_captioned_real_image_smoke_set() {
         chest.captions,
         ["A computed radiography image of the chest: THORAX."]
     );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn mimic_cxr_keeps_frontal_studies_with_reports_and_reads_dicom_directly() {
+    let dir = scratch_dir("convert-mimic");
+    let root = dir.join("mimic_cxr");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dicom_fixtures().join("manifest.json")).unwrap())
+            .unwrap();
+    let dicom =
+        std::fs::read(Path::new(manifest["tests"].as_str().unwrap()).join("CT_small.dcm")).unwrap();
+    let study = |subject: &str, study: &str| {
+        root.join("files")
+            .join(format!("p{}", &subject[..2]))
+            .join(format!("p{subject}"))
+            .join(format!("s{study}"))
+    };
+    write(&study("10000032", "50414267").join("d1.dcm"), &dicom);
+    write(&study("10000032", "50414267").join("d2.dcm"), &dicom);
+    write(&study("10000764", "57375967").join("d3.jpg"), png(7));
+    write(&study("10000898", "50771383").join("d4.dcm"), &dicom);
+    write(
+        &root.join("mimic-cxr-2.0.0-metadata.csv"),
+        "dicom_id,subject_id,study_id,PerformedProcedureStepDescription,ViewPosition,Rows,Columns\n\
+         d1,10000032,50414267,CHEST (PA AND LAT),PA,3056,2544\n\
+         d2,10000032,50414267,CHEST (PA AND LAT),LATERAL,3056,2544\n\
+         d3,10000764,57375967,CHEST (PORTABLE AP),AP,2544,3056\n\
+         d4,10000898,50771383,CHEST (PA AND LAT),PA,3056,2544\n",
+    );
+    write(
+        &root.join("mimic-cxr-2.0.0-split.csv"),
+        "dicom_id,study_id,subject_id,split\nd1,50414267,10000032,train\n\
+         d2,50414267,10000032,train\nd3,57375967,10000764,validate\nd4,50771383,10000898,test\n",
+    );
+    let observations = "Atelectasis,Cardiomegaly,Consolidation,Edema,Enlarged Cardiomediastinum,\
+                        Fracture,Lung Lesion,Lung Opacity,No Finding,Pleural Effusion,Pleural Other,\
+                        Pneumonia,Pneumothorax,Support Devices";
+    write(
+        &root.join("mimic-cxr-2.0.0-chexpert.csv"),
+        format!(
+            "subject_id,study_id,{observations}\n\
+             10000032,50414267,,1.0,,,,,,,,-1.0,,0.0,,\n\
+             10000764,57375967,1.0,,,,,,,,,,,,,1.0\n\
+             10000898,50771383,,,,,,,,,1.0,,,,,\n"
+        ),
+    );
+    write(
+        &root.join("mimic_cxr_sectioned.csv"),
+        "study,impression,findings,last_paragraph,comparison\n\
+         s50414267,\"No acute   cardiopulmonary process.\",\"Mild cardiomegaly.  No pleural effusion.\",,\n\
+         s57375967,Small left pleural effusion.,Lines.,,\n",
+    );
+    let out = dir.join("out");
+    let summary =
+        convert::convert(Dataset::MimicCxr, &root, &out, &hpo_linker(), &options()).unwrap();
+    assert_eq!(
+        summary["rows"],
+        json!({"train": 1, "val": 1, "test": 0}),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["skipped"],
+        json!({"not_frontal": 1, "no_chexpert": 0, "no_report": 1, "no_text": 0})
+    );
+    let (manifest, train) = rows(&out, "train");
+    assert_eq!(manifest.kind, TableKind::Chexpert);
+    assert_eq!(
+        train[0].captions,
+        [
+            "No acute cardiopulmonary process.",
+            "Mild cardiomegaly. No pleural effusion."
+        ]
+    );
+    let mut expected = vec![0; 14];
+    expected[1] = 1; // Cardiomegaly 1.0; the −1.0 and blanks become 0
+    assert_eq!(train[0].labels, Labels::Chexpert(expected));
+    assert_eq!(train[0].image, dicom, "the DICOM is stored as released");
+    let decoded = arl_worker::data::loader::decode(&train[0].image, &Default::default()).unwrap();
+    assert_eq!((decoded.width, decoded.height), (128, 128));
+    let (_, val) = rows(&out, "val");
+    assert_eq!(
+        val[0].captions,
+        ["Small left pleural effusion."],
+        "findings of one word dropped"
+    );
+    assert!(val[0].image_id.ends_with("d3.jpg"));
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -5,6 +5,7 @@
 
 pub mod answers;
 pub mod melinda;
+pub mod mimic;
 pub mod pydicom_data;
 pub mod vqa;
 
@@ -31,6 +32,8 @@ pub enum Dataset {
     VqaMed2019,
     /// MELINDA.
     Melinda,
+    /// MIMIC-CXR, frontal views, DICOM or JPG read directly.
+    MimicCxr,
     /// The DICOM files of pydicom-data, captioned from their attributes (a real-image smoke
     /// set).
     PydicomData,
@@ -62,6 +65,7 @@ struct Groups {
 #[derive(Clone)]
 enum Extra {
     Nothing,
+    Chexpert(Vec<i64>),
     Answer(VqaLabel),
     Class(i64),
 }
@@ -123,6 +127,7 @@ fn write(
                     })
                     .collect(),
             ),
+            Some(Extra::Chexpert(values)) => Labels::Chexpert(values.clone()),
             Some(Extra::Nothing) | None => Labels::None,
         };
         rows[*split] += 1;
@@ -164,11 +169,22 @@ pub fn convert(
 ) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(input.is_dir(), "{} is not a folder", input.display());
     let mut groups = Groups::default();
-    let mut skipped = Vec::new();
+    let mut skipped = serde_json::Value::Null;
     let label_names = match dataset {
+        Dataset::MimicCxr => {
+            let (studies, left_out) = mimic::mimic_cxr(input)?;
+            skipped = serde_json::to_value(left_out)?;
+            for study in studies {
+                for text in study.texts {
+                    let extra = Extra::Chexpert(study.chexpert.clone());
+                    groups.push(&study.image, study.split, text, extra);
+                }
+            }
+            Vec::new()
+        }
         Dataset::PydicomData => {
             let (images, failed) = pydicom_data::smoke_set(input)?;
-            skipped = failed;
+            skipped = serde_json::json!(failed);
             for (i, image) in images.into_iter().enumerate() {
                 let split = SPLITS.iter().position(|s| *s == crate::synth::split_of(i));
                 let split = split.context("a split")?;
@@ -218,6 +234,6 @@ pub fn convert(
         }
     };
     let mut summary = write(groups, label_names, linker, out, options.shard_mb)?;
-    summary["undecodable"] = serde_json::json!(skipped);
+    summary["skipped"] = skipped;
     Ok(summary)
 }
