@@ -146,10 +146,11 @@ enum DataCommand {
         sheet: PathBuf,
     },
     /// Convert a published dataset in its released layout to shards, one dataset per split
-    /// (vqa-rad, slake, vqa-med-2019, melinda, mimic-cxr, pydicom-data; ROCO and MedICaT to
-    /// come).
+    /// (roco, roco-retrieval, medicat, mimic-cxr, vqa-rad, slake, vqa-med-2019, melinda,
+    /// pydicom-data).
     Convert {
-        /// vqa-rad, slake, vqa-med-2019, melinda, mimic-cxr or pydicom-data.
+        /// roco, roco-retrieval, medicat, mimic-cxr, vqa-rad, slake, vqa-med-2019, melinda or
+        /// pydicom-data.
         #[arg(long)]
         dataset: String,
         /// The dataset's folder.
@@ -165,6 +166,9 @@ enum DataCommand {
         /// MELINDA: the label column (i_meth, p_meth, i_meth_label, p_meth_label).
         #[arg(long, default_value = "p_meth_label")]
         melinda_label: String,
+        /// ROCO: MedICaT's folder, for the inline references of ROCO images.
+        #[arg(long)]
+        medicat: Option<PathBuf>,
     },
 }
 
@@ -285,6 +289,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             output,
             val_holdout,
             melinda_label,
+            medicat,
         }) => {
             let mut command = std::process::Command::new(arl_launcher::paths::worker_binary()?);
             command
@@ -296,6 +301,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 .arg(arl_launcher::paths::project_file("data/hpo/hp.obo")?);
             if let Some(fraction) = val_holdout {
                 command.args(["--val-holdout", &fraction.to_string()]);
+            }
+            if let Some(folder) = medicat {
+                command.arg("--medicat").arg(folder);
             }
             Ok(exit_code(command.status()?))
         }

@@ -78,6 +78,13 @@ pub fn dicom_fixtures() -> PathBuf {
     MADE.get_or_init(|| fixtures("dicom", "dicom.py")).clone()
 }
 
+/// What CPython's `random` draws for a few seeds (`scripts/fixtures/python_random.py`).
+pub fn python_random_fixtures() -> PathBuf {
+    static MADE: OnceLock<PathBuf> = OnceLock::new();
+    MADE.get_or_init(|| fixtures("python_random", "python_random.py"))
+        .clone()
+}
+
 /// `tests/fixtures/NAME`, written by `scripts/fixtures/SCRIPT` unless its manifest exists.
 fn fixtures(name: &str, script: &str) -> PathBuf {
     let dir = workspace_root().join("tests/fixtures").join(name);

@@ -6,7 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use arl_tests::{dicom_fixtures, release_binary, scratch_dir, workspace_root};
+use arl_tests::{
+    dicom_fixtures, python_random_fixtures, release_binary, scratch_dir, workspace_root,
+};
+use arl_worker::convert::python_random::PythonRandom;
 use arl_worker::convert::{self, ConvertOptions, Dataset, vqa::RadValidation};
 use arl_worker::data::labels::{Labels, TableKind};
 use arl_worker::data::stream::ShardSource;
@@ -43,6 +46,7 @@ fn options() -> ConvertOptions {
         rad_validation: RadValidation::Valset,
         melinda_label: "p_meth_label".into(),
         shard_mb: 1,
+        medicat: None,
     }
 }
 
@@ -476,5 +480,154 @@ fn mimic_cxr_keeps_frontal_studies_with_reports_and_reads_dicom_directly() {
         "findings of one word dropped"
     );
     assert!(val[0].image_id.ends_with("d3.jpg"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_python_shuffle_is_cpythons() {
+    #[derive(serde::Deserialize)]
+    struct Draw {
+        seed: u64,
+        bits: Vec<u32>,
+        shuffle1000: Vec<usize>,
+        shuffle7: Vec<usize>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Draws {
+        draws: Vec<Draw>,
+    }
+    let text = std::fs::read(python_random_fixtures().join("manifest.json")).unwrap();
+    let draws: Draws = serde_json::from_slice(&text).unwrap();
+    for draw in draws.draws {
+        let mut random = PythonRandom::new(draw.seed);
+        let bits: Vec<u32> = (0..5).map(|_| random.next_u32()).collect();
+        assert_eq!(bits, draw.bits, "seed {}", draw.seed);
+        let mut random = PythonRandom::new(draw.seed);
+        let (mut long, mut short): (Vec<usize>, Vec<usize>) =
+            ((0..1000).collect(), (0..7).collect());
+        random.shuffle(&mut long);
+        random.shuffle(&mut short);
+        assert_eq!(
+            (long, short),
+            (draw.shuffle1000, draw.shuffle7),
+            "seed {}",
+            draw.seed
+        );
+    }
+}
+
+#[test]
+fn roco_merges_medicat_references_and_the_retrieval_subsets_are_drawn_by_seed() {
+    let dir = scratch_dir("convert-roco");
+    let roco = dir.join("roco");
+    let medicat = dir.join("medicat");
+    for (split, folder) in [("train", "train"), ("val", "validation"), ("test", "test")] {
+        let radiology = roco.join(folder).join("radiology");
+        let mut captions = String::new();
+        let mut dlinks = String::new();
+        for i in 0..6 {
+            let id = format!("ROCO_{split}_{i}");
+            write(&radiology.join("images").join(format!("{id}.jpg")), png(i));
+            captions.push_str(&format!(
+                "{id}\tChest radiograph number {i} with pleural effusion.\n"
+            ));
+            dlinks.push_str(&format!(
+                "{id}\twget -c https://example.org/pub/PMC{}{i}.tar.gz\tfig{i}.jpg\n",
+                split.len()
+            ));
+        }
+        captions.push_str("ROCO_bad line without a tab\n");
+        captions.push_str(&format!("ROCO_{split}_9\tToo short\n"));
+        write(&radiology.join("captions.txt"), captions);
+        write(&radiology.join("dlinks.txt"), dlinks);
+        let refs = json!({"roco_image_id": format!("PMC{}1_fig1.jpg", split.len()),
+                          "gorc_references": ["As shown in the figure, the effusion is large.", "ok"]});
+        write(
+            &medicat
+                .join("net/nfs2.corp/allennlp/sanjays/roco_files")
+                .join(format!("roco_{split}_references.jsonl")),
+            format!(
+                "{refs}\n{}\n",
+                json!({"roco_image_id": "PMC999_nowhere.jpg", "gorc_references": []})
+            ),
+        );
+    }
+    let linker = hpo_linker();
+    let out = dir.join("roco-out");
+    let opts = ConvertOptions {
+        medicat: Some(medicat.clone()),
+        ..options()
+    };
+    let summary = convert::convert(Dataset::Roco, &roco, &out, &linker, &opts).unwrap();
+    assert_eq!(
+        summary["rows"],
+        json!({"train": 6, "val": 6, "test": 6}),
+        "{summary}"
+    );
+    assert_eq!(summary["skipped"]["malformed_caption_lines"], 3);
+    assert_eq!(summary["skipped"]["unknown_roco_ids"], 3);
+    let (_, train) = rows(&out, "train");
+    let one = train
+        .iter()
+        .find(|r| r.image_id.ends_with("ROCO_train_1.jpg"))
+        .unwrap();
+    assert_eq!(
+        one.captions,
+        [
+            "As shown in the figure, the effusion is large.",
+            "Chest radiograph number 1 with pleural effusion."
+        ],
+        "MedICaT's references, then the caption, in one row"
+    );
+
+    let out = dir.join("irtr-out");
+    convert::convert(Dataset::RocoRetrieval, &roco, &out, &linker, &options()).unwrap();
+    let (_, train) = rows(&out, "train");
+    let order: Vec<String> = train
+        .iter()
+        .map(|r| r.image_id.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        (0..6)
+            .map(|i| format!("ROCO_train_{i}.jpg"))
+            .collect::<Vec<_>>()
+    );
+    assert_ne!(order, sorted, "shuffled with Python's generator");
+    let again = dir.join("irtr-again");
+    convert::convert(Dataset::RocoRetrieval, &roco, &again, &linker, &options()).unwrap();
+    assert_eq!(
+        std::fs::read(again.join("train/shard-00000.arrow")).unwrap(),
+        std::fs::read(out.join("train/shard-00000.arrow")).unwrap(),
+        "the same draw every time"
+    );
+
+    // MedICaT: radiology records only; with fewer than 2,000, Python's slices put all in test.
+    let records: String = (0..5)
+        .map(|i| {
+            write(
+                &medicat.join(format!("release/figures/hash{i}_fig.jpg")),
+                png(i),
+            );
+            format!(
+                "{}\n",
+                json!({"pdf_hash": format!("hash{i}"), "fig_uri": "fig.jpg", "radiology": i != 4,
+                       "s2_caption": "Axial CT image of the chest.", "s2orc_references": null})
+            )
+        })
+        .collect();
+    write(
+        &medicat.join("release/s2_full_figures_oa_nonroco_combined_medical_top4_public.jsonl"),
+        records,
+    );
+    let out = dir.join("medicat-out");
+    let summary = convert::convert(Dataset::Medicat, &medicat, &out, &linker, &options()).unwrap();
+    assert_eq!(
+        summary["rows"],
+        json!({"train": 0, "val": 0, "test": 4}),
+        "{summary}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

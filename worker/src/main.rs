@@ -156,6 +156,9 @@ enum Command {
         /// MELINDA: the label column.
         #[arg(long, default_value = "p_meth_label")]
         melinda_label: String,
+        /// ROCO: MedICaT's folder, for the inline references of ROCO images.
+        #[arg(long)]
+        medicat: Option<std::path::PathBuf>,
         /// Image bytes per shard, MiB.
         #[arg(long, default_value_t = 256)]
         shard_mb: usize,
@@ -430,6 +433,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             val_holdout,
             seed,
             melinda_label,
+            medicat,
             shard_mb,
             ontology,
         } => {
@@ -449,6 +453,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 rad_validation,
                 melinda_label,
                 shard_mb,
+                medicat,
             };
             let summary = to_output(&output, |dir| {
                 convert::convert(dataset, &input, dir, &linker, &options)

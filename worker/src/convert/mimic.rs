@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use super::clean_text;
+
 /// The 14 CheXpert observations, in the CSV's column order.
 pub const CHEXPERT_COLUMNS: usize = 14;
 
@@ -62,12 +64,6 @@ fn column(header: &HashMap<String, usize>, name: &str, path: &Path) -> anyhow::R
         .get(name)
         .copied()
         .with_context(|| format!("{}: no column {name:?}", path.display()))
-}
-
-/// ARL's text rule: whitespace runs to one space, trimmed, three words or more.
-pub fn clean_text(text: &str) -> Option<String> {
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    (text.split(' ').count() >= 3).then_some(text)
 }
 
 /// The image of a study as released: `.png`, else `.jpg`, else `.dcm` (the `.png` path when

@@ -7,6 +7,8 @@ pub mod answers;
 pub mod melinda;
 pub mod mimic;
 pub mod pydicom_data;
+pub mod python_random;
+pub mod roco;
 pub mod vqa;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +34,12 @@ pub enum Dataset {
     VqaMed2019,
     /// MELINDA.
     Melinda,
+    /// ROCO, radiology subset, with MedICaT's inline references when `--medicat` is given.
+    Roco,
+    /// The ROCO retrieval subsets (all of train, 2,000 of val and of test, ARL's draw).
+    RocoRetrieval,
+    /// MedICaT's radiology figures, ARL's seeded split.
+    Medicat,
     /// MIMIC-CXR, frontal views, DICOM or JPG read directly.
     MimicCxr,
     /// The DICOM files of pydicom-data, captioned from their attributes (a real-image smoke
@@ -48,9 +56,17 @@ pub struct ConvertOptions {
     pub melinda_label: String,
     /// Image bytes per shard, MiB.
     pub shard_mb: usize,
+    /// ROCO: MedICaT's folder, for the inline references.
+    pub medicat: Option<PathBuf>,
 }
 
 const SPLITS: [&str; 3] = ["train", "val", "test"];
+
+/// ARL's text rule: whitespace runs to one space, trimmed, three words or more.
+pub fn clean_text(text: &str) -> Option<String> {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    (text.split(' ').count() >= 3).then_some(text)
+}
 
 /// Rows grouped by (split, image) in first-seen order, each with its texts: an image asked
 /// about in two splits (VQA-RAD shares images between train and test) is a row of each, as in
@@ -171,6 +187,20 @@ pub fn convert(
     let mut groups = Groups::default();
     let mut skipped = serde_json::Value::Null;
     let label_names = match dataset {
+        Dataset::Roco | Dataset::RocoRetrieval | Dataset::Medicat => {
+            let (pairs, left_out) = match dataset {
+                Dataset::Roco => roco::roco(input, options.medicat.as_deref())?,
+                Dataset::RocoRetrieval => roco::roco_retrieval(input)?,
+                _ => roco::medicat(input)?,
+            };
+            skipped = serde_json::to_value(left_out)?;
+            for pair in pairs {
+                for text in pair.texts {
+                    groups.push(&pair.image, pair.split, text, Extra::Nothing);
+                }
+            }
+            Vec::new()
+        }
         Dataset::MimicCxr => {
             let (studies, left_out) = mimic::mimic_cxr(input)?;
             skipped = serde_json::to_value(left_out)?;
