@@ -20,7 +20,7 @@ use anyhow::Context;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::annotate::{EntityTable, RowEntities};
+use crate::data::annotate::{EntityTable, Numbering, RowEntities};
 use crate::data::labels::{Labels, VqaLabel};
 use crate::data::shard::ShardWriter;
 use crate::data::table::ImageTextRow;
@@ -135,7 +135,7 @@ fn rows(
     s: &SceneOut,
     entities: &mut EntityTable,
     linker: &Linker,
-    answers: &mut Vec<String>,
+    answers: &mut Numbering,
 ) -> [(usize, ImageTextRow); 4] {
     let split = split_of(i).to_owned();
     let image_id = format!("synth-{i:06}.png");
@@ -148,13 +148,6 @@ fn rows(
         split: split.clone(),
         labels,
     };
-    let mut answer_id = |answer: &str| -> i64 {
-        let position = answers.iter().position(|a| a == answer);
-        position.unwrap_or_else(|| {
-            answers.push(answer.to_owned());
-            answers.len() - 1
-        }) as i64
-    };
     let sections = vec![s.report.findings.clone(), s.report.impression.clone()];
     let questions: Vec<String> = s.questions.iter().map(|q| q.text.clone()).collect();
     let vqa = s
@@ -163,7 +156,7 @@ fn rows(
         .enumerate()
         .map(|(k, q)| VqaLabel {
             answers: vec![q.answer.clone()],
-            labels: vec![answer_id(&q.answer)],
+            labels: vec![answers.id(&q.answer)],
             scores: vec![1.0],
             question_id: (i * 100 + k) as i64,
             answer_type: q.answer_type,
@@ -232,7 +225,7 @@ pub fn generate(
             writers.insert((t, split), writer);
         }
     }
-    let (mut entities, mut answers) = (EntityTable::default(), Vec::new());
+    let (mut entities, mut answers) = (EntityTable::default(), Numbering::default());
     let mut corpus = String::new();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for (i, scene) in scenes.iter().enumerate() {
@@ -254,7 +247,7 @@ pub fn generate(
     let classes: Vec<String> = FINDINGS.iter().map(|f| (*f).to_owned()).collect();
     for ((t, _), writer) in writers {
         let labels = match TASKS[t] {
-            "vqa" => answers.clone(),
+            "vqa" => answers.names().to_vec(),
             "cls" => classes.clone(),
             _ => Vec::new(),
         };
@@ -267,7 +260,7 @@ pub fn generate(
         "image_size": cfg.image_size,
         "items": counts,
         "entities": entities.cuis(),
-        "answers": answers.len(),
+        "answers": answers.names().len(),
         "classes": classes,
     });
     std::fs::write(out.join("synth.json"), serde_json::to_vec_pretty(&summary)?)
