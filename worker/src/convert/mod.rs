@@ -74,11 +74,10 @@ pub fn clean_text(text: &str) -> Option<String> {
 #[derive(Default)]
 struct Groups {
     order: Vec<(usize, PathBuf)>,
-    rows: std::collections::HashMap<(usize, PathBuf), (Vec<String>, Vec<Extra>)>,
+    rows: std::collections::HashMap<(usize, PathBuf), (Vec<String>, Labels)>,
 }
 
 /// What a text carries besides itself.
-#[derive(Clone)]
 enum Extra {
     Nothing,
     Chexpert(Vec<i64>),
@@ -89,12 +88,20 @@ enum Extra {
 impl Groups {
     fn push(&mut self, image: &Path, split: usize, text: String, extra: Extra) {
         let key = (split, image.to_owned());
-        let entry = self.rows.entry(key.clone()).or_insert_with(|| {
+        let (texts, labels) = self.rows.entry(key.clone()).or_insert_with(|| {
             self.order.push(key);
-            (Vec::new(), Vec::new())
+            (Vec::new(), Labels::None)
         });
-        entry.0.push(text);
-        entry.1.push(extra);
+        texts.push(text);
+        // A row's labels: one answer or class per text, CheXpert values once per image.
+        match (labels, extra) {
+            (Labels::Vqa(answers), Extra::Answer(answer)) => answers.push(answer),
+            (Labels::Class(classes), Extra::Class(class)) => classes.push(class),
+            (labels @ Labels::None, Extra::Answer(answer)) => *labels = Labels::Vqa(vec![answer]),
+            (labels @ Labels::None, Extra::Class(class)) => *labels = Labels::Class(vec![class]),
+            (labels @ Labels::None, Extra::Chexpert(values)) => *labels = Labels::Chexpert(values),
+            _ => {}
+        }
     }
 }
 
@@ -114,7 +121,7 @@ fn write(
     let (mut missing, mut rows, mut items) = (Vec::new(), [0usize; 3], [0usize; 3]);
     for key in &groups.order {
         let (split, image) = (&key.0, &key.1);
-        let (texts, extras) = &groups.rows[key];
+        let (texts, labels) = &groups.rows[key];
         let bytes = match std::fs::read(image) {
             Ok(bytes) => bytes,
             Err(error) => {
@@ -124,28 +131,6 @@ fn write(
             }
         };
         let found = entities.annotate(linker, texts);
-        let labels = match extras.first() {
-            Some(Extra::Answer(_)) => Labels::Vqa(
-                extras
-                    .iter()
-                    .filter_map(|e| match e {
-                        Extra::Answer(a) => Some(a.clone()),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            Some(Extra::Class(_)) => Labels::Class(
-                extras
-                    .iter()
-                    .filter_map(|e| match e {
-                        Extra::Class(c) => Some(*c),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            Some(Extra::Chexpert(values)) => Labels::Chexpert(values.clone()),
-            Some(Extra::Nothing) | None => Labels::None,
-        };
         rows[*split] += 1;
         items[*split] += texts.len();
         writers[*split].push(ImageTextRow {
@@ -155,7 +140,7 @@ fn write(
             img_ents: found.img_ents,
             txt_ents: found.txt_ents,
             split: SPLITS[*split].to_owned(),
-            labels,
+            labels: labels.clone(),
         })?;
     }
     for writer in writers {
