@@ -3,6 +3,7 @@
 //! This library holds the config, the local world of rank processes, and the benchmarks.
 
 pub mod bench;
+pub mod ckpt;
 pub mod config;
 pub mod paths;
 pub mod run;

@@ -1,6 +1,6 @@
 //! `arl`: the command-line front of the launcher (see the `arl_launcher` library).
 
-use arl_launcher::{bench, config, run};
+use arl_launcher::{bench, ckpt, config, run};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,8 +45,9 @@ enum Command {
     /// Knowledge: link concepts in a text; build the graph and TransE embeddings (issue 4).
     #[command(subcommand)]
     Knowledge(KnowledgeCommand),
-    /// Inspect, verify or export checkpoints (issue 7: not built yet).
-    Ckpt(Planned),
+    /// Checkpoints: list, verify, export weights.
+    #[command(subcommand)]
+    Ckpt(ckpt::CkptCommand),
 }
 
 #[derive(clap::Args)]
@@ -66,6 +67,8 @@ enum BenchCommand {
     Model(bench::model::ModelArgs),
     /// Image decode + transform throughput on one core against PIL + torchvision.
     Data(bench::data::DataArgs),
+    /// Checkpoint stall and time to durable, to local disk and to a local S3 server.
+    Checkpoint(bench::checkpoint::CheckpointArgs),
     /// Entity-linking throughput over the Indiana University reports (one thread).
     Link {
         /// Passes over all reports; the median is reported.
@@ -221,6 +224,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             bench::data::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Checkpoint(args)) => {
+            bench::checkpoint::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Link { passes }) => {
             bench::link::run(passes)?;
             Ok(ExitCode::SUCCESS)
@@ -328,6 +335,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 .status()?;
             Ok(exit_code(status))
         }
-        Command::Ckpt(_) => planned("ckpt", 7),
+        Command::Ckpt(command) => {
+            ckpt::run(&command)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

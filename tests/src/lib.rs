@@ -325,3 +325,20 @@ pub fn upload_dir(remote: &arl_worker::data::remote::Remote, local: &Path) {
         runtime.block_on(remote.put(name, bytes)).expect("upload");
     }
 }
+
+/// What `checkpoint_child` saves, shared with the tests that check it.
+pub mod checkpoint_child {
+    /// The tensors: (group, name, f32 elements); the optimizer's file is larger than a
+    /// multipart part, and the model group spans several 8 MiB files.
+    pub const TENSORS: [(&str, &str, usize); 4] = [
+        ("model", "encoder.weight", 1_500_000),
+        ("model", "encoder.bias", 1_500_000),
+        ("model", "head.weight", 1_500_000),
+        ("optim", "encoder.weight.exp_avg", 5_000_000),
+    ];
+
+    /// The byte every element of tensor `index` holds at `step`.
+    pub fn pattern(step: u64, index: usize) -> u8 {
+        (step as u8).wrapping_mul(7).wrapping_add(index as u8)
+    }
+}

@@ -2,6 +2,7 @@
 //! does (preflight, benchmarks; training arrives with issue 8).
 
 pub mod bench;
+pub mod checkpoint_bench;
 pub mod convert;
 pub mod data;
 pub mod dist;
@@ -10,3 +11,4 @@ pub mod model;
 pub mod preflight;
 pub mod stream_bench;
 pub mod synth;
+pub mod train_state;

@@ -226,6 +226,25 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Save a preset's state with AdamW moments several times and time each save (for `arl
+    /// bench checkpoint`).
+    BenchCheckpoint {
+        /// Checkpoint location: a local folder or an object-store URL.
+        #[arg(long)]
+        location: String,
+        /// Model preset: tiny or base.
+        #[arg(long, default_value = "base")]
+        preset: String,
+        /// Entities in the knowledge graph.
+        #[arg(long, default_value_t = 0)]
+        entities: i64,
+        /// Saves; the median counts.
+        #[arg(long, default_value_t = 3)]
+        saves: usize,
+        /// Write the state's tensor names and shapes here as JSON (for the Python peer).
+        #[arg(long)]
+        layout_out: Option<std::path::PathBuf>,
+    },
     /// Time entity linking over the Indiana University reports (for `arl bench link`).
     BenchLink {
         /// OBO ontology for the dictionary.
@@ -514,6 +533,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 shard_mb,
             };
             let timing = arl_worker::stream_bench::time_stream(&url, &work, size, rounds)?;
+            println!("{}", serde_json::to_string(&timing)?);
+        }
+        Command::BenchCheckpoint {
+            location,
+            preset,
+            entities,
+            saves,
+            layout_out,
+        } => {
+            let cfg = arl_worker::model::config::ModelConfig::preset(&preset)?;
+            let timing = arl_worker::checkpoint_bench::time_checkpoint(
+                &location,
+                &cfg,
+                entities,
+                saves.max(1),
+                layout_out.as_deref(),
+            )?;
             println!("{}", serde_json::to_string(&timing)?);
         }
         Command::BenchImages {

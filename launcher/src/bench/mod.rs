@@ -1,6 +1,7 @@
 //! `arl bench …`: side-by-side benchmarks against the Python reference, in the same run.
 
 pub mod allreduce;
+pub mod checkpoint;
 pub mod compare;
 pub mod data;
 pub mod link;

@@ -45,18 +45,6 @@ impl std::fmt::Debug for Remote {
     }
 }
 
-/// Environment variables that configure object stores, as builder options.
-fn store_options() -> Vec<(String, String)> {
-    std::env::vars()
-        .filter(|(k, _)| {
-            ["AWS_", "GOOGLE_", "AZURE_"]
-                .iter()
-                .any(|p| k.starts_with(p))
-        })
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect()
-}
-
 impl Remote {
     /// Opens the folder at `url`, configured from the environment.
     ///
@@ -72,17 +60,10 @@ impl Remote {
     /// # Errors
     /// As [`Remote::open`].
     pub fn open_with(url: &str, options: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let parsed = url::Url::parse(url).with_context(|| format!("dataset URL {url:?}"))?;
-        let mut all = store_options();
-        all.extend(
-            options
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        let (store, prefix) = object_store::parse_url_opts(&parsed, all)
-            .with_context(|| format!("dataset URL {url:?}"))?;
+        let (store, prefix) =
+            arl_checkpoints::url::open_store(url, options).context("a dataset location")?;
         Ok(Self {
-            store: Arc::from(store),
+            store,
             prefix,
             url: url.trim_end_matches('/').to_owned(),
             backoff: Backoff::default(),

@@ -1,0 +1,67 @@
+//! A run that does nothing but checkpoint, for the kill-during-save tests of
+//! `tests/tests/checkpoints.rs`: it resumes after the newest committed checkpoint at LOCATION
+//! and saves step after step through the asynchronous writer, until it is killed. Every byte
+//! of a step's tensors is derived from the step, so a reader can tell files of different saves
+//! apart. Prints `submitted N` and `committed N` lines.
+//!
+//! Usage: `checkpoint_child LOCATION` (object-store settings from the environment).
+
+use std::io::Write;
+
+use arl_checkpoints::{
+    AsyncSaver, Checkpoints, Dtype, RankState, Retention, SaverConfig, TensorSpec, TrainingState,
+};
+use arl_tests::checkpoint_child::{TENSORS, pattern};
+
+fn main() {
+    let location = std::env::args()
+        .nth(1)
+        .expect("usage: checkpoint_child LOCATION");
+    if let Err(error) = run(&location) {
+        println!("error {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(location: &str) -> anyhow::Result<()> {
+    let mut checkpoints = Checkpoints::open(location)?;
+    checkpoints.max_file_bytes = 8 << 20;
+    let first = checkpoints.latest()?.map_or(1, |m| m.state.step + 1);
+    let config = SaverConfig {
+        retention: Retention {
+            keep_last: 2,
+            keep_every: 0,
+        },
+    };
+    let mut saver = AsyncSaver::new(checkpoints, config)?;
+    let mut out = std::io::stdout();
+    for step in first.. {
+        let mut begin = saver.begin()?;
+        for (index, (group, name, elements)) in TENSORS.iter().enumerate() {
+            let spec = TensorSpec {
+                group: (*group).into(),
+                name: (*name).into(),
+                dtype: Dtype::F32,
+                shape: vec![*elements],
+            };
+            begin.staging.stage(spec)?.fill(pattern(step, index));
+        }
+        let state = TrainingState {
+            step,
+            world_size: 2,
+            ranks: (0..2)
+                .map(|rank| RankState {
+                    rank,
+                    rng: Default::default(),
+                })
+                .collect(),
+            ..TrainingState::default()
+        };
+        saver.submit(begin.staging, state)?;
+        writeln!(out, "submitted {step}")?;
+        for outcome in saver.poll() {
+            writeln!(out, "committed {}", outcome?.step)?;
+        }
+    }
+    Ok(())
+}

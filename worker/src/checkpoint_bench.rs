@@ -1,0 +1,144 @@
+//! The rank side of `arl bench checkpoint`: the state of a model preset with AdamW's two
+//! moments, saved several times through the asynchronous writer. Per save it times the
+//! training thread's stall (waiting for a free writer, copying the state into staging memory,
+//! handing it over) and the time until the commit marker is durable; at the end it loads the
+//! newest checkpoint back with full verification.
+
+use std::time::Instant;
+
+use anyhow::{Context, ensure};
+use arl_checkpoints::{AsyncSaver, Checkpoints, RankState, Retention, SaverConfig, TrainingState};
+use tch::{Device, Kind, Tensor, nn};
+
+use crate::model::arl::ArlModel;
+use crate::model::config::ModelConfig;
+use crate::train_state::{self, Named};
+
+/// Per-save figures (medians and worst), printed as a JSON line.
+#[derive(Debug, serde::Serialize)]
+pub struct CheckpointTiming {
+    /// Bytes of tensors per save.
+    pub bytes: u64,
+    /// Saves timed.
+    pub saves: usize,
+    /// Median training-thread stall, ms.
+    pub stall_ms: f64,
+    /// Worst stall, ms.
+    pub stall_ms_max: f64,
+    /// Median time from the start of a save to its durable commit marker, s.
+    pub durable_s: f64,
+    /// Loading the newest checkpoint with every hash verified, s.
+    pub load_s: f64,
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The model's parameters and, for each, AdamW's `exp_avg` and `exp_avg_sq`.
+fn adamw_state(cfg: &ModelConfig, entities: i64) -> (nn::VarStore, Vec<Named>, Vec<Named>) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let no_edges = Tensor::zeros([2, 0], (Kind::Int64, Device::Cpu));
+    let _model = ArlModel::new(&vs.root(), cfg, entities, &no_edges);
+    let mut params = vs.variables().into_iter().collect::<Vec<_>>();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    let moments = params
+        .iter()
+        .flat_map(|(name, p)| {
+            [
+                (format!("{name}.exp_avg"), p.zeros_like()),
+                (format!("{name}.exp_avg_sq"), p.zeros_like()),
+            ]
+        })
+        .collect();
+    (vs, params, moments)
+}
+
+/// The state's tensors as `[name, shape]` pairs, model then optimizer (for the Python peer).
+fn layout_json(params: &[Named], moments: &[Named]) -> serde_json::Value {
+    params
+        .iter()
+        .chain(moments)
+        .map(|(name, t)| serde_json::json!([name, t.size()]))
+        .collect()
+}
+
+/// Saves the state of `cfg` `saves` times to `location` and times each save; writes the
+/// state's layout to `layout_out` first if given.
+///
+/// # Errors
+/// A save or the verification of the last one fails.
+pub fn time_checkpoint(
+    location: &str,
+    cfg: &ModelConfig,
+    entities: i64,
+    saves: usize,
+    layout_out: Option<&std::path::Path>,
+) -> anyhow::Result<CheckpointTiming> {
+    let (_vs, params, moments) = adamw_state(cfg, entities);
+    if let Some(path) = layout_out {
+        std::fs::write(path, layout_json(&params, &moments).to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let retention = Retention {
+        keep_last: 1,
+        keep_every: 0,
+    };
+    let mut saver = AsyncSaver::new(Checkpoints::open(location)?, SaverConfig { retention })?;
+    let mut layout = train_state::layout("model", &params)?;
+    layout.extend(train_state::layout("optim", &moments)?);
+    saver.reserve(layout)?;
+    saver.finish()?;
+    let (mut stalls, mut durables, mut bytes) = (Vec::new(), Vec::new(), 0);
+    for step in 1..=saves as u64 {
+        tch::no_grad(|| {
+            for (_, tensor) in params.iter().chain(&moments) {
+                let _ = tensor.shallow_clone().g_add_scalar_(1e-3);
+            }
+        });
+        let started = Instant::now();
+        let mut begin = saver.begin()?;
+        train_state::snapshot(&mut begin.staging, "model", &params)?;
+        train_state::snapshot(&mut begin.staging, "optim", &moments)?;
+        bytes = begin.staging.bytes();
+        let state = TrainingState {
+            step,
+            world_size: 1,
+            ranks: vec![RankState {
+                rank: 0,
+                rng: Default::default(),
+            }],
+            ..TrainingState::default()
+        };
+        saver.submit(begin.staging, state)?;
+        let stall = started.elapsed();
+        stalls.push(stall.as_secs_f64() * 1e3);
+        for outcome in saver.finish()? {
+            durables.push((stall + outcome?.write_time).as_secs_f64());
+        }
+        eprintln!(
+            "bench checkpoint: save {step}/{saves}: stall {:.0} ms, durable after {:.1} s",
+            stalls.last().expect("pushed"),
+            durables.last().expect("pushed")
+        );
+    }
+    drop(saver);
+    let started = Instant::now();
+    let checkpoints = Checkpoints::open(location)?;
+    let loaded = checkpoints.resume()?;
+    let load_s = started.elapsed().as_secs_f64();
+    ensure!(
+        loaded.is_some_and(|l| l.manifest.state.step == saves as u64),
+        "the newest checkpoint at {location} is not step {saves}"
+    );
+    let stall_ms_max = stalls.iter().copied().fold(0.0, f64::max);
+    Ok(CheckpointTiming {
+        bytes,
+        saves,
+        stall_ms: median(&mut stalls),
+        stall_ms_max,
+        durable_s: median(&mut durables),
+        load_s,
+    })
+}
