@@ -158,7 +158,16 @@ impl AsyncSaver {
     /// # Errors
     /// The writer thread stopped.
     pub fn begin(&mut self) -> anyhow::Result<Begin> {
+        let waiting_for = self.in_flight();
         let waited = self.settle()?;
+        if let Some(step) = waiting_for
+            && waited > Duration::from_millis(10)
+        {
+            tracing::warn!(
+                "waited {:.2} s for the checkpoint of step {step} to finish writing",
+                waited.as_secs_f64()
+            );
+        }
         let mut staging = self.idle.take().unwrap_or_default();
         staging.clear();
         Ok(Begin { staging, waited })

@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Runtime;
 
-/// Bytes hashed and written at a time, and the size of a multipart upload's part.
+/// Bytes written at a time, and the size of a multipart upload's part.
 const CHUNK: usize = 16 << 20;
 /// Multipart parts uploading at once.
 const PARTS_IN_FLIGHT: usize = 4;
@@ -181,24 +181,29 @@ impl Target {
     }
 
     /// Writes a file from `parts` (concatenated), durably, replacing any file of that name;
-    /// readers never see a partial file.
+    /// readers never see a partial file. The sha256 is computed on a second thread while the
+    /// bytes are written.
     ///
     /// # Errors
     /// Any write fails (the file is named).
     pub fn write(&self, relative: &str, parts: &[&[u8]]) -> anyhow::Result<Written> {
         let what = || format!("writing {}", self.describe(relative));
-        match &self.kind {
-            Kind::Local(root) => {
-                write_local(&Self::local(root, relative), parts).with_context(what)
-            }
-            Kind::Store {
-                store,
-                prefix,
-                runtime,
-            } => runtime
-                .block_on(write_object(store, &Self::object(prefix, relative), parts))
-                .with_context(what),
-        }
+        let (written, sha256) = std::thread::scope(|scope| {
+            let hasher = scope.spawn(|| sha256_of(parts));
+            let written = match &self.kind {
+                Kind::Local(root) => write_local(&Self::local(root, relative), parts),
+                Kind::Store {
+                    store,
+                    prefix,
+                    runtime,
+                } => runtime.block_on(write_object(store, &Self::object(prefix, relative), parts)),
+            };
+            (written, hasher.join().expect("hashing does not panic"))
+        });
+        Ok(Written {
+            bytes: written.with_context(what)?,
+            sha256,
+        })
     }
 
     /// Makes the entries of folder `relative` ("" for the location itself) durable: `fsync` of
@@ -279,46 +284,44 @@ impl Target {
     }
 }
 
-/// Hashes and writes `parts` in chunks into `path`'s temporary sibling, flushes it to disk and
-/// renames it into place.
-fn write_local(path: &Path, parts: &[&[u8]]) -> anyhow::Result<Written> {
+/// sha256 of the concatenation of `parts`, as hex.
+fn sha256_of(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+/// Writes `parts` into `path`'s temporary sibling, flushes it to disk and renames it into
+/// place; returns the bytes written.
+fn write_local(path: &Path, parts: &[&[u8]]) -> anyhow::Result<u64> {
     let parent = path.parent().context("no parent folder")?;
     std::fs::create_dir_all(parent)?;
     let name = path.file_name().context("no file name")?.to_string_lossy();
     let temporary = parent.join(format!(".{name}.partial"));
     let mut file = File::create(&temporary)?;
-    let mut hasher = Sha256::new();
     let mut bytes = 0;
     for chunk in parts.iter().flat_map(|part| part.chunks(CHUNK)) {
-        hasher.update(chunk);
         file.write_all(chunk)?;
         bytes += chunk.len() as u64;
     }
     file.sync_all()?;
     drop(file);
     std::fs::rename(&temporary, path)?;
-    Ok(Written {
-        bytes,
-        sha256: format!("{:x}", hasher.finalize()),
-    })
+    Ok(bytes)
 }
 
 /// Uploads `parts` as one object: a single PUT when small, else a multipart upload (aborted if
-/// a part fails).
+/// a part fails); returns the bytes written.
 async fn write_object(
     store: &Arc<dyn ObjectStore>,
     path: &StorePath,
     parts: &[&[u8]],
-) -> anyhow::Result<Written> {
+) -> anyhow::Result<u64> {
     let bytes: usize = parts.iter().map(|p| p.len()).sum();
-    let mut hasher = Sha256::new();
     if bytes <= CHUNK {
-        let mut whole = Vec::with_capacity(bytes);
-        for part in parts {
-            hasher.update(part);
-            whole.extend_from_slice(part);
-        }
-        store.put(path, PutPayload::from(whole)).await?;
+        store.put(path, PutPayload::from(parts.concat())).await?;
     } else {
         let mut upload =
             WriteMultipart::new_with_chunk_size(store.put_multipart(path).await?, CHUNK);
@@ -327,13 +330,9 @@ async fn write_object(
                 let _ = upload.abort().await;
                 return Err(error.into());
             }
-            hasher.update(chunk);
             upload.write(chunk);
         }
         upload.finish().await?;
     }
-    Ok(Written {
-        bytes: bytes as u64,
-        sha256: format!("{:x}", hasher.finalize()),
-    })
+    Ok(bytes as u64)
 }

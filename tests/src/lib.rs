@@ -326,8 +326,14 @@ pub fn upload_dir(remote: &arl_worker::data::remote::Remote, local: &Path) {
     }
 }
 
-/// What `checkpoint_child` saves, shared with the tests that check it.
+/// What `checkpoint_child` saves, and the kill-during-save harness that checks it.
 pub mod checkpoint_child {
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use arl_checkpoints::{Checkpoints, Loaded, Status};
+    use rand::{Rng, SeedableRng};
+
     /// The tensors: (group, name, f32 elements); the optimizer's file is larger than a
     /// multipart part, and the model group spans several 8 MiB files.
     pub const TENSORS: [(&str, &str, usize); 4] = [
@@ -340,5 +346,115 @@ pub mod checkpoint_child {
     /// The byte every element of tensor `index` holds at `step`.
     pub fn pattern(step: u64, index: usize) -> u8 {
         (step as u8).wrapping_mul(7).wrapping_add(index as u8)
+    }
+
+    /// Checks that every tensor of `loaded` holds its step's bytes (no file of another save).
+    ///
+    /// # Panics
+    /// On a tensor that is missing or holds other bytes.
+    pub fn assert_contents(loaded: &Loaded) {
+        let step = loaded.manifest.state.step;
+        for (index, (group, name, elements)) in TENSORS.iter().enumerate() {
+            let tensors = loaded.tensors(group).expect("group");
+            let (_, view) = tensors
+                .iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("{name} missing from step {step}"));
+            assert_eq!(view.data().len(), elements * 4, "{name}");
+            let expected = pattern(step, index);
+            assert!(
+                view.data().iter().all(|&b| b == expected),
+                "{name} of step {step} holds bytes of another save"
+            );
+        }
+    }
+
+    /// What [`kill_during_saves`] saw.
+    #[derive(Debug, Default)]
+    pub struct KillReport {
+        /// Kills after which a partial checkpoint folder was left.
+        pub partial_left: usize,
+        /// The newest committed step at the end.
+        pub newest: u64,
+    }
+
+    /// Starts `checkpoint_child` on `location` `trials` times and kills it (SIGKILL, or SIGTERM
+    /// every other time) after a random delay; after each kill, checks that the newest
+    /// committed checkpoint is at least as new as before, loads with every hash verified and
+    /// holds its own step's bytes, and that discovery never returns a partial folder.
+    ///
+    /// # Panics
+    /// On any of those failing.
+    pub fn kill_during_saves(
+        location: &str,
+        env: &[(&'static str, String)],
+        options: &[(&str, &str)],
+        trials: usize,
+        seed: u64,
+    ) -> KillReport {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut report = KillReport::default();
+        let log =
+            std::env::temp_dir().join(format!("arl-checkpoint-child-{}.log", std::process::id()));
+        for trial in 0..trials {
+            let mut child = Command::new(crate::release_binary("checkpoint_child"))
+                .arg(location)
+                .envs(env.iter().map(|(k, v)| (*k, v)))
+                .stdout(std::fs::File::create(&log).expect("log file"))
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting checkpoint_child");
+            let first = if trial == 0 { 1500 } else { 200 };
+            std::thread::sleep(Duration::from_millis(first + rng.gen_range(0..1300)));
+            if trial % 2 == 0 {
+                child.kill().expect("SIGKILL");
+            } else {
+                let status = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status()
+                    .expect("kill -TERM");
+                assert!(status.success());
+            }
+            let status = child.wait().expect("waiting for the child");
+            let output = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(
+                status.code().is_none(),
+                "the child exited by itself: {output}"
+            );
+            assert!(!output.contains("error"), "the child failed: {output}");
+
+            let checkpoints = Checkpoints::open_with(location, options).expect("location");
+            let listed = checkpoints.list().expect("listing");
+            assert!(
+                !listed
+                    .iter()
+                    .any(|l| matches!(l.status, Status::Invalid(_))),
+                "trial {trial}: {listed:?}"
+            );
+            let newest = checkpoints
+                .latest()
+                .expect("discovery")
+                .unwrap_or_else(|| panic!("trial {trial}: no committed checkpoint; {output}"))
+                .state
+                .step;
+            assert!(
+                newest >= report.newest,
+                "trial {trial}: committed step {} lost, newest is {newest}",
+                report.newest
+            );
+            if let Some(last) = listed.last()
+                && last.status == Status::Partial
+            {
+                assert!(last.step > newest, "discovery returned a partial folder");
+                report.partial_left += 1;
+            }
+            let loaded = checkpoints
+                .load(newest)
+                .unwrap_or_else(|e| panic!("trial {trial}: step {newest}: {e:#}"));
+            assert_contents(&loaded);
+            report.newest = newest;
+        }
+        let _ = std::fs::remove_file(&log);
+        report
     }
 }
