@@ -52,7 +52,7 @@ fn help_lists_every_planned_subcommand() {
 
 #[test]
 fn unbuilt_subcommands_say_so_and_exit_non_zero() {
-    for sub in ["pretrain", "finetune", "eval", "ckpt"] {
+    for sub in ["pretrain", "finetune", "eval"] {
         let words: Vec<&str> = sub.split(' ').chain(["--anything"]).collect();
         let out = arl(&words);
         assert_eq!(out.status.code(), Some(3), "{sub}");
