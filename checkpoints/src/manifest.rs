@@ -129,6 +129,21 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl TrainingState {
+    /// The state at `step` of a run of `world_size` ranks, each with no generators yet.
+    pub fn new(step: u64, world_size: u32) -> Self {
+        Self {
+            step,
+            world_size,
+            ranks: (0..world_size)
+                .map(|rank| RankState {
+                    rank,
+                    rng: BTreeMap::new(),
+                })
+                .collect(),
+            ..Self::default()
+        }
+    }
+
     /// Checks the state's own consistency: one rank entry per rank, in order.
     ///
     /// # Errors
@@ -244,17 +259,7 @@ mod tests {
     use super::*;
 
     fn state(world: u32) -> TrainingState {
-        TrainingState {
-            step: 7,
-            world_size: world,
-            ranks: (0..world)
-                .map(|rank| RankState {
-                    rank,
-                    rng: BTreeMap::new(),
-                })
-                .collect(),
-            ..TrainingState::default()
-        }
+        TrainingState::new(7, world)
     }
 
     fn manifest_bytes(state: TrainingState) -> Vec<u8> {

@@ -331,7 +331,7 @@ pub mod checkpoint_child {
     use std::process::{Command, Stdio};
     use std::time::Duration;
 
-    use arl_checkpoints::{Checkpoints, Loaded, Status};
+    use arl_checkpoints::{Checkpoints, Dtype, Loaded, Staging, Status, TensorSpec};
     use rand::{Rng, SeedableRng};
 
     /// The tensors: (group, name, f32 elements); the optimizer's file is larger than a
@@ -346,6 +346,23 @@ pub mod checkpoint_child {
     /// The byte every element of tensor `index` holds at `step`.
     pub fn pattern(step: u64, index: usize) -> u8 {
         (step as u8).wrapping_mul(7).wrapping_add(index as u8)
+    }
+
+    /// Stages [`TENSORS`], each filled with its [`pattern`] for `step`.
+    ///
+    /// # Errors
+    /// As [`Staging::stage`].
+    pub fn stage_step(staging: &mut Staging, step: u64) -> anyhow::Result<()> {
+        for (index, (group, name, elements)) in TENSORS.iter().enumerate() {
+            let spec = TensorSpec {
+                group: (*group).into(),
+                name: (*name).into(),
+                dtype: Dtype::F32,
+                shape: vec![*elements],
+            };
+            staging.stage(spec)?.fill(pattern(step, index));
+        }
+        Ok(())
     }
 
     /// Checks that every tensor of `loaded` holds its step's bytes (no file of another save).

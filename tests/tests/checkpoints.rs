@@ -9,7 +9,7 @@ use std::process::Command;
 
 use arl_checkpoints::export::export_weights;
 use arl_checkpoints::{
-    AsyncSaver, Checkpoints, Dtype, RankState, Retention, SaverConfig, Staging, Status, TensorSpec,
+    AsyncSaver, Checkpoints, Dtype, Retention, SaverConfig, Staging, Status, TensorSpec,
     TrainingState,
 };
 use arl_tests::checkpoint_child::kill_during_saves;
@@ -21,18 +21,10 @@ use tch::{Device, Kind, Tensor};
 
 fn state(step: u64) -> TrainingState {
     TrainingState {
-        step,
         epoch: step / 10,
         config_hash: "c0ffee".into(),
         data_hash: "da7a".into(),
-        world_size: 2,
-        ranks: (0..2)
-            .map(|rank| RankState {
-                rank,
-                rng: Default::default(),
-            })
-            .collect(),
-        ..TrainingState::default()
+        ..TrainingState::new(step, 2)
     }
 }
 

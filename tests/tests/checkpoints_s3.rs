@@ -3,12 +3,9 @@
 //! weights export, all through object-store URLs.
 
 use arl_checkpoints::export::export_weights;
-use arl_checkpoints::{
-    AsyncSaver, Checkpoints, Dtype, RankState, Retention, SaverConfig, Status, TensorSpec,
-    TrainingState,
-};
+use arl_checkpoints::{AsyncSaver, Checkpoints, Retention, SaverConfig, Status, TrainingState};
 use arl_tests::S3Server;
-use arl_tests::checkpoint_child::{TENSORS, assert_contents, kill_during_saves, pattern};
+use arl_tests::checkpoint_child::{assert_contents, kill_during_saves, stage_step};
 use object_store::{ObjectStoreExt, PutPayload};
 
 fn options(server: &S3Server) -> Vec<(String, String)> {
@@ -43,28 +40,8 @@ fn checkpoints_in_s3_survive_kills_verify_and_export() {
         AsyncSaver::new(Checkpoints::open_with(location, &options).unwrap(), config).unwrap();
     for step in 1..=3u64 {
         let mut begin = saver.begin().unwrap();
-        for (index, (group, name, elements)) in TENSORS.iter().enumerate() {
-            let spec = TensorSpec {
-                group: (*group).into(),
-                name: (*name).into(),
-                dtype: Dtype::F32,
-                shape: vec![*elements],
-            };
-            begin
-                .staging
-                .stage(spec)
-                .unwrap()
-                .fill(pattern(step, index));
-        }
-        let state = TrainingState {
-            step,
-            world_size: 1,
-            ranks: vec![RankState {
-                rank: 0,
-                rng: Default::default(),
-            }],
-            ..TrainingState::default()
-        };
+        stage_step(&mut begin.staging, step).unwrap();
+        let state = TrainingState::new(step, 1);
         saver.submit(begin.staging, state).unwrap();
     }
     for outcome in saver.finish().unwrap() {

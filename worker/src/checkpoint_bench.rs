@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, ensure};
-use arl_checkpoints::{AsyncSaver, Checkpoints, RankState, Retention, SaverConfig, TrainingState};
+use arl_checkpoints::{AsyncSaver, Checkpoints, Retention, SaverConfig, TrainingState};
 use tch::{Device, Kind, Tensor, nn};
 
 use crate::model::arl::ArlModel;
@@ -102,15 +102,7 @@ pub fn time_checkpoint(
         train_state::snapshot(&mut begin.staging, "model", &params)?;
         train_state::snapshot(&mut begin.staging, "optim", &moments)?;
         bytes = begin.staging.bytes();
-        let state = TrainingState {
-            step,
-            world_size: 1,
-            ranks: vec![RankState {
-                rank: 0,
-                rng: Default::default(),
-            }],
-            ..TrainingState::default()
-        };
+        let state = TrainingState::new(step, 1);
         saver.submit(begin.staging, state)?;
         let stall = started.elapsed();
         stalls.push(stall.as_secs_f64() * 1e3);

@@ -13,6 +13,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 use super::compare::median;
+use super::data::json_line;
 use super::s3::LocalS3;
 use crate::paths;
 
@@ -39,18 +40,6 @@ pub struct CheckpointArgs {
     /// Skip the PyTorch peer.
     #[arg(long)]
     pub no_peer: bool,
-}
-
-fn json_line(out: &std::process::Output, side: &str) -> anyhow::Result<serde_json::Value> {
-    if !out.status.success() {
-        bail!(
-            "{side} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().unwrap_or_default();
-    serde_json::from_str(line).with_context(|| format!("{side}: reading {line:?}"))
 }
 
 fn number(value: &serde_json::Value, key: &str) -> anyhow::Result<f64> {

@@ -56,7 +56,10 @@ pub enum Part {
 }
 
 /// A side's JSON line.
-fn json_line(out: &std::process::Output, side: &str) -> anyhow::Result<serde_json::Value> {
+pub(super) fn json_line(
+    out: &std::process::Output,
+    side: &str,
+) -> anyhow::Result<serde_json::Value> {
     if !out.status.success() {
         bail!(
             "{side} failed: {}",

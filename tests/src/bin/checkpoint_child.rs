@@ -8,10 +8,8 @@
 
 use std::io::Write;
 
-use arl_checkpoints::{
-    AsyncSaver, Checkpoints, Dtype, RankState, Retention, SaverConfig, TensorSpec, TrainingState,
-};
-use arl_tests::checkpoint_child::{TENSORS, pattern};
+use arl_checkpoints::{AsyncSaver, Checkpoints, Retention, SaverConfig, TrainingState};
+use arl_tests::checkpoint_child::stage_step;
 
 fn main() {
     let location = std::env::args()
@@ -37,26 +35,8 @@ fn run(location: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     for step in first.. {
         let mut begin = saver.begin()?;
-        for (index, (group, name, elements)) in TENSORS.iter().enumerate() {
-            let spec = TensorSpec {
-                group: (*group).into(),
-                name: (*name).into(),
-                dtype: Dtype::F32,
-                shape: vec![*elements],
-            };
-            begin.staging.stage(spec)?.fill(pattern(step, index));
-        }
-        let state = TrainingState {
-            step,
-            world_size: 2,
-            ranks: (0..2)
-                .map(|rank| RankState {
-                    rank,
-                    rng: Default::default(),
-                })
-                .collect(),
-            ..TrainingState::default()
-        };
+        stage_step(&mut begin.staging, step)?;
+        let state = TrainingState::new(step, 2);
         saver.submit(begin.staging, state)?;
         writeln!(out, "submitted {step}")?;
         for outcome in saver.poll() {
