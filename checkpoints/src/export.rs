@@ -50,5 +50,8 @@ pub fn export_weights(
     let header = tensor_file::header(&entries, Some(metadata))
         .with_context(|| format!("exporting to {destination}"))?;
     let folder = if folder.is_empty() { "/" } else { folder };
-    Target::open(folder, options)?.write(name, &tensor_file::parts(&header, &entries))
+    let target = Target::open(folder, options)?;
+    let written = target.write(name, &tensor_file::parts(&header, &entries))?;
+    target.sync_dir("")?;
+    Ok(written)
 }

@@ -178,6 +178,8 @@ impl AsyncSaver {
     /// # Errors
     /// The writer thread stopped.
     pub fn submit(&mut self, staging: Staging, state: TrainingState) -> anyhow::Result<()> {
+        // `begin` has settled the previous job; this only guards against two submits in a row.
+        self.settle()?;
         let step = state.step;
         self.send(staging, Job::Save(Box::new(state)), Some(step))
     }
@@ -189,12 +191,21 @@ impl AsyncSaver {
 
     /// The outcomes of saves finished since the last call, without waiting.
     pub fn poll(&mut self) -> Vec<anyhow::Result<SaveReport>> {
-        if self.busy_with.is_some()
-            && let Ok(returned) = self.returned.try_recv()
-        {
-            self.busy_with = None;
-            self.unreported.extend(returned.outcome);
-            self.idle = Some(returned.staging);
+        if self.busy_with.is_some() {
+            match self.returned.try_recv() {
+                Ok(returned) => {
+                    self.busy_with = None;
+                    self.unreported.extend(returned.outcome);
+                    self.idle = Some(returned.staging);
+                }
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    let step = self.busy_with.take().flatten();
+                    self.unreported.push(Err(anyhow::anyhow!(
+                        "the checkpoint writer thread died (saving step {step:?})"
+                    )));
+                }
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
         }
         std::mem::take(&mut self.unreported)
     }

@@ -141,6 +141,7 @@ impl Checkpoints {
         };
         Ok(match self.committed_manifest(step, &marker) {
             Ok(manifest) => Status::Committed(Box::new(manifest)),
+            Err(error) if is_io(&error) => return Err(error),
             Err(error) => Status::Invalid(format!("{error:#}")),
         })
     }
@@ -256,10 +257,16 @@ impl Checkpoints {
             match self.load(listed.step) {
                 Ok(loaded) => return Ok(Some(loaded)),
                 Err(error) if is_io(&error) => return Err(error),
+                // Deleted by retention (of another process) since it was listed: not a verdict.
+                Err(_) if !matches!(self.status(listed.step)?, Status::Committed(_)) => continue,
                 Err(error) => {
-                    tracing::error!(step = listed.step, error = %format!("{error:#}"),
+                    let reason = format!("{error:#}");
+                    tracing::error!(step = listed.step, %reason,
                         "checkpoint fails verification; rejected, trying an older one");
-                    self.reject(listed.step, &format!("{error:#}"))?;
+                    if let Err(failure) = self.reject(listed.step, &reason) {
+                        tracing::warn!(step = listed.step, error = %format!("{failure:#}"),
+                            "could not record the rejection (read-only location?)");
+                    }
                 }
             }
         }
@@ -278,7 +285,8 @@ impl Checkpoints {
     ///
     /// # Errors
     /// The step is already committed, the state is inconsistent, or a write fails (named); a
-    /// failed save leaves no commit marker and touches no other checkpoint.
+    /// failed save leaves no commit marker and touches no other checkpoint. A checkpoint of the
+    /// same step that failed verification is replaced.
     pub fn save(&self, staging: &Staging, state: &TrainingState) -> anyhow::Result<SaveReport> {
         let started = Instant::now();
         let step = state.step;
@@ -290,10 +298,11 @@ impl Checkpoints {
                 "{}: already committed; a checkpoint is never overwritten",
                 self.target.describe(&dir)
             ),
-            Status::Invalid(_) => bail!(
-                "{}: holds a checkpoint that failed verification; move it away to save this step",
-                self.target.describe(&dir)
-            ),
+            Status::Invalid(reason) => {
+                tracing::warn!(step, %reason,
+                    "replacing a checkpoint that failed verification with a new save");
+                self.target.remove_dir(&dir)?;
+            }
         }
         let mut files = Vec::new();
         for (group, tensors) in staging.groups() {
@@ -325,6 +334,9 @@ impl Checkpoints {
             created_unix_s: unix_now(),
         };
         let manifest_bytes = serde_json::to_vec_pretty(&manifest)?;
+        let manifest_path = self.target.describe(&Self::file(step, MANIFEST));
+        Manifest::parse(&manifest_bytes, step, &manifest_path)
+            .context("the manifest would not read back (a non-finite number in the state?)")?;
         self.target
             .write(&Self::file(step, MANIFEST), &[&manifest_bytes])?;
         self.target.sync_dir(&dir)?;

@@ -85,6 +85,12 @@ pub fn python_random_fixtures() -> PathBuf {
         .clone()
 }
 
+/// The optimiser parity fixture (`scripts/fixtures/adamw.py`).
+pub fn adamw_fixtures() -> PathBuf {
+    static MADE: OnceLock<PathBuf> = OnceLock::new();
+    MADE.get_or_init(|| fixtures("adamw", "adamw.py")).clone()
+}
+
 /// `tests/fixtures/NAME`, written by `scripts/fixtures/SCRIPT` unless its manifest exists.
 fn fixtures(name: &str, script: &str) -> PathBuf {
     let dir = workspace_root().join("tests/fixtures").join(name);
@@ -389,14 +395,19 @@ pub mod checkpoint_child {
     /// What [`kill_during_saves`] saw.
     #[derive(Debug, Default)]
     pub struct KillReport {
-        /// Kills after which a partial checkpoint folder was left.
+        /// Kills that landed while a save was being written (the last step the child handed to
+        /// its writer was not committed).
+        pub mid_save: usize,
+        /// Kills after which a partial checkpoint folder was left (an object store shows one
+        /// only once an object of it is complete).
         pub partial_left: usize,
         /// The newest committed step at the end.
         pub newest: u64,
     }
 
-    /// Starts `checkpoint_child` on `location` `trials` times and kills it (SIGKILL, or SIGTERM
-    /// every other time) after a random delay; after each kill, checks that the newest
+    /// Starts `checkpoint_child` on `location` `trials` times and kills it after a random delay
+    /// (SIGKILL, or every other time SIGTERM, which the child does not handle: both end it
+    /// wherever it is); after each kill, checks that the newest
     /// committed checkpoint is at least as new as before, loads with every hash verified and
     /// holds its own step's bytes, and that discovery never returns a partial folder.
     ///
@@ -421,8 +432,21 @@ pub mod checkpoint_child {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("starting checkpoint_child");
-            let first = if trial == 0 { 1500 } else { 200 };
-            std::thread::sleep(Duration::from_millis(first + rng.gen_range(0..1300)));
+            // Kill once the child is saving (the first time, once it has committed something to
+            // lose), at a random point of its saves.
+            let ready = if trial == 0 { "committed" } else { "submitted" };
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(ready)
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "child not {ready} within 60 s"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::thread::sleep(Duration::from_millis(rng.gen_range(0..1000)));
             if trial % 2 == 0 {
                 child.kill().expect("SIGKILL");
             } else {
@@ -465,6 +489,12 @@ pub mod checkpoint_child {
                 assert!(last.step > newest, "discovery returned a partial folder");
                 report.partial_left += 1;
             }
+            let submitted = output
+                .lines()
+                .filter_map(|l| l.strip_prefix("submitted ")?.parse::<u64>().ok())
+                .max()
+                .unwrap_or(0);
+            report.mid_save += usize::from(submitted > newest);
             let loaded = checkpoints
                 .load(newest)
                 .unwrap_or_else(|e| panic!("trial {trial}: step {newest}: {e:#}"));

@@ -61,9 +61,8 @@ fn killing_a_saving_process_never_loses_the_last_committed_checkpoint() {
     let report = kill_during_saves(&location, &[], &[], 12, 7);
     eprintln!("{report:?}");
     assert!(
-        report.partial_left >= 2,
-        "only {} of 12 kills landed during a save: the test does not test",
-        report.partial_left
+        report.mid_save >= 6 && report.partial_left >= 2,
+        "too few of 12 kills landed during a save: {report:?}"
     );
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -104,10 +103,11 @@ fn a_flipped_byte_fails_loading_with_the_file_named_and_resume_falls_back() {
         other => panic!("step 20 should be rejected, is {other:?}"),
     }
     assert_eq!(checkpoints.latest().unwrap().unwrap().state.step, 10);
-    let error = checkpoints.save(&staged(20), &state(20)).unwrap_err();
-    assert!(
-        format!("{error:#}").contains("failed verification"),
-        "{error:#}"
+    // The run continues from step 10 and saves step 20 again, over the rejected folder.
+    checkpoints.save(&staged(20), &state(20)).unwrap();
+    assert_eq!(
+        checkpoints.resume().unwrap().unwrap().manifest.state.step,
+        20
     );
     let _ = std::fs::remove_dir_all(dir);
 }

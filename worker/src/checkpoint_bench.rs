@@ -1,8 +1,9 @@
 //! The rank side of `arl bench checkpoint`: the state of a model preset with AdamW's two
-//! moments, saved several times through the asynchronous writer. Per save it times the
-//! training thread's stall (waiting for a free writer, copying the state into staging memory,
-//! handing it over) and the time until the commit marker is durable; at the end it loads the
-//! newest checkpoint back with full verification.
+//! moments, saved several times through the asynchronous writer. Each save is let finish
+//! before the next begins (as when checkpoints are further apart than a save takes), so the
+//! stall is the snapshot itself: taking the staging memory, copying the state into it, handing
+//! it over. Also timed: from the start of a save until its commit marker is durable, and, at
+//! the end, loading the newest checkpoint back with full verification.
 
 use std::time::Instant;
 

@@ -11,4 +11,5 @@ pub mod model;
 pub mod preflight;
 pub mod stream_bench;
 pub mod synth;
+pub mod train;
 pub mod train_state;

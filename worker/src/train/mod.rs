@@ -1,0 +1,5 @@
+//! Training: the optimiser and its learning-rate schedule (the trainer that drives them
+//! arrives with the rest of issue 8).
+
+pub mod optim;
+pub mod schedule;

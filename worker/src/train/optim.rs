@@ -1,0 +1,255 @@
+//! The optimiser of ARL (ARL_SPEC.md §5.1): Hugging Face's `transformers.AdamW` (betas
+//! (0.9, 0.98), eps 1e-8, bias correction, weight decay 0.01 applied after the Adam update,
+//! unlike `torch.optim.AdamW`), over six parameter groups chosen by substrings of the
+//! parameter names: {base, head, multi-modal} × {decay, no decay}.
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor, nn};
+
+use crate::train_state::Named;
+
+/// Optimiser settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// Peak learning rate of the base group (uni-modal encoders).
+    pub lr: f64,
+    /// Multiplier of the heads' learning rate.
+    pub lr_multiplier_head: f64,
+    /// Multiplier of the multi-modal (fusion) learning rate.
+    pub lr_multiplier_multi_modal: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Adam's betas.
+    pub betas: (f64, f64),
+    /// Adam's epsilon (added to √v before bias correction, as Hugging Face does).
+    pub eps: f64,
+    /// Warm-up: a fraction of the run's optimiser steps when below 1, else a step count.
+    pub warmup: f64,
+    /// Clip the global gradient norm to this (0: no clipping, the reference's setting).
+    pub max_grad_norm: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-5,
+            lr_multiplier_head: 5.0,
+            lr_multiplier_multi_modal: 5.0,
+            weight_decay: 0.01,
+            betas: (0.9, 0.98),
+            eps: 1e-8,
+            warmup: 0.1,
+            max_grad_norm: 0.0,
+        }
+    }
+}
+
+/// Name substrings of the heads' parameters (the align head counts only in pretraining).
+const HEADS: [&str; 6] = [
+    "mlm_head",
+    "mim_head",
+    "itm_head",
+    "vqa_head",
+    "cls_head",
+    "irtr_head",
+];
+/// Name substrings of parameters without weight decay.
+const NO_DECAY: [&str; 9] = [
+    "bias",
+    "LayerNorm.bias",
+    "LayerNorm.weight",
+    "norm.bias",
+    "norm.weight",
+    "norm1.bias",
+    "norm1.weight",
+    "norm2.bias",
+    "norm2.weight",
+];
+
+/// The six groups, in the reference's order.
+pub const GROUPS: [&str; 6] = [
+    "base",
+    "base_no_decay",
+    "head",
+    "head_no_decay",
+    "multi_modal",
+    "multi_modal_no_decay",
+];
+
+/// The group of parameter `name` (an index into [`GROUPS`]).
+pub fn group_of(name: &str, pretraining: bool) -> usize {
+    let head =
+        HEADS.iter().any(|h| name.contains(h)) || (pretraining && name.contains("align_head"));
+    let kind = if head {
+        1
+    } else if name.contains("multi_modal") {
+        2
+    } else {
+        0
+    };
+    let no_decay = NO_DECAY.iter().any(|n| name.contains(n));
+    2 * kind + usize::from(no_decay)
+}
+
+/// The peak learning rate of group `group` under `cfg`.
+fn peak_lr(cfg: &OptimConfig, group: usize) -> f64 {
+    cfg.lr
+        * match group / 2 {
+            1 => cfg.lr_multiplier_head,
+            2 => cfg.lr_multiplier_multi_modal,
+            _ => 1.0,
+        }
+}
+
+struct Param {
+    name: String,
+    value: Tensor,
+    group: usize,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+}
+
+/// AdamW over a model's trainable parameters.
+pub struct AdamW {
+    params: Vec<Param>,
+    cfg: OptimConfig,
+    steps: u64,
+}
+
+impl AdamW {
+    /// The optimiser of `vs`'s trainable variables, in name order.
+    pub fn new(vs: &nn::VarStore, cfg: OptimConfig, pretraining: bool) -> Self {
+        let mut variables: Vec<Named> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        let params = variables
+            .into_iter()
+            .map(|(name, value)| Param {
+                group: group_of(&name, pretraining),
+                exp_avg: value.zeros_like(),
+                exp_avg_sq: value.zeros_like(),
+                name,
+                value,
+            })
+            .collect();
+        Self {
+            params,
+            cfg,
+            steps: 0,
+        }
+    }
+
+    /// Optimiser steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Sets the step count (when resuming).
+    pub fn set_steps(&mut self, steps: u64) {
+        self.steps = steps;
+    }
+
+    /// The peak learning rate of group `group` (an index into [`GROUPS`]).
+    pub fn peak_lr(&self, group: usize) -> f64 {
+        peak_lr(&self.cfg, group)
+    }
+
+    /// Parameter names per group (for logs and tests).
+    pub fn groups(&self) -> Vec<Vec<&str>> {
+        let mut groups = vec![Vec::new(); GROUPS.len()];
+        for p in &self.params {
+            groups[p.group].push(p.name.as_str());
+        }
+        groups
+    }
+
+    /// The parameters, by name.
+    pub fn parameters(&self) -> Vec<Named> {
+        self.params
+            .iter()
+            .map(|p| (p.name.clone(), p.value.shallow_clone()))
+            .collect()
+    }
+
+    /// The moment estimates, as `NAME.exp_avg` and `NAME.exp_avg_sq` (for checkpoints).
+    pub fn state(&self) -> Vec<Named> {
+        self.params
+            .iter()
+            .flat_map(|p| {
+                [
+                    (format!("{}.exp_avg", p.name), p.exp_avg.shallow_clone()),
+                    (
+                        format!("{}.exp_avg_sq", p.name),
+                        p.exp_avg_sq.shallow_clone(),
+                    ),
+                ]
+            })
+            .collect()
+    }
+
+    /// The global L2 norm of the gradients (parameters without gradient count as zero).
+    pub fn grad_norm(&self) -> f64 {
+        let norms: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|p| p.value.grad())
+            .filter(|g| g.defined())
+            .map(|g| g.to_kind(Kind::Float).norm().square())
+            .collect();
+        if norms.is_empty() {
+            return 0.0;
+        }
+        Tensor::stack(&norms, 0)
+            .sum(Kind::Float)
+            .sqrt()
+            .double_value(&[])
+    }
+
+    /// Scales every gradient so that the global norm is at most `max_norm` (as
+    /// `torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
+    pub fn clip_grad_norm(&self, max_norm: f64) -> f64 {
+        let norm = self.grad_norm();
+        let scale = max_norm / (norm + 1e-6);
+        if scale < 1.0 {
+            for p in &self.params {
+                let mut grad = p.value.grad();
+                if grad.defined() {
+                    let _ = grad.g_mul_scalar_(scale);
+                }
+            }
+        }
+        norm
+    }
+
+    /// One AdamW step with every group's learning rate at `factor` of its peak; parameters
+    /// without gradient are left alone (as the reference does).
+    pub fn step(&mut self, factor: f64) {
+        let (beta1, beta2) = self.cfg.betas;
+        self.steps += 1;
+        let step = self.steps as f64;
+        let correction = (1.0 - beta2.powf(step)).sqrt() / (1.0 - beta1.powf(step));
+        tch::no_grad(|| {
+            for p in &mut self.params {
+                let grad = p.value.grad();
+                if !grad.defined() {
+                    continue;
+                }
+                let lr = factor * peak_lr(&self.cfg, p.group);
+                let _ = p.exp_avg.g_mul_scalar_(beta1);
+                let _ = p.exp_avg.g_add_(&(&grad * (1.0 - beta1)));
+                let _ = p.exp_avg_sq.g_mul_scalar_(beta2);
+                let _ = p.exp_avg_sq.addcmul_(&grad, &(&grad * (1.0 - beta2)));
+                let denom = p.exp_avg_sq.sqrt().g_add_scalar_(self.cfg.eps);
+                let _ = p.value.addcdiv_(&(&p.exp_avg * (-lr * correction)), &denom);
+                if self.cfg.weight_decay > 0.0 && p.group % 2 == 0 {
+                    let decay = &p.value * (-lr * self.cfg.weight_decay);
+                    let _ = p.value.g_add_(&decay);
+                }
+            }
+        });
+    }
+}
