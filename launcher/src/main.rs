@@ -133,6 +133,19 @@ enum DataCommand {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Learn a RoBERTa-style byte-level BPE tokenizer (`<s>` 0, `<pad>` 1, `</s>` 2, `<unk>` 3,
+    /// `<mask>` 4) from text files, such as the synthetic benchmark's corpus.txt.
+    Tokenizer {
+        /// Text files.
+        #[arg(long, required = true, num_args = 1..)]
+        corpus: Vec<PathBuf>,
+        /// Vocabulary size (the `tiny` preset has 1000).
+        #[arg(long, default_value_t = 1000)]
+        vocab_size: usize,
+        /// The `tokenizer.json` to write.
+        #[arg(long)]
+        output: PathBuf,
+    },
     /// Print a dataset's manifest, counts and first samples with their entities, and write a
     /// contact sheet PNG of its images.
     Inspect {
@@ -275,6 +288,21 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 command.args(["--threads", &threads.to_string()]);
             }
             Ok(exit_code(command.status()?))
+        }
+        Command::Data(DataCommand::Tokenizer {
+            corpus,
+            vocab_size,
+            output,
+        }) => {
+            let status = std::process::Command::new(arl_launcher::paths::worker_binary()?)
+                .arg("train-tokenizer")
+                .arg("--corpus")
+                .args(corpus)
+                .args(["--vocab-size", &vocab_size.to_string()])
+                .arg("--output")
+                .arg(output)
+                .status()?;
+            Ok(exit_code(status))
         }
         Command::Data(DataCommand::Inspect {
             url,

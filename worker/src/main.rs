@@ -191,6 +191,18 @@ enum Command {
         #[arg(long)]
         ontology: std::path::PathBuf,
     },
+    /// Learn a byte-level BPE tokenizer from text files (for `arl data tokenizer`).
+    TrainTokenizer {
+        /// Text files, one or more.
+        #[arg(long, required = true, num_args = 1..)]
+        corpus: Vec<std::path::PathBuf>,
+        /// Tokens in the vocabulary, the five special ones included.
+        #[arg(long, default_value_t = 1000)]
+        vocab_size: usize,
+        /// The `tokenizer.json` to write.
+        #[arg(long)]
+        output: std::path::PathBuf,
+    },
     /// Describe a dataset and write a contact sheet of its images (for `arl data inspect`).
     Inspect {
         /// Dataset URL or local folder.
@@ -501,6 +513,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 arl_worker::synth::generate(&cfg, &linker, dir)
             })?;
             println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::TrainTokenizer {
+            corpus,
+            vocab_size,
+            output,
+        } => {
+            let files: Vec<&std::path::Path> = corpus.iter().map(|p| p.as_path()).collect();
+            arl_worker::data::tokenizer_train::train_bpe(&files, vocab_size, &output)?;
+            println!(
+                "tokenizer with {vocab_size} tokens written to {}",
+                output.display()
+            );
         }
         Command::Inspect {
             url,

@@ -15,3 +15,4 @@ pub mod shard;
 pub mod stream;
 pub mod table;
 pub mod text;
+pub mod tokenizer_train;

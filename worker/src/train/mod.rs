@@ -1,5 +1,6 @@
 //! Training: the optimiser and its learning-rate schedule (the trainer that drives them
 //! arrives with the rest of issue 8).
 
+pub mod masking;
 pub mod optim;
 pub mod schedule;
