@@ -7,8 +7,7 @@
 use rand::Rng;
 use rand::seq::SliceRandom;
 
-/// Label of a position that is not an MLM target.
-pub const IGNORE: i64 = -100;
+pub use crate::knowledge::inputs::IGNORE;
 
 /// Masking settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
