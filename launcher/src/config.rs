@@ -22,6 +22,22 @@ pub struct Config {
     /// (`arl model summary --config FILE` shows the result).
     #[serde(default)]
     pub model: toml::Table,
+    /// `[data]`, `[knowledge]`, `[train]`, `[optim]`, `[checkpoint]`: the pretraining
+    /// sections, checked by the worker (`arl-worker check-pretrain`) before any rank starts.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub data: toml::Table,
+    /// See `data`.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub knowledge: toml::Table,
+    /// See `data`.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub train: toml::Table,
+    /// See `data`.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub optim: toml::Table,
+    /// See `data`.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub checkpoint: toml::Table,
 }
 
 /// `[launch]`: processes and rendezvous.

@@ -6,5 +6,6 @@ pub mod bench;
 pub mod ckpt;
 pub mod config;
 pub mod paths;
+pub mod pretrain;
 pub mod run;
 pub mod world;

@@ -33,8 +33,14 @@ enum Command {
     /// Inspect the model.
     #[command(subcommand)]
     Model(ModelCommand),
-    /// Pretraining only (issue 8: not built yet).
-    Pretrain(Planned),
+    /// Pretraining only: one worker per rank, resuming from the newest committed checkpoint.
+    Pretrain {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Stop after this step (with a checkpoint), as if preempted there.
+        #[arg(long)]
+        stop_at: Option<u64>,
+    },
     /// One fine-tune: vqa, cls or irtr (issue 9: not built yet).
     Finetune(Planned),
     /// Evaluate a checkpoint on a benchmark (issue 9: not built yet).
@@ -267,7 +273,14 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(exit_code(command.status()?))
         }
-        Command::Pretrain(_) => planned("pretrain", 8),
+        Command::Pretrain { config, stop_at } => {
+            let dir = arl_launcher::pretrain::pretrain(&load(&config)?, stop_at)?;
+            eprintln!(
+                "arl pretrain: done; step log {}",
+                dir.join("rank0.jsonl").display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Finetune(_) => planned("finetune", 9),
         Command::Eval(_) => planned("eval", 9),
         Command::Data(DataCommand::Synth {

@@ -27,6 +27,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         master_addr: config.launch.master_addr.clone(),
         master_port: config.launch.master_port,
         env: Vec::new(),
+        on_rank0_line: None,
     };
     eprintln!(
         "arl run: starting {} {} ranks",
@@ -47,7 +48,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
 }
 
 /// `arl-worker SUBCOMMAND` with the process-group settings of `config`.
-fn worker_args(subcommand: &str, config: &Config) -> Vec<String> {
+pub(crate) fn worker_args(subcommand: &str, config: &Config) -> Vec<String> {
     let dist = &config.dist;
     let mut args: Vec<String> = [
         subcommand,

@@ -26,6 +26,8 @@ pub struct WorldSpec {
     pub master_port: u16,
     /// Extra environment for every rank.
     pub env: Vec<(String, String)>,
+    /// Called with each line rank 0 prints, as it prints it (progress).
+    pub on_rank0_line: Option<fn(&str)>,
 }
 
 /// Runs the world to completion and returns each rank's standard output lines.
@@ -47,7 +49,11 @@ pub fn run_world(spec: &WorldSpec) -> anyhow::Result<Vec<Vec<String>>> {
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting rank {rank}: {}", spec.program.display()))?;
-        readers.push(collect_lines(child.stdout.take().expect("piped stdout")));
+        let echo = if rank == 0 { spec.on_rank0_line } else { None };
+        readers.push(collect_lines(
+            child.stdout.take().expect("piped stdout"),
+            echo,
+        ));
         children.push(child);
     }
     let failure = supervise(&mut children);
@@ -106,11 +112,19 @@ fn supervise(children: &mut [Child]) -> Option<(usize, std::process::ExitStatus)
     None
 }
 
-fn collect_lines(stdout: std::process::ChildStdout) -> JoinHandle<Vec<String>> {
+fn collect_lines(
+    stdout: std::process::ChildStdout,
+    echo: Option<fn(&str)>,
+) -> JoinHandle<Vec<String>> {
     std::thread::spawn(move || {
         BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
+            .inspect(|line| {
+                if let Some(echo) = echo {
+                    echo(line);
+                }
+            })
             .collect()
     })
 }

@@ -2,6 +2,7 @@
 //! environment (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`,
 //! `MASTER_PORT`; see cluster/README.md).
 
+use anyhow::Context;
 use std::process::ExitCode;
 
 use arl_worker::{bench, dist::DistArgs, preflight};
@@ -25,6 +26,24 @@ enum Command {
     Preflight {
         #[command(flatten)]
         dist: DistArgs,
+    },
+    /// Pretrain as one rank of the world (for `arl pretrain`): the resolved job config's
+    /// `[model]`, `[data]`, `[knowledge]`, `[train]`, `[optim]` and `[checkpoint]`.
+    Pretrain {
+        #[command(flatten)]
+        dist: DistArgs,
+        /// The resolved job config (TOML).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Stop after this step (with a checkpoint), as if preempted there.
+        #[arg(long)]
+        stop_at: Option<u64>,
+    },
+    /// Check the pretraining sections of a job config without starting anything.
+    CheckPretrain {
+        /// The resolved job config (TOML).
+        #[arg(long)]
+        config: std::path::PathBuf,
     },
     /// Time all-reduce for `arl bench allreduce`.
     BenchAllreduce {
@@ -322,6 +341,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
             }
             group.shutdown()?;
+        }
+        Command::Pretrain {
+            dist,
+            config,
+            stop_at,
+        } => {
+            let table = read_config(&config)?;
+            let (group, device) = dist.join()?;
+            arl_worker::train::pretrain::pretrain(&table, &group, device, stop_at)?;
+            group.shutdown()?;
+        }
+        Command::CheckPretrain { config } => {
+            let table = read_config(&config)?;
+            arl_worker::train::config::PretrainConfig::from_table(&table)
+                .with_context(|| format!("config {}", config.display()))?;
         }
         Command::BenchAllreduce {
             dist,
@@ -648,4 +682,11 @@ fn to_output(
     tokio::runtime::Runtime::new()?.block_on(remote.upload_tree(&staging))?;
     std::fs::remove_dir_all(&staging)?;
     Ok(summary)
+}
+
+/// A TOML job config as a table.
+fn read_config(path: &std::path::Path) -> anyhow::Result<toml::Table> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
 }

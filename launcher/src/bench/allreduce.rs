@@ -73,6 +73,7 @@ pub fn run(args: &AllreduceArgs) -> anyhow::Result<()> {
         master_addr: "127.0.0.1".to_owned(),
         master_port: 0,
         env,
+        on_rank0_line: None,
     };
     let quiet = ("TORCH_CPP_LOG_LEVEL".to_owned(), "ERROR".to_owned());
     let worker_args = [

@@ -46,7 +46,7 @@ impl std::fmt::Debug for Remote {
 }
 
 impl Remote {
-    /// Opens the folder at `url`, configured from the environment.
+    /// Opens the folder at `url` (or a local path), configured from the environment.
     ///
     /// # Errors
     /// A malformed URL or an unsupported scheme (named).
@@ -60,6 +60,14 @@ impl Remote {
     /// # Errors
     /// As [`Remote::open`].
     pub fn open_with(url: &str, options: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let local;
+        let url = if url.contains("://") {
+            url
+        } else {
+            let path = std::path::absolute(url).with_context(|| format!("dataset folder {url}"))?;
+            local = format!("file://{}", path.display());
+            &local
+        };
         let (store, prefix) =
             arl_checkpoints::url::open_store(url, options).context("a dataset location")?;
         Ok(Self {

@@ -67,6 +67,16 @@ impl TextTokenizer {
         self.max_len
     }
 
+    /// The id of `token` (such as `<mask>`), if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<i64> {
+        self.inner.token_to_id(token).map(i64::from)
+    }
+
+    /// Tokens in the vocabulary, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
     /// Tokenises one text with its special tokens.
     ///
     /// # Errors

@@ -1,7 +1,9 @@
-//! Training: the optimiser and its learning-rate schedule (the trainer that drives them
-//! arrives with the rest of issue 8).
+//! Training: the pretraining loop and what it is made of (config, collate, MLM masking,
+//! optimiser, schedule).
 
 pub mod collate;
+pub mod config;
 pub mod masking;
 pub mod optim;
+pub mod pretrain;
 pub mod schedule;

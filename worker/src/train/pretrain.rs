@@ -1,0 +1,481 @@
+//! One rank's pretraining loop (ARL_SPEC.md §3, §5): the model built identically on every rank
+//! (and broadcast from rank 0), resumed from the newest committed checkpoint, fed by the
+//! rank's slice of the global sample order, the four objectives, gradients averaged over the
+//! ranks, one all-rank decision on non-finite gradients, AdamW under the warm-up + linear-decay
+//! schedule, a periodic cross-rank parameter checksum, and asynchronous checkpoints from
+//! rank 0.
+//!
+//! Every step's randomness (MLM masking, ITM pairing, MIM noise, dropout) is derived from
+//! (seed, step, rank): the collate generator is a ChaCha stream seeded with it and torch's
+//! generator is re-seeded with it, so a resumed run continues the exact trajectory with no
+//! generator state to carry beyond the step (the manifest records each rank's generator at the
+//! resume step all the same). Rank 0 prints one JSON line per step and per checkpoint.
+
+use std::time::Instant;
+
+use anyhow::{Context, bail, ensure};
+use arl_c10d::{ProcessGroup, ReduceOp};
+use arl_checkpoints::{
+    AsyncSaver, Checkpoints, RankState, SamplerPosition, SaverConfig, ScheduleState, TrainingState,
+};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+use tch::{Device, Kind, Tensor, nn};
+
+use super::collate::{Collator, EntityMap};
+use super::config::PretrainConfig;
+use super::masking::Masking;
+use super::optim::{AdamW, GROUPS};
+use super::schedule::Schedule;
+use crate::data::loader::{Loader, LoaderConfig, Transform};
+use crate::data::sampler::{Sampler, SamplerConfig, SamplerState};
+use crate::data::stream::{RankStream, ShardSource};
+use crate::data::text::TextTokenizer;
+use crate::knowledge::store;
+use crate::model::arl::ArlModel;
+use crate::model::config::ModelConfig;
+use crate::model::pretext::{PretrainBatch, pretrain_losses};
+use crate::train_state::{self, Named};
+
+/// Steps between cross-rank parameter checksums.
+const CHECKSUM_EVERY: u64 = 50;
+/// Consecutive steps with non-finite gradients after which the run stops.
+const MAX_NONFINITE_STEPS: u32 = 3;
+
+/// The seed of step `step` on rank `rank` (SplitMix64 over the three).
+pub fn step_seed(seed: u64, step: u64, rank: usize) -> u64 {
+    let mut z = seed
+        .wrapping_add(step.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add((rank as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// The (2, E) head → tail edges of the knowledge graph.
+fn edge_index(triples: &[[i64; 3]]) -> Tensor {
+    let heads: Vec<i64> = triples.iter().map(|t| t[0]).collect();
+    let tails: Vec<i64> = triples.iter().map(|t| t[1]).collect();
+    Tensor::stack(&[Tensor::from_slice(&heads), Tensor::from_slice(&tails)], 0)
+}
+
+fn sorted_variables(vs: &nn::VarStore) -> Vec<Named> {
+    let mut variables: Vec<Named> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    variables
+}
+
+/// One rank's view of the run.
+struct Rank<'a> {
+    group: &'a ProcessGroup,
+    rank: usize,
+    world: usize,
+}
+
+impl Rank<'_> {
+    /// The sum over ranks of a vector whose slot `rank` is `value` (an all-gather of one number).
+    fn gather(&self, value: f64) -> anyhow::Result<Vec<f64>> {
+        let mut slots = vec![0f64; self.world];
+        slots[self.rank] = value;
+        let tensor = Tensor::from_slice(&slots);
+        self.group
+            .all_reduce(std::slice::from_ref(&tensor), ReduceOp::Sum)?;
+        Ok(Vec::try_from(&tensor)?)
+    }
+}
+
+/// Runs pretraining on this rank until `train.steps` (or `stop_at`, as if preempted there).
+///
+/// # Errors
+/// A bad config or input (named), a rank that diverged or produced non-finite gradients, or a
+/// collective that failed.
+pub fn pretrain(
+    table: &toml::Table,
+    group: &ProcessGroup,
+    device: Device,
+    stop_at: Option<u64>,
+) -> anyhow::Result<()> {
+    let cfg = PretrainConfig::from_table(table)?;
+    let model_cfg = ModelConfig::from_section(
+        table
+            .get("model")
+            .and_then(|v| v.as_table())
+            .unwrap_or(&toml::Table::new()),
+    )?;
+    let ranks = Rank {
+        group,
+        rank: group.rank(),
+        world: group.world_size(),
+    };
+    let config_hash = sha256_hex(toml::to_string(table)?.as_bytes());
+
+    // Knowledge: the entity graph and its TransE table.
+    let (graph, _) = store::read(&cfg.knowledge.dir)
+        .with_context(|| format!("knowledge folder {}", cfg.knowledge.dir.display()))?;
+    let entities = graph.entities.len() as i64;
+    ensure!(entities > 0, "{}: no entities", cfg.knowledge.dir.display());
+    let embeddings = store::read_embeddings(&cfg.knowledge.dir, graph.entities.len())?;
+
+    // The model, identical everywhere.
+    tch::manual_seed(cfg.train.seed as i64);
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let model = ArlModel::new(
+        &vs.root(),
+        &model_cfg,
+        entities,
+        &edge_index(&graph.triples),
+    );
+    tch::no_grad(|| {
+        let variables = vs.variables();
+        let mut table = variables
+            .get("align_head.x")
+            .context("the model has no align_head.x")?
+            .shallow_clone();
+        ensure!(
+            table.size() == embeddings.size(),
+            "TransE table {:?}, model entity table {:?}",
+            embeddings.size(),
+            table.size()
+        );
+        table.copy_(&embeddings);
+        Ok(())
+    })?;
+    vs.set_device(device);
+    let variables = sorted_variables(&vs);
+    let tensors: Vec<Tensor> = variables.iter().map(|(_, t)| t.shallow_clone()).collect();
+    group
+        .broadcast(&tensors, 0)
+        .context("broadcasting the initial weights")?;
+    let mut optimizer = AdamW::new(&vs, cfg.optim.clone(), true);
+    let schedule = Schedule::new(cfg.train.steps, cfg.optim.warmup);
+
+    // Resume.
+    let location = cfg.checkpoint_location();
+    let checkpoints = Checkpoints::open(&location)?;
+    let mut start = 0;
+    if let Some(loaded) = checkpoints.resume()? {
+        let state = &loaded.manifest.state;
+        if state.config_hash != config_hash {
+            tracing::warn!("resuming {} with a different config", loaded.location);
+        }
+        train_state::restore(&loaded, "model", &variables)?;
+        train_state::restore(&loaded, "optim", &optimizer.state())?;
+        optimizer.set_steps(state.schedule.optimizer_steps);
+        start = state.step;
+        if ranks.rank == 0 {
+            println!(
+                "{}",
+                serde_json::json!({"resumed": start, "from": loaded.location})
+            );
+        }
+    }
+    let end = stop_at.unwrap_or(cfg.train.steps).min(cfg.train.steps);
+    if start >= end {
+        return Ok(());
+    }
+
+    // Data.
+    let cache_dir = cfg.data.cache_dir.clone().unwrap_or_else(|| {
+        cfg.train
+            .run_dir
+            .join("cache")
+            .join(format!("rank{}", ranks.rank))
+    });
+    let source = ShardSource::open(&cfg.data.train, &cache_dir, cfg.data.cache_mb << 20)?;
+    let data_hash = sha256_hex(&serde_json::to_vec(source.manifest())?);
+    let vocabulary = graph.entity_ids();
+    let map = EntityMap::new(&source.manifest().entities, &vocabulary);
+    let sampler_cfg = SamplerConfig {
+        seed: cfg.train.seed,
+        ..SamplerConfig::default()
+    };
+    let items = source.manifest().items_per_shard();
+    let probe = Sampler::new(
+        items.clone(),
+        sampler_cfg.clone(),
+        cfg.train.global_batch,
+        (ranks.rank, ranks.world),
+        SamplerState::default(),
+    )?;
+    let per_epoch = probe.steps_per_epoch() as u64;
+    let position = SamplerState {
+        epoch: start / per_epoch,
+        consumed: (start % per_epoch) * cfg.train.global_batch as u64,
+    };
+    let sampler = Sampler::new(
+        items,
+        sampler_cfg,
+        cfg.train.global_batch,
+        (ranks.rank, ranks.world),
+        position,
+    )?;
+    let loader = Loader::start(
+        RankStream::new(source, sampler, 2),
+        LoaderConfig {
+            threads: cfg.data.threads,
+            queue_depth: 2,
+            transform: Transform::Clip {
+                size: model_cfg.vision.image_size as u32,
+            },
+            max_bad_fraction: 0.01,
+            seed: cfg.train.seed,
+            dicom: Default::default(),
+        },
+        (end - start) as usize,
+    );
+    let tokenizer = TextTokenizer::from_file(&cfg.data.tokenizer, cfg.data.max_text_len)?;
+    let collator = Collator {
+        masking: Masking {
+            probability: 0.15,
+            mask_id: tokenizer
+                .token_id("<mask>")
+                .context("the tokenizer has no <mask>")?,
+            vocab: tokenizer.vocab_size() as i64,
+        },
+        tokenizer,
+        entities,
+        map,
+        patches: model_cfg.vision.grid() * model_cfg.vision.grid(),
+    };
+    ensure!(
+        collator.masking.vocab <= model_cfg.text.vocab_size,
+        "the tokenizer has {} tokens, the model's vocabulary {}",
+        collator.masking.vocab,
+        model_cfg.text.vocab_size
+    );
+
+    let mut saver = if ranks.rank == 0 {
+        let mut saver = AsyncSaver::new(
+            Checkpoints::open(&location)?,
+            SaverConfig {
+                retention: cfg.checkpoint.retention,
+            },
+        )?;
+        let mut layout = train_state::layout("model", &variables)?;
+        layout.extend(train_state::layout("optim", &optimizer.state())?);
+        saver.reserve(layout)?;
+        Some(saver)
+    } else {
+        None
+    };
+
+    let mut nonfinite_run = 0;
+    for step in start..end {
+        let started = Instant::now();
+        let batch = loader.next_batch()?;
+        let data_wait = started.elapsed();
+        for bad in &batch.bad {
+            tracing::warn!(rank = ranks.rank, step, reason = %bad.reason, "skipped a sample");
+        }
+        let seed = step_seed(cfg.train.seed, step, ranks.rank);
+        tch::manual_seed(seed as i64);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let samples = batch.samples.len();
+        let micro = collator
+            .collate(&batch.images, &batch.samples, &mut rng)?
+            .to_device(device);
+        for (_, p) in optimizer.parameters() {
+            p.shallow_clone().zero_grad();
+        }
+        let losses = pretrain_losses(&model, &model_cfg, &micro, true);
+        losses.total.backward();
+
+        // Gradients: the rank-mean, one decision on non-finite values.
+        let grads: Vec<Tensor> = optimizer
+            .parameters()
+            .iter()
+            .map(|(_, p)| p.grad())
+            .filter(Tensor::defined)
+            .collect();
+        let local_bad = grads
+            .iter()
+            .any(|g| !bool::try_from(g.isfinite().all()).unwrap_or(false));
+        let bad_ranks: Vec<usize> = ranks
+            .gather(f64::from(u8::from(local_bad)))?
+            .iter()
+            .enumerate()
+            .filter(|(_, flag)| **flag > 0.0)
+            .map(|(rank, _)| rank)
+            .collect();
+        let logged = Tensor::stack(
+            &[
+                &losses.total,
+                &losses.mlm,
+                &losses.mim,
+                &losses.itm,
+                &losses.align,
+            ],
+            0,
+        )
+        .detach()
+        .to_kind(Kind::Double)
+        .to_device(Device::Cpu);
+        group.all_reduce(std::slice::from_ref(&logged), ReduceOp::Sum)?;
+        let logged: Vec<f64> = Vec::try_from(&(logged / ranks.world as f64))?;
+        if !bad_ranks.is_empty() {
+            nonfinite_run += 1;
+            if ranks.rank == 0 {
+                println!(
+                    "{}",
+                    serde_json::json!({"step": step + 1, "skipped": "non-finite gradients",
+                        "ranks": bad_ranks})
+                );
+            }
+            if nonfinite_run >= MAX_NONFINITE_STEPS {
+                bail!(
+                    "non-finite gradients on ranks {bad_ranks:?} for {nonfinite_run} steps in a \
+                     row (last: step {})",
+                    step + 1
+                );
+            }
+            continue;
+        }
+        nonfinite_run = 0;
+        group.all_reduce(&grads, ReduceOp::Sum)?;
+        for grad in &grads {
+            let _ = grad.shallow_clone().g_div_scalar_(ranks.world as f64);
+        }
+        let grad_norm = if cfg.optim.max_grad_norm > 0.0 {
+            optimizer.clip_grad_norm(cfg.optim.max_grad_norm)
+        } else {
+            optimizer.grad_norm()
+        };
+        let factor = schedule.factor(optimizer.steps());
+        optimizer.step(factor);
+        let done = step + 1;
+
+        if done % CHECKSUM_EVERY == 0 || done == end {
+            check_replicas(&ranks, &variables, done)?;
+        }
+        if ranks.rank == 0 {
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "step": done, "loss": logged[0], "mlm": logged[1], "mim": logged[2],
+                    "itm": logged[3], "align": logged[4], "lr": factor * optimizer.peak_lr(0),
+                    "grad_norm": grad_norm,
+                    "samples_per_s": (samples * ranks.world) as f64 / seconds,
+                    "data_wait": data_wait.as_secs_f64() / seconds,
+                })
+            );
+        }
+        let every = cfg.checkpoint.every_steps;
+        if let Some(saver) = saver.as_mut() {
+            report_saves(saver.poll())?;
+            if (every > 0 && done % every == 0) || done == end {
+                let state = TrainingState {
+                    step: done,
+                    epoch: done / per_epoch,
+                    config_hash: config_hash.clone(),
+                    data_hash: data_hash.clone(),
+                    world_size: ranks.world as u32,
+                    ranks: (0..ranks.world)
+                        .map(|rank| RankState {
+                            rank: rank as u32,
+                            rng: [(
+                                "step".to_owned(),
+                                train_state::rng_state(&ChaCha8Rng::seed_from_u64(step_seed(
+                                    cfg.train.seed,
+                                    done,
+                                    rank,
+                                ))),
+                            )]
+                            .into(),
+                        })
+                        .collect(),
+                    sampler: SamplerPosition {
+                        seed: cfg.train.seed,
+                        consumed: (done % per_epoch) * cfg.train.global_batch as u64,
+                    },
+                    schedule: ScheduleState {
+                        optimizer_steps: optimizer.steps(),
+                        warmup_steps: schedule.warmup_steps,
+                        total_steps: schedule.total_steps,
+                        lr: GROUPS
+                            .iter()
+                            .enumerate()
+                            .map(|(g, name)| ((*name).to_owned(), factor * optimizer.peak_lr(g)))
+                            .collect(),
+                    },
+                    extra: Default::default(),
+                };
+                let snapshot_started = Instant::now();
+                let mut begin = saver.begin()?;
+                train_state::snapshot(&mut begin.staging, "model", &variables)?;
+                train_state::snapshot(&mut begin.staging, "optim", &optimizer.state())?;
+                saver.submit(begin.staging, state)?;
+                println!(
+                    "{}",
+                    serde_json::json!({"checkpoint": done,
+                        "stall_ms": snapshot_started.elapsed().as_secs_f64() * 1e3,
+                        "waited_ms": begin.waited.as_secs_f64() * 1e3})
+                );
+            }
+        }
+    }
+    if let Some(mut saver) = saver {
+        report_saves(saver.finish()?)?;
+    }
+    group.barrier()?;
+    Ok(())
+}
+
+/// Prints finished saves; a failed one is an error.
+fn report_saves(outcomes: Vec<anyhow::Result<arl_checkpoints::SaveReport>>) -> anyhow::Result<()> {
+    for outcome in outcomes {
+        let report = outcome?;
+        println!(
+            "{}",
+            serde_json::json!({"committed": report.step, "bytes": report.bytes,
+                "write_s": report.write_time.as_secs_f64(), "deleted": report.deleted})
+        );
+    }
+    Ok(())
+}
+
+/// Stops the run if the ranks' parameters differ (a checksum per rank, compared everywhere).
+fn check_replicas(ranks: &Rank<'_>, variables: &[Named], step: u64) -> anyhow::Result<()> {
+    let checksum = tch::no_grad(|| {
+        variables
+            .iter()
+            .map(|(_, t)| t.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]))
+            .sum::<f64>()
+    });
+    let all = ranks.gather(checksum)?;
+    if let Some(other) = all.iter().position(|&c| c.to_bits() != all[0].to_bits()) {
+        bail!("at step {step} the parameters of rank {other} differ from rank 0's ({all:?})");
+    }
+    Ok(())
+}
+
+impl PretrainBatch {
+    /// The batch on `device`.
+    pub fn to_device(self, device: Device) -> Self {
+        if device == Device::Cpu {
+            return self;
+        }
+        let to = |t: Tensor| t.to_device(device);
+        Self {
+            text_ids: to(self.text_ids),
+            text_keep: to(self.text_keep),
+            text_ids_mlm: to(self.text_ids_mlm),
+            mlm_labels: to(self.mlm_labels),
+            images: to(self.images),
+            itm_images: to(self.itm_images),
+            itm_labels: to(self.itm_labels),
+            entity_ids: to(self.entity_ids),
+            positions: to(self.positions),
+            entity_ids_mlm: to(self.entity_ids_mlm),
+            positions_mlm: to(self.positions_mlm),
+            image_labels: to(self.image_labels),
+            text_labels: to(self.text_labels),
+            mim_noise: to(self.mim_noise),
+        }
+    }
+}
