@@ -22,6 +22,9 @@ pub struct Config {
     /// (`arl model summary --config FILE` shows the result).
     #[serde(default)]
     pub model: toml::Table,
+    /// `[prepare]`: inputs `arl run` makes itself (the embedded default's synthetic data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepare: Option<crate::prepare::PrepareConfig>,
     /// `[data]`, `[knowledge]`, `[train]`, `[optim]`, `[checkpoint]`: the pretraining
     /// sections, checked by the worker (`arl-worker check-pretrain`) before any rank starts.
     #[serde(default, skip_serializing_if = "toml::Table::is_empty")]

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod ckpt;
 pub mod config;
 pub mod paths;
+pub mod prepare;
 pub mod pretrain;
 pub mod run;
 pub mod world;

@@ -1,6 +1,6 @@
-//! `arl run`: the whole job from one config. Today it launches the world and runs the
-//! distributed preflight; the stages after it (pretraining, fine-tunes, results table) arrive
-//! with issues 8 and 9, and until then `run` says so and exits non-zero.
+//! `arl run`: the whole job from one config: the distributed preflight, the inputs the config
+//! asks to be prepared, then pretraining (resuming from the newest committed checkpoint). The
+//! fine-tunes and the results table arrive with issue 9; `run` says so when it ends.
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -15,7 +15,7 @@ struct PreflightReport {
     rank_sum: i64,
 }
 
-/// Runs the stages of the job that exist today (launch and distributed preflight).
+/// Runs the stages of the job that exist today: preflight, prepare, pretrain.
 ///
 /// # Errors
 /// A rank that fails (named), or a preflight report that cannot be read.
@@ -43,6 +43,20 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     eprintln!(
         "arl run: preflight passed: {} ranks joined, all-reduced rank sum {}",
         report.world_size, report.rank_sum
+    );
+    let mut config = config.clone();
+    if let Some(prepare) = config.prepare.clone().filter(|p| p.synthetic) {
+        crate::prepare::prepare(&mut config, &prepare)?;
+    }
+    if config.data.is_empty() {
+        eprintln!("arl run: the config has no [data] section: nothing to pretrain");
+        return Ok(());
+    }
+    let dir = crate::pretrain::pretrain(&config, None)?;
+    eprintln!(
+        "arl run: pretraining done: checkpoints in {}, step log {}",
+        dir.join("checkpoints").display(),
+        dir.join("rank0.jsonl").display()
     );
     Ok(())
 }

@@ -110,6 +110,24 @@ fn fixtures(name: &str, script: &str) -> PathBuf {
     dir
 }
 
+/// Runs `arl ARGS` (quiet libtorch) and returns its output.
+///
+/// # Panics
+/// If it cannot start or exits unsuccessfully (its stderr is shown).
+pub fn arl_ok<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> std::process::Output {
+    let out = Command::new(release_binary("arl"))
+        .args(args)
+        .env("TORCH_CPP_LOG_LEVEL", "ERROR")
+        .output()
+        .expect("starting arl");
+    assert!(
+        out.status.success(),
+        "arl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A port that was free a moment ago (bound, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

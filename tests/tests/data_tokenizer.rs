@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use arl_tests::{release_binary, scratch_dir};
+use arl_tests::{arl_ok, release_binary, scratch_dir};
 use arl_worker::data::text::TextTokenizer;
 
 #[test]
@@ -20,18 +20,17 @@ fn a_learned_tokenizer_has_robertas_special_ids_and_round_trips() {
         .collect();
     std::fs::write(&corpus, lines.join("\n")).unwrap();
     let output = dir.join("tok/tokenizer.json");
-    let out = Command::new(release_binary("arl"))
-        .args(["data", "tokenizer", "--vocab-size", "400", "--corpus"])
-        .arg(&corpus)
-        .arg("--output")
-        .arg(&output)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (corpus_arg, output_arg) = (corpus.to_string_lossy(), output.to_string_lossy());
+    arl_ok(&[
+        "data",
+        "tokenizer",
+        "--vocab-size",
+        "400",
+        "--corpus",
+        &corpus_arg,
+        "--output",
+        &output_arg,
+    ]);
 
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&output).unwrap()).unwrap();
     let vocab = json["model"]["vocab"].as_object().unwrap();

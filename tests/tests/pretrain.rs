@@ -4,29 +4,14 @@
 //! straight run, bit for bit.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use arl_tests::{release_binary, scratch_dir, workspace_root};
+use arl_tests::{arl_ok, scratch_dir, workspace_root};
 use serde_json::Value;
-
-fn arl(args: &[&str]) -> std::process::Output {
-    let out = Command::new(release_binary("arl"))
-        .args(args)
-        .env("TORCH_CPP_LOG_LEVEL", "ERROR")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "arl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// The synthetic corpus, its tokenizer and its knowledge, in `dir`.
 fn inputs(dir: &Path) {
     let synth = dir.join("synth");
-    arl(&[
+    arl_ok(&[
         "data",
         "synth",
         "--output",
@@ -34,7 +19,7 @@ fn inputs(dir: &Path) {
         "--size",
         "60",
     ]);
-    arl(&[
+    arl_ok(&[
         "data",
         "tokenizer",
         "--corpus",
@@ -54,7 +39,7 @@ fn inputs(dir: &Path) {
         ),
     )
     .unwrap();
-    arl(&[
+    arl_ok(&[
         "knowledge",
         "build",
         "--config",
@@ -104,7 +89,7 @@ fn two_workers_pretrain_and_a_resumed_run_matches_a_straight_one_bit_for_bit() {
     let dir = scratch_dir("pretrain");
     inputs(&dir);
 
-    arl(&["pretrain", &config(&dir, "straight").to_string_lossy()]);
+    arl_ok(&["pretrain", &config(&dir, "straight").to_string_lossy()]);
     let straight = steps(&dir, "straight");
     assert_eq!(straight.len(), 6);
     let first = straight[0]["loss"].as_f64().unwrap();
@@ -112,14 +97,14 @@ fn two_workers_pretrain_and_a_resumed_run_matches_a_straight_one_bit_for_bit() {
     assert!(last < first, "loss {first} -> {last}");
 
     let resumed_config = config(&dir, "resumed");
-    let out = arl(&[
+    let out = arl_ok(&[
         "pretrain",
         &resumed_config.to_string_lossy(),
         "--stop-at",
         "3",
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("step 3:"));
-    let out = arl(&["pretrain", &resumed_config.to_string_lossy()]);
+    let out = arl_ok(&["pretrain", &resumed_config.to_string_lossy()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"resumed\":3"));
     let resumed = steps(&dir, "resumed");
     assert_eq!(resumed.len(), 3, "{resumed:?}");
@@ -132,7 +117,7 @@ fn two_workers_pretrain_and_a_resumed_run_matches_a_straight_one_bit_for_bit() {
             straight["step"]
         );
     }
-    let list = arl(&[
+    let list = arl_ok(&[
         "ckpt",
         "list",
         &dir.join("resumed/checkpoints").to_string_lossy(),
