@@ -50,9 +50,12 @@ fn inputs(dir: &Path) {
 /// A two-rank job config whose run folder is `run`.
 fn config(dir: &Path, run: &str) -> PathBuf {
     let path = dir.join(format!("{run}.toml"));
-    let demo = std::fs::read_to_string(workspace_root().join("configs/demo.toml")).unwrap();
     let sections = format!(
-        "\n[data]\ntrain = {:?}\ntokenizer = {:?}\nmax_text_len = 32\n\
+        "[launch]\nnproc_per_node = 2\nbackend = \"gloo\"\nmaster_addr = \"127.0.0.1\"\n\
+         master_port = 0\n\
+         [dist]\ninit_timeout_s = 300\ntimeout_s = 100\nbucket_mb = 25\nverify_layout = true\n\
+         [model]\npreset = \"tiny\"\n\
+         [data]\ntrain = {:?}\ntokenizer = {:?}\nmax_text_len = 32\n\
          [knowledge]\ndir = {:?}\n\
          [train]\nsteps = 6\nglobal_batch = 8\nseed = 3\nrun_dir = {:?}\n\
          [optim]\nlr = 1e-4\nwarmup = 2\n\
@@ -62,7 +65,7 @@ fn config(dir: &Path, run: &str) -> PathBuf {
         dir.join("knowledge"),
         dir.join(run),
     );
-    std::fs::write(&path, demo + &sections).unwrap();
+    std::fs::write(&path, sections).unwrap();
     path
 }
 
