@@ -75,17 +75,24 @@ struct Rank<'a> {
     group: &'a ProcessGroup,
     rank: usize,
     world: usize,
+    /// Where collectives run (NCCL reduces only GPU tensors).
+    device: Device,
 }
 
 impl Rank<'_> {
-    /// The sum over ranks of a vector whose slot `rank` is `value` (an all-gather of one number).
+    /// The rank-sum of `values` (on the host before and after).
+    fn sum(&self, values: &Tensor) -> anyhow::Result<Vec<f64>> {
+        let tensor = values.to_kind(Kind::Double).to_device(self.device);
+        self.group
+            .all_reduce(std::slice::from_ref(&tensor), ReduceOp::Sum)?;
+        Ok(Vec::try_from(&tensor.to_device(Device::Cpu))?)
+    }
+
+    /// Every rank's `value`, by rank (an all-gather of one number).
     fn gather(&self, value: f64) -> anyhow::Result<Vec<f64>> {
         let mut slots = vec![0f64; self.world];
         slots[self.rank] = value;
-        let tensor = Tensor::from_slice(&slots);
-        self.group
-            .all_reduce(std::slice::from_ref(&tensor), ReduceOp::Sum)?;
-        Ok(Vec::try_from(&tensor)?)
+        self.sum(&Tensor::from_slice(&slots))
     }
 }
 
@@ -111,6 +118,7 @@ pub fn pretrain(
         group,
         rank: group.rank(),
         world: group.world_size(),
+        device,
     };
     let config_hash = sha256_hex(toml::to_string(table)?.as_bytes());
 
@@ -292,9 +300,9 @@ pub fn pretrain(
             .map(|(_, p)| p.grad())
             .filter(Tensor::defined)
             .collect();
-        let local_bad = grads
-            .iter()
-            .any(|g| !bool::try_from(g.isfinite().all()).unwrap_or(false));
+        let finite: Vec<Tensor> = grads.iter().map(|g| g.isfinite().all()).collect();
+        let local_bad = !finite.is_empty()
+            && !bool::try_from(Tensor::stack(&finite, 0).all().to_device(Device::Cpu))?;
         let bad_ranks: Vec<usize> = ranks
             .gather(f64::from(u8::from(local_bad)))?
             .iter()
@@ -312,11 +320,12 @@ pub fn pretrain(
             ],
             0,
         )
-        .detach()
-        .to_kind(Kind::Double)
-        .to_device(Device::Cpu);
-        group.all_reduce(std::slice::from_ref(&logged), ReduceOp::Sum)?;
-        let logged: Vec<f64> = Vec::try_from(&(logged / ranks.world as f64))?;
+        .detach();
+        let logged: Vec<f64> = ranks
+            .sum(&logged)?
+            .iter()
+            .map(|sum| sum / ranks.world as f64)
+            .collect();
         if !bad_ranks.is_empty() {
             nonfinite_run += 1;
             if ranks.rank == 0 {
