@@ -13,6 +13,7 @@ use tch::{Device, Kind, Tensor, nn};
 
 use crate::model::arl::ArlModel;
 use crate::model::config::ModelConfig;
+use crate::train::optim::{AdamW, OptimConfig};
 use crate::train_state::{self, Named};
 
 /// Per-save figures (medians and worst), printed as a JSON line.
@@ -37,23 +38,15 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-/// The model's parameters and, for each, AdamW's `exp_avg` and `exp_avg_sq`.
+/// The model's variables and AdamW's `exp_avg` and `exp_avg_sq` of each trainable one: what
+/// pretraining checkpoints.
 fn adamw_state(cfg: &ModelConfig, entities: i64) -> (nn::VarStore, Vec<Named>, Vec<Named>) {
     let vs = nn::VarStore::new(Device::Cpu);
     let no_edges = Tensor::zeros([2, 0], (Kind::Int64, Device::Cpu));
     let _model = ArlModel::new(&vs.root(), cfg, entities, &no_edges);
-    let mut params = vs.variables().into_iter().collect::<Vec<_>>();
-    params.sort_by(|a, b| a.0.cmp(&b.0));
-    let moments = params
-        .iter()
-        .flat_map(|(name, p)| {
-            [
-                (format!("{name}.exp_avg"), p.zeros_like()),
-                (format!("{name}.exp_avg_sq"), p.zeros_like()),
-            ]
-        })
-        .collect();
-    (vs, params, moments)
+    let moments = AdamW::new(&vs, OptimConfig::default(), true).state();
+    let variables = train_state::sorted_variables(&vs);
+    (vs, variables, moments)
 }
 
 /// The state's tensors as `[name, shape]` pairs, model then optimizer (for the Python peer).

@@ -566,11 +566,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             images,
             sheet,
         } => {
-            let url = if url.contains("://") {
-                url
-            } else {
-                format!("file://{}", std::path::absolute(&url)?.display())
-            };
             let cache = std::env::temp_dir().join(format!("arl-inspect-{}", std::process::id()));
             let text = arl_worker::data::inspect::inspect(&url, &cache, samples, images, &sheet);
             let _ = std::fs::remove_dir_all(&cache);

@@ -12,6 +12,13 @@ use tch::{Device, Kind, Tensor};
 /// A tensor with its name, as in `VarStore::variables`.
 pub type Named = (String, Tensor);
 
+/// Every variable of `vs` (trainable or not), in name order.
+pub fn sorted_variables(vs: &tch::nn::VarStore) -> Vec<Named> {
+    let mut variables: Vec<Named> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    variables
+}
+
 /// The safetensors element type of a tch kind.
 ///
 /// # Errors

@@ -53,6 +53,17 @@ pub struct SamplerState {
     pub consumed: u64,
 }
 
+/// Where the sampler stands after `steps` global batches of `global_batch` from the very start
+/// (each epoch ends after its last full global batch).
+pub fn state_after(items_per_shard: &[u32], global_batch: usize, steps: u64) -> SamplerState {
+    let total: u64 = items_per_shard.iter().map(|&n| u64::from(n)).sum();
+    let per_epoch = (total / global_batch.max(1) as u64).max(1);
+    SamplerState {
+        epoch: steps / per_epoch,
+        consumed: (steps % per_epoch) * global_batch as u64,
+    }
+}
+
 /// The global order of one epoch.
 pub fn epoch_order(items_per_shard: &[u32], cfg: &SamplerConfig, epoch: u64) -> Vec<SampleRef> {
     let mut shards: Vec<u32> = (0..items_per_shard.len() as u32).collect();

@@ -4,7 +4,7 @@
 //! encodes it five times), the unmasked text (three times) and the full image (twice). Inputs
 //! stay distinct per objective; with dropout on, shared encodings share their dropout masks.
 
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::align::align_loss;
 use super::arl::ArlModel;
@@ -221,6 +221,32 @@ impl PretrainBatch {
             text_ids,
             text_keep,
             images,
+        }
+    }
+}
+
+impl PretrainBatch {
+    /// The batch on `device`.
+    pub fn to_device(self, device: Device) -> Self {
+        if device == Device::Cpu {
+            return self;
+        }
+        let to = |t: Tensor| t.to_device(device);
+        Self {
+            text_ids: to(self.text_ids),
+            text_keep: to(self.text_keep),
+            text_ids_mlm: to(self.text_ids_mlm),
+            mlm_labels: to(self.mlm_labels),
+            images: to(self.images),
+            itm_images: to(self.itm_images),
+            itm_labels: to(self.itm_labels),
+            entity_ids: to(self.entity_ids),
+            positions: to(self.positions),
+            entity_ids_mlm: to(self.entity_ids_mlm),
+            positions_mlm: to(self.positions_mlm),
+            image_labels: to(self.image_labels),
+            text_labels: to(self.text_labels),
+            mim_noise: to(self.mim_noise),
         }
     }
 }

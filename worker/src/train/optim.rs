@@ -175,6 +175,22 @@ impl AdamW {
             .collect()
     }
 
+    /// Clears every parameter's gradient.
+    pub fn zero_grad(&mut self) {
+        for p in &mut self.params {
+            p.value.zero_grad();
+        }
+    }
+
+    /// The gradients that backward produced (parameters it did not reach have none).
+    pub fn grads(&self) -> Vec<Tensor> {
+        self.params
+            .iter()
+            .map(|p| p.value.grad())
+            .filter(Tensor::defined)
+            .collect()
+    }
+
     /// The moment estimates, as `NAME.exp_avg` and `NAME.exp_avg_sq` (for checkpoints).
     pub fn state(&self) -> Vec<Named> {
         self.params
@@ -194,10 +210,8 @@ impl AdamW {
     /// The global L2 norm of the gradients (parameters without gradient count as zero).
     pub fn grad_norm(&self) -> f64 {
         let norms: Vec<Tensor> = self
-            .params
+            .grads()
             .iter()
-            .map(|p| p.value.grad())
-            .filter(|g| g.defined())
             .map(|g| g.to_kind(Kind::Float).norm().square())
             .collect();
         if norms.is_empty() {
@@ -215,11 +229,8 @@ impl AdamW {
         let norm = self.grad_norm();
         let scale = max_norm / (norm + 1e-6);
         if scale < 1.0 {
-            for p in &self.params {
-                let mut grad = p.value.grad();
-                if grad.defined() {
-                    let _ = grad.g_mul_scalar_(scale);
-                }
+            for mut grad in self.grads() {
+                let _ = grad.g_mul_scalar_(scale);
             }
         }
         norm

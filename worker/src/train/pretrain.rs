@@ -29,13 +29,13 @@ use super::masking::Masking;
 use super::optim::{AdamW, GROUPS};
 use super::schedule::Schedule;
 use crate::data::loader::{Loader, LoaderConfig, Transform};
-use crate::data::sampler::{Sampler, SamplerConfig, SamplerState};
+use crate::data::sampler::{self, Sampler, SamplerConfig};
 use crate::data::stream::{RankStream, ShardSource};
 use crate::data::text::TextTokenizer;
 use crate::knowledge::store;
 use crate::model::arl::ArlModel;
 use crate::model::config::ModelConfig;
-use crate::model::pretext::{PretrainBatch, pretrain_losses};
+use crate::model::pretext::pretrain_losses;
 use crate::train_state::{self, Named};
 
 /// Steps between cross-rank parameter checksums.
@@ -62,12 +62,6 @@ fn edge_index(triples: &[[i64; 3]]) -> Tensor {
     let heads: Vec<i64> = triples.iter().map(|t| t[0]).collect();
     let tails: Vec<i64> = triples.iter().map(|t| t[1]).collect();
     Tensor::stack(&[Tensor::from_slice(&heads), Tensor::from_slice(&tails)], 0)
-}
-
-fn sorted_variables(vs: &nn::VarStore) -> Vec<Named> {
-    let mut variables: Vec<Named> = vs.variables().into_iter().collect();
-    variables.sort_by(|a, b| a.0.cmp(&b.0));
-    variables
 }
 
 /// One rank's view of the run.
@@ -154,7 +148,7 @@ pub fn pretrain(
         Ok(())
     })?;
     vs.set_device(device);
-    let variables = sorted_variables(&vs);
+    let variables = train_state::sorted_variables(&vs);
     let tensors: Vec<Tensor> = variables.iter().map(|(_, t)| t.shallow_clone()).collect();
     group
         .broadcast(&tensors, 0)
@@ -203,24 +197,13 @@ pub fn pretrain(
         ..SamplerConfig::default()
     };
     let items = source.manifest().items_per_shard();
-    let probe = Sampler::new(
-        items.clone(),
-        sampler_cfg.clone(),
-        cfg.train.global_batch,
-        (ranks.rank, ranks.world),
-        SamplerState::default(),
-    )?;
-    let per_epoch = probe.steps_per_epoch() as u64;
-    let position = SamplerState {
-        epoch: start / per_epoch,
-        consumed: (start % per_epoch) * cfg.train.global_batch as u64,
-    };
+    let position_at = |step| sampler::state_after(&items, cfg.train.global_batch, step);
     let sampler = Sampler::new(
-        items,
+        items.clone(),
         sampler_cfg,
         cfg.train.global_batch,
         (ranks.rank, ranks.world),
-        position,
+        position_at(start),
     )?;
     let loader = Loader::start(
         RankStream::new(source, sampler, 2),
@@ -287,19 +270,12 @@ pub fn pretrain(
         let micro = collator
             .collate(&batch.images, &batch.samples, &mut rng)?
             .to_device(device);
-        for (_, p) in optimizer.parameters() {
-            p.shallow_clone().zero_grad();
-        }
+        optimizer.zero_grad();
         let losses = pretrain_losses(&model, &model_cfg, &micro, true);
         losses.total.backward();
 
         // Gradients: the rank-mean, one decision on non-finite values.
-        let grads: Vec<Tensor> = optimizer
-            .parameters()
-            .iter()
-            .map(|(_, p)| p.grad())
-            .filter(Tensor::defined)
-            .collect();
+        let grads = optimizer.grads();
         let finite: Vec<Tensor> = grads.iter().map(|g| g.isfinite().all()).collect();
         let local_bad = !finite.is_empty()
             && !bool::try_from(Tensor::stack(&finite, 0).all().to_device(Device::Cpu))?;
@@ -378,9 +354,10 @@ pub fn pretrain(
         if let Some(saver) = saver.as_mut() {
             report_saves(saver.poll())?;
             if (every > 0 && done % every == 0) || done == end {
+                let position = position_at(done);
                 let state = TrainingState {
                     step: done,
-                    epoch: done / per_epoch,
+                    epoch: position.epoch,
                     config_hash: config_hash.clone(),
                     data_hash: data_hash.clone(),
                     world_size: ranks.world as u32,
@@ -400,7 +377,7 @@ pub fn pretrain(
                         .collect(),
                     sampler: SamplerPosition {
                         seed: cfg.train.seed,
-                        consumed: (done % per_epoch) * cfg.train.global_batch as u64,
+                        consumed: position.consumed,
                     },
                     schedule: ScheduleState {
                         optimizer_steps: optimizer.steps(),
@@ -461,30 +438,4 @@ fn check_replicas(ranks: &Rank<'_>, variables: &[Named], step: u64) -> anyhow::R
         bail!("at step {step} the parameters of rank {other} differ from rank 0's ({all:?})");
     }
     Ok(())
-}
-
-impl PretrainBatch {
-    /// The batch on `device`.
-    pub fn to_device(self, device: Device) -> Self {
-        if device == Device::Cpu {
-            return self;
-        }
-        let to = |t: Tensor| t.to_device(device);
-        Self {
-            text_ids: to(self.text_ids),
-            text_keep: to(self.text_keep),
-            text_ids_mlm: to(self.text_ids_mlm),
-            mlm_labels: to(self.mlm_labels),
-            images: to(self.images),
-            itm_images: to(self.itm_images),
-            itm_labels: to(self.itm_labels),
-            entity_ids: to(self.entity_ids),
-            positions: to(self.positions),
-            entity_ids_mlm: to(self.entity_ids_mlm),
-            positions_mlm: to(self.positions_mlm),
-            image_labels: to(self.image_labels),
-            text_labels: to(self.text_labels),
-            mim_noise: to(self.mim_noise),
-        }
-    }
 }
