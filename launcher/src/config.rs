@@ -47,14 +47,31 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LaunchConfig {
-    /// Worker processes on this node (one per GPU, or CPU slots in debug mode).
+    /// Worker processes on each node (one per GPU, or CPU slots in debug mode); 0 = one per
+    /// GPU of the node.
     pub nproc_per_node: usize,
+    /// Nodes in the job (each runs one `arl` with the same config).
+    #[serde(default = "one")]
+    pub nnodes: usize,
+    /// This node's index; node 0 hosts rank 0 and the rendezvous.
+    #[serde(default)]
+    pub node_rank: usize,
+    /// Inside a SLURM allocation, take nodes, node index, rendezvous host and port from it.
+    #[serde(default = "yes")]
+    pub slurm: bool,
     /// `gloo` (CPU) or `nccl` (GPU).
     pub backend: String,
     /// Rendezvous host; rank 0 serves the store there.
     pub master_addr: String,
     /// Rendezvous port; 0 picks a free one.
     pub master_port: u16,
+}
+
+fn one() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
 }
 
 /// `[dist]`: collectives.
@@ -103,9 +120,6 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        if self.launch.nproc_per_node == 0 {
-            bail!("launch.nproc_per_node must be at least 1");
-        }
         if !matches!(self.launch.backend.as_str(), "gloo" | "nccl") {
             bail!(
                 "launch.backend must be \"gloo\" or \"nccl\", not {:?}",

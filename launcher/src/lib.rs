@@ -5,8 +5,10 @@
 pub mod bench;
 pub mod ckpt;
 pub mod config;
+pub mod console;
 pub mod paths;
 pub mod prepare;
 pub mod pretrain;
 pub mod run;
+pub mod topology;
 pub mod world;

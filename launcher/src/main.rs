@@ -63,6 +63,55 @@ struct ConfigArgs {
     /// Override one key: `--set section.key=value` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+    /// Workers on this node (`launch.nproc_per_node`; 0 = one per GPU).
+    #[arg(long)]
+    nproc_per_node: Option<usize>,
+    /// Nodes in the job (`launch.nnodes`).
+    #[arg(long)]
+    nnodes: Option<usize>,
+    /// This node's index (`launch.node_rank`).
+    #[arg(long)]
+    node_rank: Option<usize>,
+    /// Host of node 0, which serves the rendezvous (`launch.master_addr`).
+    #[arg(long)]
+    master_addr: Option<String>,
+    /// Rendezvous port (`launch.master_port`).
+    #[arg(long)]
+    master_port: Option<u16>,
+}
+
+impl ConfigArgs {
+    /// The `--set` overrides followed by the launch flags, as overrides.
+    fn overrides(&self) -> Vec<String> {
+        let flags = [
+            ("nproc_per_node", self.nproc_per_node.map(|v| v.to_string())),
+            ("nnodes", self.nnodes.map(|v| v.to_string())),
+            ("node_rank", self.node_rank.map(|v| v.to_string())),
+            (
+                "master_addr",
+                self.master_addr.as_ref().map(|v| format!("{v:?}")),
+            ),
+            ("master_port", self.master_port.map(|v| v.to_string())),
+        ];
+        let mut overrides = self.overrides.clone();
+        overrides.extend(
+            flags
+                .into_iter()
+                .filter_map(|(key, value)| Some(format!("launch.{key}={}", value?))),
+        );
+        overrides
+    }
+}
+
+/// The exit code of a run stopped by `signal` after a clean checkpoint (128 + the signal, as
+/// shells report it), with what to do next.
+fn stopped(command: &str, pretrained: &arl_launcher::pretrain::Pretrained) -> Option<ExitCode> {
+    let (signal, step) = pretrained.stopped?;
+    eprintln!(
+        "arl {command}: stopped by signal {signal} with a checkpoint at step {step}; run the same \
+         command to resume"
+    );
+    Some(ExitCode::from(128 + signal as u8))
 }
 
 #[derive(Subcommand)]
@@ -221,14 +270,17 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
 }
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
-    let load = |args: &ConfigArgs| config::Config::load(args.config.as_deref(), &args.overrides);
+    let load = |args: &ConfigArgs| config::Config::load(args.config.as_deref(), &args.overrides());
     let planned = |name: &str, issue: u32| {
         eprintln!("arl {name}: not built yet (planned in issue {issue})");
         Ok(ExitCode::from(NOT_BUILT))
     };
     match command {
         Command::Run(args) => {
-            run::run(&load(&args)?)?;
+            let pretrained = run::run(&load(&args)?)?;
+            if let Some(code) = stopped("run", &pretrained) {
+                return Ok(code);
+            }
             eprintln!("arl run: the fine-tunes and the results table are not built yet (issue 9)");
             Ok(ExitCode::SUCCESS)
         }
@@ -275,10 +327,15 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(exit_code(command.status()?))
         }
         Command::Pretrain { config, stop_at } => {
-            let dir = arl_launcher::pretrain::pretrain(&load(&config)?, stop_at)?;
+            let pretrained = arl_launcher::pretrain::pretrain(&load(&config)?, stop_at)?;
+            if let Some(code) = stopped("pretrain", &pretrained) {
+                return Ok(code);
+            }
+            let dir = &pretrained.dir;
             eprintln!(
-                "arl pretrain: done; step log {}",
-                dir.join("rank0.jsonl").display()
+                "arl pretrain: done; step log {}, TensorBoard: tensorboard --logdir {}",
+                dir.join("rank0.jsonl").display(),
+                dir.join("tensorboard").display()
             );
             Ok(ExitCode::SUCCESS)
         }

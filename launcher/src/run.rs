@@ -7,6 +7,8 @@ use serde::Deserialize;
 
 use crate::config::Config;
 use crate::paths;
+use crate::pretrain::Pretrained;
+use crate::topology::Topology;
 use crate::world::{WorldSpec, run_world};
 
 #[derive(Deserialize)]
@@ -19,21 +21,20 @@ struct PreflightReport {
 ///
 /// # Errors
 /// A rank that fails (named), or a preflight report that cannot be read.
-pub fn run(config: &Config) -> anyhow::Result<()> {
+pub fn run(config: &Config) -> anyhow::Result<Pretrained> {
     let spec = WorldSpec {
         program: paths::worker_binary()?,
         args: worker_args("preflight", config),
-        nproc: config.launch.nproc_per_node,
-        master_addr: config.launch.master_addr.clone(),
-        master_port: config.launch.master_port,
+        topology: Topology::of(&config.launch)?,
         env: Vec::new(),
         on_rank0_line: None,
+        log_dir: None,
     };
     eprintln!(
         "arl run: starting {} {} ranks",
-        spec.nproc, config.launch.backend
+        spec.topology.nproc_per_node, config.launch.backend
     );
-    let outputs = run_world(&spec).context("distributed preflight")?;
+    let outputs = run_world(&spec).context("distributed preflight")?.stdout;
     let line = outputs
         .first()
         .and_then(|lines| lines.last())
@@ -50,15 +51,23 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     }
     if config.data.is_empty() {
         eprintln!("arl run: the config has no [data] section: nothing to pretrain");
-        return Ok(());
+        return Ok(Pretrained {
+            dir: crate::pretrain::run_dir(&config),
+            stopped: None,
+        });
     }
-    let dir = crate::pretrain::pretrain(&config, None)?;
-    eprintln!(
-        "arl run: pretraining done: checkpoints in {}, step log {}",
-        dir.join("checkpoints").display(),
-        dir.join("rank0.jsonl").display()
-    );
-    Ok(())
+    let pretrained = crate::pretrain::pretrain(&config, None)?;
+    if pretrained.stopped.is_none() {
+        let dir = &pretrained.dir;
+        eprintln!(
+            "arl run: pretraining done: checkpoints in {}, step log {}, TensorBoard: \
+             tensorboard --logdir {}",
+            dir.join("checkpoints").display(),
+            dir.join("rank0.jsonl").display(),
+            dir.join("tensorboard").display()
+        );
+    }
+    Ok(pretrained)
 }
 
 /// `arl-worker SUBCOMMAND` with the process-group settings of `config`.

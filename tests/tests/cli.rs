@@ -94,7 +94,7 @@ fn run_on_the_embedded_default_prepares_its_inputs_and_pretrains_with_two_ranks(
         "writing the synthetic benchmark (40 scenes)",
         "learning a tokenizer",
         "linking the reports to HPO",
-        "step 3: loss",
+        "step 3/3: loss",
         "pretraining done",
         "not built yet (issue 9)",
     ] {
@@ -104,19 +104,14 @@ fn run_on_the_embedded_default_prepares_its_inputs_and_pretrains_with_two_ranks(
 }
 
 #[test]
-fn run_with_three_ranks_through_an_override() {
+fn run_with_three_ranks_through_the_nproc_flag() {
     let out = short_run(
         "cli-run3",
-        &[
-            "--set",
-            "launch.nproc_per_node=3",
-            "--set",
-            "train.global_batch=6",
-        ],
+        &["--nproc-per-node", "3", "--set", "train.global_batch=6"],
     );
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("3 ranks joined, all-reduced rank sum 3") && stderr.contains("step 3:"),
+        stderr.contains("3 ranks joined, all-reduced rank sum 3") && stderr.contains("step 3/3:"),
         "{stderr}"
     );
 }
@@ -187,6 +182,12 @@ fn a_failing_rank_is_named_and_its_c10d_error_shown() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("of 2 failed"), "{stderr}");
     assert!(stderr.contains("Nccl init"), "{stderr}");
+    // The failing rank's last lines come with the error, from its log.
+    let tail = stderr
+        .split("Last lines of rank")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(tail.contains("Nccl init"), "{stderr}");
 }
 
 #[test]
@@ -273,6 +274,30 @@ fn bench_model_prints_one_line_in_the_documented_format() {
     let fields: Vec<&str> = line.trim().split(' ').collect();
     assert_eq!(fields[..2], ["model", "preset=tiny"], "{line}");
     assert_positive_fields(&line, &fields[2..], &["arl_ms", "torch_ms", "ratio"]);
+}
+
+#[test]
+fn bench_pretrain_prints_one_line_in_the_documented_format() {
+    let out = arl(&[
+        "bench",
+        "pretrain",
+        "--preset",
+        "tiny",
+        "--rounds",
+        "1",
+        "--iters",
+        "1",
+        "--batch",
+        "2",
+        "--text-len",
+        "8",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    let fields: Vec<&str> = line.trim().split(' ').collect();
+    assert_eq!(fields.len(), 5, "{line}");
+    assert_eq!(fields[..2], ["pretrain", "preset=tiny"], "{line}");
+    assert_positive_fields(&line, &fields[2..], &["arl_sps", "torch_sps", "ratio"]);
 }
 
 #[test]

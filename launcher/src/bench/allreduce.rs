@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::compare::{alternate, median, paired_ratio};
 use crate::paths;
+use crate::topology::Topology;
 use crate::world::{WorldSpec, run_world};
 
 const TORCH_PEER: &str = include_str!("torch_allreduce.py");
@@ -69,11 +70,10 @@ pub fn run(args: &AllreduceArgs) -> anyhow::Result<()> {
             .chain(&timing_args)
             .map(|s| (*s).to_owned())
             .collect(),
-        nproc: args.nproc,
-        master_addr: "127.0.0.1".to_owned(),
-        master_port: 0,
+        topology: Topology::single_node(args.nproc),
         env,
         on_rank0_line: None,
+        log_dir: None,
     };
     let quiet = ("TORCH_CPP_LOG_LEVEL".to_owned(), "ERROR".to_owned());
     let worker_args = [
@@ -142,7 +142,7 @@ impl Summary {
 
 /// Runs one world and appends rank 0's per-size medians.
 fn collect(spec: &WorldSpec, into: &mut BTreeMap<usize, Vec<f64>>) -> anyhow::Result<()> {
-    let outputs = run_world(spec)?;
+    let outputs = run_world(spec)?.stdout;
     for line in outputs.first().into_iter().flatten() {
         let timing: Timing = serde_json::from_str(line)
             .with_context(|| format!("reading rank 0's output line {line:?}"))?;

@@ -13,6 +13,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <ATen/autocast_mode.h>
 #include <c10/util/Exception.h>
 #include <c10/util/Logging.h>
 
@@ -207,6 +208,12 @@ char* arl_pg_barrier(arl_pg* pg) {
 
 char* arl_pg_shutdown(arl_pg* pg) {
   return guarded([&] { pg->backend->shutdown(); });
+}
+
+// Not c10d, but libtorch state that tch does not reach: the dtype CUDA autocast casts to
+// (libtorch's default is float16).
+char* arl_set_cuda_autocast_bf16() {
+  return guarded([] { at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16); });
 }
 
 } // extern "C"

@@ -22,6 +22,7 @@ pub(crate) struct RawGroup {
 unsafe extern "C" {
     pub(crate) fn arl_c10d_free_error(error: *mut c_char);
     pub(crate) fn arl_c10d_init_logging() -> *mut c_char;
+    pub(crate) fn arl_set_cuda_autocast_bf16() -> *mut c_char;
     pub(crate) fn arl_store_create(
         host: *const c_char,
         port: u16,

@@ -28,3 +28,16 @@ pub fn init_logging() -> Result<()> {
         message,
     })
 }
+
+/// Makes CUDA autocast (`tch::autocast`) cast to bfloat16 instead of libtorch's float16.
+///
+/// # Errors
+/// If libtorch refuses the setting.
+pub fn use_bf16_autocast() -> Result<()> {
+    // SAFETY: no arguments; the shim catches every exception.
+    ffi::take_error(unsafe { ffi::arl_set_cuda_autocast_bf16() }).map_err(|message| C10dError::Op {
+        op: "set the autocast dtype".into(),
+        rank: -1,
+        message,
+    })
+}

@@ -212,15 +212,30 @@ pub fn sincos_positions_2d(width: i64, grid: i64) -> Tensor {
 /// MIM target: the normalised image patchified in MAE order ((py·P + px)·3 + c), each patch
 /// normalised by its mean and unbiased variance (+1e-6). images (B, 3, S, S) → (B, g², P²·3).
 pub fn patchify_normalised(images: &Tensor, patch: i64) -> Tensor {
-    let (b, c, s, _) = images.size4().expect("(batch, channels, size, size)");
-    let g = s / patch;
-    let patches = images
-        .view([b, c, g, patch, g, patch])
-        .permute([0, 2, 4, 3, 5, 1]) // (B, gy, gx, py, px, c)
-        .reshape([b, g * g, patch * patch * c]);
+    let patches = patchify(images, patch);
     let mean = patches.mean_dim(-1, true, None::<Kind>);
     let var = patches.var_dim(-1, true, true);
     (patches - mean) / (var + 1e-6).sqrt()
+}
+
+/// Images (B, 3, S, S) as rows of patches (B, g², P²·3), pixels in (py, px, channel) order.
+pub fn patchify(images: &Tensor, patch: i64) -> Tensor {
+    let (b, c, s, _) = images.size4().expect("(batch, channels, size, size)");
+    let g = s / patch;
+    images
+        .view([b, c, g, patch, g, patch])
+        .permute([0, 2, 4, 3, 5, 1]) // (B, gy, gx, py, px, c)
+        .reshape([b, g * g, patch * patch * c])
+}
+
+/// The inverse of [`patchify`] for one image: patches (g², P²·3) → (3, S, S).
+pub fn unpatchify(patches: &Tensor, patch: i64) -> Tensor {
+    let cells = patches.size()[0];
+    let g = (cells as f64).sqrt() as i64;
+    patches
+        .view([g, g, patch, patch, 3])
+        .permute([4, 0, 2, 1, 3]) // (c, gy, py, gx, px)
+        .reshape([3, g * patch, g * patch])
 }
 
 /// Squared error per patch, averaged over the removed patches only. pred, target (B, g², P²·3);

@@ -60,6 +60,14 @@ pub struct PretrainLosses {
     pub align: Tensor,
     /// Σ weight·loss.
     pub total: Tensor,
+    /// Fraction of MLM targets predicted exactly (no gradient).
+    pub mlm_accuracy: Tensor,
+    /// Fraction of ITM pairs classified correctly (no gradient).
+    pub itm_accuracy: Tensor,
+    /// The MIM decoder's output (B, g², P²·3), detached, and its mask (B, g²), 1 = removed.
+    pub mim_pred: Tensor,
+    /// See `mim_pred`.
+    pub mim_mask: Tensor,
 }
 
 /// Runs the four passes and returns the losses (with gradients when `train`).
@@ -131,10 +139,8 @@ pub fn pretrain_losses(
         &batch.positions,
         train,
     );
-    let itm = fused
-        .cls_feats
-        .apply(&model.itm_head.fc)
-        .cross_entropy_for_logits(&batch.itm_labels);
+    let itm_logits = fused.cls_feats.apply(&model.itm_head.fc);
+    let itm = itm_logits.cross_entropy_for_logits(&batch.itm_labels);
 
     // Alignment: uni-modal token 0 of each stream against every entity.
     let (image_logits, text_logits) =
@@ -156,7 +162,23 @@ pub fn pretrain_losses(
         itm,
         align,
         total,
+        mlm_accuracy: accuracy(&logits, &batch.mlm_labels),
+        itm_accuracy: accuracy(&itm_logits, &batch.itm_labels),
+        mim_pred: pred.detach(),
+        mim_mask: masked.mask,
     }
+}
+
+/// The fraction of `labels` (−100 = none) that are the arg-max of `logits` (…, classes).
+fn accuracy(logits: &Tensor, labels: &Tensor) -> Tensor {
+    tch::no_grad(|| {
+        let targets = labels.ne(-100);
+        let correct = logits
+            .argmax(-1, false)
+            .eq_tensor(labels)
+            .logical_and(&targets);
+        correct.sum(Kind::Float) / targets.sum(Kind::Float).clamp_min(1.0)
+    })
 }
 
 impl PretrainBatch {

@@ -62,6 +62,24 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Where logs and (by default) checkpoints go.
     pub run_dir: PathBuf,
+    /// Micro-batches per step on each rank; their gradients are averaged before the update.
+    pub grad_accum: usize,
+    /// `fp32`, or `bf16`: autocast of the forward passes to bfloat16 (GPU only).
+    pub precision: Precision,
+    /// Write TensorBoard event files to `<run_dir>/tensorboard` (rank 0).
+    pub tensorboard: bool,
+    /// Steps between MIM reconstruction images in TensorBoard (0: none).
+    pub image_every: u64,
+}
+
+/// Arithmetic of the forward passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in float32.
+    Fp32,
+    /// Autocast to bfloat16 on CUDA (weights, gradients and optimiser state stay float32).
+    Bf16,
 }
 
 impl Default for TrainConfig {
@@ -71,6 +89,10 @@ impl Default for TrainConfig {
             global_batch: 16,
             seed: 0,
             run_dir: PathBuf::from("runs/default"),
+            grad_accum: 1,
+            precision: Precision::Fp32,
+            tensorboard: true,
+            image_every: 100,
         }
     }
 }
@@ -152,6 +174,10 @@ impl PretrainConfig {
         ensure!(
             config.train.global_batch > 0,
             "train.global_batch must be at least 1"
+        );
+        ensure!(
+            config.train.grad_accum > 0,
+            "train.grad_accum must be at least 1"
         );
         ensure!(
             config.data.max_text_len >= 8,

@@ -15,19 +15,20 @@ use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 use arl_c10d::{ProcessGroup, ReduceOp};
-use arl_checkpoints::{
-    AsyncSaver, Checkpoints, RankState, SamplerPosition, SaverConfig, ScheduleState, TrainingState,
-};
+use arl_checkpoints::{Checkpoints, SaverConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor, nn};
 
+use super::checkpointing::{Checkpointer, RunIdentity};
 use super::collate::{Collator, EntityMap};
-use super::config::PretrainConfig;
+use super::config::{Precision, PretrainConfig};
 use super::masking::Masking;
 use super::optim::{AdamW, GROUPS};
+use super::report::{MimPicture, Reporter, StepReport};
 use super::schedule::Schedule;
+use super::stop::{StopRequest, signal_name};
 use crate::data::loader::{Loader, LoaderConfig, Transform};
 use crate::data::sampler::{self, Sampler, SamplerConfig};
 use crate::data::stream::{RankStream, ShardSource};
@@ -88,9 +89,26 @@ impl Rank<'_> {
         slots[self.rank] = value;
         self.sum(&Tensor::from_slice(&slots))
     }
+
+    /// One reduction for the step's two decisions: the ranks whose gradients are not finite,
+    /// and the stop signal some rank received (the largest number, if several).
+    fn flags(
+        &self,
+        nonfinite: bool,
+        stop: Option<i32>,
+    ) -> anyhow::Result<(Vec<usize>, Option<i32>)> {
+        let mut slots = vec![0f64; 2 * self.world];
+        slots[self.rank] = f64::from(u8::from(nonfinite));
+        slots[self.world + self.rank] = f64::from(stop.unwrap_or(0));
+        let all = self.sum(&Tensor::from_slice(&slots))?;
+        let bad = (0..self.world).filter(|&r| all[r] > 0.0).collect();
+        let signal = all[self.world..].iter().fold(0f64, |a, &b| a.max(b)) as i32;
+        Ok((bad, (signal > 0).then_some(signal)))
+    }
 }
 
-/// Runs pretraining on this rank until `train.steps` (or `stop_at`, as if preempted there).
+/// Runs pretraining on this rank until `train.steps` (or `stop_at`, as if preempted there, or
+/// a stop signal: then with a checkpoint at the step where every rank stopped).
 ///
 /// # Errors
 /// A bad config or input (named), a rank that diverged or produced non-finite gradients, or a
@@ -101,6 +119,7 @@ pub fn pretrain(
     device: Device,
     stop_at: Option<u64>,
 ) -> anyhow::Result<()> {
+    let stop = StopRequest::install()?;
     let cfg = PretrainConfig::from_table(table)?;
     let model_cfg = ModelConfig::from_section(
         table
@@ -114,6 +133,25 @@ pub fn pretrain(
         world: group.world_size(),
         device,
     };
+    let bf16 = cfg.train.precision == Precision::Bf16;
+    if bf16 {
+        ensure!(
+            device.is_cuda(),
+            "train.precision = \"bf16\" autocasts on CUDA only; rank {} runs on the CPU",
+            ranks.rank
+        );
+        arl_c10d::use_bf16_autocast()?;
+    }
+    let per_rank = cfg.train.global_batch / ranks.world;
+    ensure!(
+        per_rank * ranks.world == cfg.train.global_batch
+            && per_rank.is_multiple_of(cfg.train.grad_accum),
+        "train.global_batch = {} must split evenly over {} ranks and train.grad_accum = {} \
+         micro-batches each",
+        cfg.train.global_batch,
+        ranks.world,
+        cfg.train.grad_accum
+    );
     let config_hash = sha256_hex(toml::to_string(table)?.as_bytes());
 
     // Knowledge: the entity graph and its TransE table.
@@ -240,63 +278,91 @@ pub fn pretrain(
         model_cfg.text.vocab_size
     );
 
-    let mut saver = if ranks.rank == 0 {
-        let mut saver = AsyncSaver::new(
+    let (mut checkpointer, mut reporter) = if ranks.rank == 0 {
+        let identity = RunIdentity {
+            seed: cfg.train.seed,
+            config_hash,
+            data_hash,
+            world: ranks.world,
+        };
+        let checkpointer = Checkpointer::new(
             Checkpoints::open(&location)?,
             SaverConfig {
                 retention: cfg.checkpoint.retention,
             },
+            identity,
+            &variables,
+            &optimizer,
         )?;
-        let mut layout = train_state::layout("model", &variables)?;
-        layout.extend(train_state::layout("optim", &optimizer.state())?);
-        saver.reserve(layout)?;
-        Some(saver)
+        let events = cfg.train.run_dir.join("tensorboard");
+        let reporter = Reporter::new(
+            cfg.train.tensorboard.then_some(events.as_path()),
+            start,
+            cfg.train.image_every,
+        )?;
+        println!("{}", serde_json::json!({"start": start, "end": end}));
+        (Some(checkpointer), Some(reporter))
     } else {
-        None
+        (None, None)
     };
 
+    let accum = cfg.train.grad_accum;
     let mut nonfinite_run = 0;
     for step in start..end {
+        let done = step + 1;
         let started = Instant::now();
         let batch = loader.next_batch()?;
         let data_wait = started.elapsed();
         for bad in &batch.bad {
             tracing::warn!(rank = ranks.rank, step, reason = %bad.reason, "skipped a sample");
         }
+        let samples = batch.samples.len();
+        ensure!(
+            samples >= accum,
+            "rank {} has {samples} usable samples at step {done}, fewer than train.grad_accum",
+            ranks.rank
+        );
         let seed = step_seed(cfg.train.seed, step, ranks.rank);
         tch::manual_seed(seed as i64);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let samples = batch.samples.len();
-        let micro = collator
-            .collate(&batch.images, &batch.samples, &mut rng)?
-            .to_device(device);
+        let want_image = reporter.as_ref().is_some_and(|r| r.wants_image(done));
+        let mut picture = None;
+        let mut logged = Tensor::zeros([7], (Kind::Double, device));
         optimizer.zero_grad();
-        let losses = pretrain_losses(&model, &model_cfg, &micro, true);
-        losses.total.backward();
-
-        // Gradients: the rank-mean, one decision on non-finite values.
-        let grads = optimizer.grads();
-        let finite: Vec<Tensor> = grads.iter().map(|g| g.isfinite().all()).collect();
-        let local_bad = !finite.is_empty()
-            && !bool::try_from(Tensor::stack(&finite, 0).all().to_device(Device::Cpu))?;
-        let bad_ranks: Vec<usize> = ranks
-            .gather(f64::from(u8::from(local_bad)))?
-            .iter()
-            .enumerate()
-            .filter(|(_, flag)| **flag > 0.0)
-            .map(|(rank, _)| rank)
-            .collect();
-        let logged = Tensor::stack(
-            &[
+        // Micro-batches: near-equal slices of the rank's batch, gradients summed at 1/accum.
+        for k in 0..accum {
+            let (from, to) = (k * samples / accum, (k + 1) * samples / accum);
+            let micro = collator
+                .collate(
+                    &batch.images.narrow(0, from as i64, (to - from) as i64),
+                    &batch.samples[from..to],
+                    &mut rng,
+                )?
+                .to_device(device);
+            let losses = tch::autocast(bf16, || pretrain_losses(&model, &model_cfg, &micro, true));
+            (&losses.total / accum as f64).backward();
+            let values = [
                 &losses.total,
                 &losses.mlm,
                 &losses.mim,
                 &losses.itm,
                 &losses.align,
-            ],
-            0,
-        )
-        .detach();
+                &losses.mlm_accuracy,
+                &losses.itm_accuracy,
+            ]
+            .map(|t| t.detach().to_kind(Kind::Double));
+            logged += Tensor::stack(&values, 0) / accum as f64;
+            if want_image && k == 0 {
+                picture = Some((micro.images, losses.mim_pred, losses.mim_mask));
+            }
+        }
+
+        // Gradients: one decision on non-finite values and stop requests, then the rank-mean.
+        let grads = optimizer.grads();
+        let finite: Vec<Tensor> = grads.iter().map(|g| g.isfinite().all()).collect();
+        let local_bad = !finite.is_empty()
+            && !bool::try_from(Tensor::stack(&finite, 0).all().to_device(Device::Cpu))?;
+        let (bad_ranks, stop_signal) = ranks.flags(local_bad, stop.signal())?;
         let logged: Vec<f64> = ranks
             .sum(&logged)?
             .iter()
@@ -307,121 +373,77 @@ pub fn pretrain(
             if ranks.rank == 0 {
                 println!(
                     "{}",
-                    serde_json::json!({"step": step + 1, "skipped": "non-finite gradients",
+                    serde_json::json!({"step": done, "skipped": "non-finite gradients",
                         "ranks": bad_ranks})
                 );
             }
             if nonfinite_run >= MAX_NONFINITE_STEPS {
                 bail!(
                     "non-finite gradients on ranks {bad_ranks:?} for {nonfinite_run} steps in a \
-                     row (last: step {})",
-                    step + 1
+                     row (last: step {done})"
                 );
             }
-            continue;
-        }
-        nonfinite_run = 0;
-        group.all_reduce(&grads, ReduceOp::Sum)?;
-        for grad in &grads {
-            let _ = grad.shallow_clone().g_div_scalar_(ranks.world as f64);
-        }
-        let grad_norm = if cfg.optim.max_grad_norm > 0.0 {
-            optimizer.clip_grad_norm(cfg.optim.max_grad_norm)
         } else {
-            optimizer.grad_norm()
-        };
-        let factor = schedule.factor(optimizer.steps());
-        optimizer.step(factor);
-        let done = step + 1;
-
-        if done % CHECKSUM_EVERY == 0 || done == end {
-            check_replicas(&ranks, &variables, done)?;
-        }
-        if ranks.rank == 0 {
-            let seconds = started.elapsed().as_secs_f64();
-            println!(
-                "{}",
-                serde_json::json!({
-                    "step": done, "loss": logged[0], "mlm": logged[1], "mim": logged[2],
-                    "itm": logged[3], "align": logged[4], "lr": factor * optimizer.peak_lr(0),
-                    "grad_norm": grad_norm,
-                    "samples_per_s": (samples * ranks.world) as f64 / seconds,
-                    "data_wait": data_wait.as_secs_f64() / seconds,
-                })
-            );
-        }
-        let every = cfg.checkpoint.every_steps;
-        if let Some(saver) = saver.as_mut() {
-            report_saves(saver.poll())?;
-            if (every > 0 && done % every == 0) || done == end {
-                let position = position_at(done);
-                let state = TrainingState {
+            nonfinite_run = 0;
+            group.all_reduce(&grads, ReduceOp::Sum)?;
+            for grad in &grads {
+                let _ = grad.shallow_clone().g_div_scalar_(ranks.world as f64);
+            }
+            let grad_norm = if cfg.optim.max_grad_norm > 0.0 {
+                optimizer.clip_grad_norm(cfg.optim.max_grad_norm)
+            } else {
+                optimizer.grad_norm()
+            };
+            let factor = schedule.factor(optimizer.steps());
+            optimizer.step(factor);
+            if done % CHECKSUM_EVERY == 0 || done == end || stop_signal.is_some() {
+                check_replicas(&ranks, &variables, done)?;
+            }
+            if let Some(reporter) = reporter.as_mut() {
+                let seconds = started.elapsed().as_secs_f64();
+                let report = StepReport {
                     step: done,
-                    epoch: position.epoch,
-                    config_hash: config_hash.clone(),
-                    data_hash: data_hash.clone(),
-                    world_size: ranks.world as u32,
-                    ranks: (0..ranks.world)
-                        .map(|rank| RankState {
-                            rank: rank as u32,
-                            rng: [(
-                                "step".to_owned(),
-                                train_state::rng_state(&ChaCha8Rng::seed_from_u64(step_seed(
-                                    cfg.train.seed,
-                                    done,
-                                    rank,
-                                ))),
-                            )]
-                            .into(),
-                        })
+                    losses: [logged[0], logged[1], logged[2], logged[3], logged[4]],
+                    accuracy: [logged[5], logged[6]],
+                    lr: GROUPS
+                        .iter()
+                        .enumerate()
+                        .map(|(g, name)| (*name, factor * optimizer.peak_lr(g)))
                         .collect(),
-                    sampler: SamplerPosition {
-                        seed: cfg.train.seed,
-                        consumed: position.consumed,
-                    },
-                    schedule: ScheduleState {
-                        optimizer_steps: optimizer.steps(),
-                        warmup_steps: schedule.warmup_steps,
-                        total_steps: schedule.total_steps,
-                        lr: GROUPS
-                            .iter()
-                            .enumerate()
-                            .map(|(g, name)| ((*name).to_owned(), factor * optimizer.peak_lr(g)))
-                            .collect(),
-                    },
-                    extra: Default::default(),
+                    grad_norm,
+                    samples_per_s: (samples * ranks.world) as f64 / seconds,
+                    data_wait: data_wait.as_secs_f64() / seconds,
                 };
-                let snapshot_started = Instant::now();
-                let mut begin = saver.begin()?;
-                train_state::snapshot(&mut begin.staging, "model", &variables)?;
-                train_state::snapshot(&mut begin.staging, "optim", &optimizer.state())?;
-                saver.submit(begin.staging, state)?;
+                let picture = picture.as_ref().map(|(images, pred, mask)| MimPicture {
+                    images,
+                    pred,
+                    mask,
+                    patch: model_cfg.vision.patch_size,
+                });
+                reporter.step(&report, picture);
+            }
+        }
+        if let Some(checkpointer) = checkpointer.as_mut() {
+            checkpointer.poll()?;
+            let every = cfg.checkpoint.every_steps;
+            if (every > 0 && done % every == 0) || done == end || stop_signal.is_some() {
+                checkpointer.save(done, position_at(done), &variables, &optimizer, &schedule)?;
+            }
+        }
+        if let Some(signal) = stop_signal {
+            if ranks.rank == 0 {
                 println!(
                     "{}",
-                    serde_json::json!({"checkpoint": done,
-                        "stall_ms": snapshot_started.elapsed().as_secs_f64() * 1e3,
-                        "waited_ms": begin.waited.as_secs_f64() * 1e3})
+                    serde_json::json!({"stopped": done, "signal": signal_name(signal)})
                 );
             }
+            break;
         }
     }
-    if let Some(mut saver) = saver {
-        report_saves(saver.finish()?)?;
+    if let Some(checkpointer) = checkpointer {
+        checkpointer.finish()?;
     }
     group.barrier()?;
-    Ok(())
-}
-
-/// Prints finished saves; a failed one is an error.
-fn report_saves(outcomes: Vec<anyhow::Result<arl_checkpoints::SaveReport>>) -> anyhow::Result<()> {
-    for outcome in outcomes {
-        let report = outcome?;
-        println!(
-            "{}",
-            serde_json::json!({"committed": report.step, "bytes": report.bytes,
-                "write_s": report.write_time.as_secs_f64(), "deleted": report.deleted})
-        );
-    }
     Ok(())
 }
 
