@@ -25,8 +25,8 @@ pub struct Config {
     /// `[prepare]`: inputs `arl run` makes itself (the embedded default's synthetic data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prepare: Option<crate::prepare::PrepareConfig>,
-    /// `[data]`, `[knowledge]`, `[train]`, `[optim]`, `[checkpoint]`: the pretraining
-    /// sections, checked by the worker (`arl-worker check-pretrain`) before any rank starts.
+    /// `[data]`, `[knowledge]`, `[train]`, `[optim]`, `[checkpoint]`, `[pretext]`: the
+    /// pretraining sections, checked by the worker (`arl-worker check-pretrain`) before any rank starts.
     #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
     pub data: toml::Table,
     /// See `data`.
@@ -41,6 +41,9 @@ pub struct Config {
     /// See `data`.
     #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
     pub checkpoint: toml::Table,
+    /// See `data`.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub pretext: toml::Table,
 }
 
 /// `[launch]`: processes and rendezvous.

@@ -187,6 +187,7 @@ fn fusion_layer_matches_the_spec_reference(cross_source: CrossSource, mode: &str
         layer_norm_eps: 1e-12,
         dropout: 0.1,
         cross_source,
+        knowledge: true,
     };
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let root = vs.root();

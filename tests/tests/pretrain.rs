@@ -278,6 +278,51 @@ fn one_rank_with_the_whole_batch_or_accumulating_follows_two_ranks() {
     }
 }
 
+#[test]
+fn the_papers_ablation_switches_train_without_alignment_reasoning_or_entity_masking() {
+    // Table 4, ID 1: no AK, no RK, no LK; and the paper's MLM budget.
+    let run = pretrain(
+        "ablation",
+        &[
+            "--set",
+            "pretext.align=false",
+            "--set",
+            "model.fusion.knowledge=false",
+            "--set",
+            "pretext.entity_masking=false",
+            "--set",
+            "pretext.mlm_budget=text",
+        ],
+    );
+    let steps = steps(&run);
+    assert_eq!(steps.len(), 6);
+    for step in &steps {
+        let value = |k: &str| step[k].as_f64().unwrap();
+        assert_eq!(value("align"), 0.0, "{step}");
+        let total = value("mlm") + value("mim") + 0.1 * value("itm");
+        assert!((value("loss") - total).abs() < 1e-4, "{step}");
+    }
+    assert!(steps[5]["loss"].as_f64() < steps[0]["loss"].as_f64());
+    // The checkpoint holds no knowledge sublayers.
+    let weights = run.join("weights.safetensors");
+    arl_ok(&[
+        "ckpt",
+        "export",
+        &run.join("checkpoints").to_string_lossy(),
+        "--output",
+        &weights.to_string_lossy(),
+    ]);
+    let bytes = std::fs::read(&weights).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let names = tensors.names();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.contains("multi_modal_language_layers.0.attention"))
+    );
+    assert!(!names.iter().any(|n| n.contains("knowledge")), "{names:?}");
+}
+
 /// Starts `arl pretrain` (40 steps) on a fresh run folder, stderr captured.
 fn spawn_long_run(name: &str) -> (PathBuf, PathBuf, Child) {
     let run = scratch_dir(&format!("pretrain-{name}"));

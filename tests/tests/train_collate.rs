@@ -32,11 +32,7 @@ fn collator(dir: &std::path::Path) -> Collator {
     let vocabulary = HashMap::from([("C0032326", 1i64), ("C0018800", 4), ("C0032227", 6)]);
     Collator {
         tokenizer: TextTokenizer::from_file(&path, 24).unwrap(),
-        masking: Masking {
-            probability: 0.15,
-            mask_id: 4,
-            vocab: 300,
-        },
+        masking: Masking::reference(4, 300),
         entities: 8,
         map: EntityMap::new(&cuis, &vocabulary),
         patches: 16,

@@ -17,6 +17,14 @@ pub struct EntityConfig {
     pub gat_heads: i64,
     /// Dropout on the table, between the GAT layers and on attention coefficients.
     pub dropout: f64,
+    /// A ReLU after the second layer of the image and text alignment MLPs (the reference
+    /// code); off: a plain projection before the dot product, closer to the paper's linear map.
+    #[serde(default = "final_relu_on")]
+    pub final_relu: bool,
+}
+
+fn final_relu_on() -> bool {
+    true
 }
 
 /// The align head: `x`, `embedding_ln`, `conv1`, `conv2`, `img_linear1/2`, `txt_linear1/2`.
@@ -32,6 +40,7 @@ pub struct AlignHead {
     txt_linear1: nn::Linear,
     txt_linear2: nn::Linear,
     dropout: f64,
+    final_relu: bool,
 }
 
 impl AlignHead {
@@ -71,6 +80,7 @@ impl AlignHead {
             txt_linear1: linear(&vs / "txt_linear1", hidden, hidden),
             txt_linear2: linear(&vs / "txt_linear2", hidden, w),
             dropout: cfg.dropout,
+            final_relu: cfg.final_relu,
         }
     }
 
@@ -107,7 +117,12 @@ impl AlignHead {
         vectors: &Tensor,
     ) -> (Tensor, Tensor) {
         let query = |xs: &Tensor, first: &nn::Linear, second: &nn::Linear| {
-            xs.apply(first).relu().apply(second).relu()
+            let projected = xs.apply(first).relu().apply(second);
+            if self.final_relu {
+                projected.relu()
+            } else {
+                projected
+            }
         };
         let image = query(image_cls, &self.img_linear1, &self.img_linear2);
         let text = query(text_cls, &self.txt_linear1, &self.txt_linear2);
@@ -131,4 +146,37 @@ pub fn align_loss(
         )
     };
     bce(image_logits, image_labels) + bce(text_logits, text_labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The image logits of `inputs` against all-ones entity vectors, i.e. the sum of each
+    /// image query.
+    fn query_sums(final_relu: bool, inputs: &Tensor) -> Tensor {
+        tch::manual_seed(7);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let cfg = EntityConfig {
+            width: 8,
+            gat_heads: 2,
+            dropout: 0.0,
+            final_relu,
+        };
+        let edges = Tensor::zeros([2, 0], (tch::Kind::Int64, tch::Device::Cpu));
+        let head = AlignHead::new(vs.root(), &cfg, 3, &edges, 16);
+        let vectors = Tensor::ones([3, 8], tch::kind::FLOAT_CPU);
+        head.logits(inputs, inputs, &vectors).0
+    }
+
+    #[test]
+    fn the_final_relu_switch_decides_whether_queries_can_be_negative() {
+        let inputs = Tensor::randn([64, 16], tch::kind::FLOAT_CPU);
+        let with = query_sums(true, &inputs);
+        let without = query_sums(false, &inputs);
+        assert!(with.min().double_value(&[]) >= 0.0);
+        assert!(without.min().double_value(&[]) < 0.0);
+        // Same weights: where the plain projection is all positive, both agree.
+        assert!(with.ge_tensor(&without).all().int64_value(&[]) == 1);
+    }
 }

@@ -146,11 +146,13 @@ impl ModelConfig {
                 layer_norm_eps: 1e-12,
                 dropout: 0.1,
                 cross_source: CrossSource::PreviousLayer,
+                knowledge: true,
             },
             entity: EntityConfig {
                 width: 256,
                 gat_heads: 8,
                 dropout: 0.2,
+                final_relu: true,
             },
             mim: MimConfig {
                 width: 384,
@@ -197,11 +199,13 @@ impl ModelConfig {
                 layer_norm_eps: 1e-12,
                 dropout: 0.1,
                 cross_source: CrossSource::PreviousLayer,
+                knowledge: true,
             },
             entity: EntityConfig {
                 width: 32,
                 gat_heads: 4,
                 dropout: 0.2,
+                final_relu: true,
             },
             mim: MimConfig {
                 width: 32,

@@ -43,6 +43,14 @@ pub struct FusionConfig {
     pub dropout: f64,
     /// Where cross-attention reads the other stream.
     pub cross_source: CrossSource,
+    /// Reason with knowledge (the paper's RK): the text layers carry the knowledge sublayers.
+    /// Off: METER's text layer, and the entity stream passes through unchanged.
+    #[serde(default = "knowledge_on")]
+    pub knowledge: bool,
+}
+
+fn knowledge_on() -> bool {
+    true
 }
 
 /// Masks of one fusion pass, additive, shaped (B, 1, 1, L).
@@ -94,34 +102,94 @@ impl ImageLayer {
     }
 }
 
-/// Text layer with knowledge (`BertCrossLayerWithKnowledge`): the text sublayers of an image
-/// layer plus entity self-attention, entity→image cross-attention (through `image2knowledge`),
-/// fusion of entities into the tokens they cover (`knowledge2text`, `knowledge_fusion_output`)
-/// and an entity feed-forward.
+/// Text layer (`BertCrossLayerWithKnowledge`): self-attention, cross-attention to the image and
+/// a feed-forward, with the [`Knowledge`] sublayers between them unless RK is off (then it is
+/// METER's `BertCrossLayer`).
 #[derive(Debug)]
 pub struct TextLayer {
     attention: BertAttention,
     crossattention: BertAttention,
     ffn: FeedForward,
-    knowledge_attention: BertAttention,
-    knowledge_crossattention: BertAttention,
-    knowledge_ffn: FeedForward,
-    image2knowledge: nn::Linear,
-    knowledge2text: nn::Linear,
-    knowledge_fusion_output: SelfOutput,
+    knowledge: Option<Knowledge>,
 }
 
-impl TextLayer {
-    /// Text keys as [`ImageLayer`]; knowledge keys `knowledge_attention`,
-    /// `knowledge_crossattention`, `knowledge_intermediate`, `knowledge_output`,
-    /// `image2knowledge`, `knowledge2text`, `knowledge_fusion_output`.
-    pub fn new(vs: nn::Path, cfg: &FusionConfig) -> Self {
+/// The knowledge sublayers of a text layer: entity self-attention, entity→image
+/// cross-attention (through `image2knowledge`), fusion of entities into the tokens they cover
+/// (`knowledge2text`, `knowledge_fusion_output`) and an entity feed-forward.
+#[derive(Debug)]
+struct Knowledge {
+    attention: BertAttention,
+    crossattention: BertAttention,
+    ffn: FeedForward,
+    image2knowledge: nn::Linear,
+    knowledge2text: nn::Linear,
+    fusion_output: SelfOutput,
+}
+
+impl Knowledge {
+    /// Keys `knowledge_attention`, `knowledge_crossattention`, `knowledge_intermediate`,
+    /// `knowledge_output`, `image2knowledge`, `knowledge2text`, `knowledge_fusion_output`.
+    fn new(vs: &nn::Path, cfg: &FusionConfig) -> Self {
         let (h, e, eps, p) = (
             cfg.hidden,
             cfg.entity_hidden,
             cfg.layer_norm_eps,
             cfg.dropout,
         );
+        let attention = |name: &str| BertAttention::new(vs / name, e, e, cfg.entity_heads, eps, p);
+        Self {
+            attention: attention("knowledge_attention"),
+            crossattention: attention("knowledge_crossattention"),
+            ffn: FeedForward::with_names(
+                vs,
+                "knowledge_intermediate",
+                "knowledge_output",
+                e,
+                cfg.entity_intermediate,
+                eps,
+                p,
+            ),
+            image2knowledge: linear(vs / "image2knowledge", h, e),
+            knowledge2text: linear(vs / "knowledge2text", e, h),
+            fusion_output: SelfOutput::new(vs / "knowledge_fusion_output", h, h, eps, p),
+        }
+    }
+
+    /// Entities attending to the image: (B, Ne, De) from entity_self (B, Ne, De) and image
+    /// (B, Nv, D).
+    fn cross(
+        &self,
+        entity_self: &Tensor,
+        image: &Tensor,
+        masks: &FusionMasks,
+        train: bool,
+    ) -> Tensor {
+        let image_keys = image.apply(&self.image2knowledge); // (B, Nv, De)
+        self.crossattention
+            .forward(entity_self, &image_keys, masks.image, train)
+    }
+
+    /// Text after cross-attention (B, Lt, D) with the entities' features added to the tokens
+    /// they cover (positions P: (B, Ne, Lt)).
+    fn inject(
+        &self,
+        entity_cross: &Tensor,
+        text_cross: &Tensor,
+        positions: &Tensor,
+        train: bool,
+    ) -> Tensor {
+        let injected = positions
+            .transpose(1, 2)
+            .matmul(&entity_cross.apply(&self.knowledge2text)); // (B, Lt, D)
+        self.fusion_output
+            .forward(&(text_cross + injected), text_cross, train)
+    }
+}
+
+impl TextLayer {
+    /// Text keys as [`ImageLayer`], plus the [`Knowledge`] keys when `cfg.knowledge`.
+    pub fn new(vs: nn::Path, cfg: &FusionConfig) -> Self {
+        let (h, eps, p) = (cfg.hidden, cfg.layer_norm_eps, cfg.dropout);
         Self {
             attention: BertAttention::new(&vs / "attention", h, h, cfg.heads, eps, p),
             crossattention: BertAttention::new(&vs / "crossattention", h, h, cfg.heads, eps, p),
@@ -134,38 +202,12 @@ impl TextLayer {
                 eps,
                 p,
             ),
-            knowledge_attention: BertAttention::new(
-                &vs / "knowledge_attention",
-                e,
-                e,
-                cfg.entity_heads,
-                eps,
-                p,
-            ),
-            knowledge_crossattention: BertAttention::new(
-                &vs / "knowledge_crossattention",
-                e,
-                e,
-                cfg.entity_heads,
-                eps,
-                p,
-            ),
-            knowledge_ffn: FeedForward::with_names(
-                &vs,
-                "knowledge_intermediate",
-                "knowledge_output",
-                e,
-                cfg.entity_intermediate,
-                eps,
-                p,
-            ),
-            image2knowledge: linear(&vs / "image2knowledge", h, e),
-            knowledge2text: linear(&vs / "knowledge2text", e, h),
-            knowledge_fusion_output: SelfOutput::new(&vs / "knowledge_fusion_output", h, h, eps, p),
+            knowledge: cfg.knowledge.then(|| Knowledge::new(&vs, cfg)),
         }
     }
 
-    /// Ts = LN(T + SA(T)) and Ks = LN(K + SA(K)). T: (B, Lt, D); K: (B, Ne, De).
+    /// Ts = LN(T + SA(T)) and Ks = LN(K + SA(K)) (K unchanged without knowledge sublayers).
+    /// T: (B, Lt, D); K: (B, Ne, De).
     fn attend_self(
         &self,
         text: &Tensor,
@@ -174,9 +216,14 @@ impl TextLayer {
         train: bool,
     ) -> (Tensor, Tensor) {
         let text_self = self.attention.forward(text, text, Some(masks.text), train);
-        let entity_self =
-            self.knowledge_attention
-                .forward(entities, entities, Some(masks.entity), train);
+        let entity_self = match &self.knowledge {
+            Some(knowledge) => {
+                knowledge
+                    .attention
+                    .forward(entities, entities, Some(masks.entity), train)
+            }
+            None => entities.shallow_clone(),
+        };
         (text_self, entity_self)
     }
 
@@ -190,22 +237,24 @@ impl TextLayer {
         masks: &FusionMasks,
         train: bool,
     ) -> (Tensor, Tensor) {
-        let image_keys = image.apply(&self.image2knowledge); // (B, Nv, De)
-        let entity_cross =
-            self.knowledge_crossattention
-                .forward(entity_self, &image_keys, masks.image, train);
+        // The reference's order (it decides the dropout draws): entities, then text.
+        let entity_cross = self
+            .knowledge
+            .as_ref()
+            .map(|k| k.cross(entity_self, image, masks, train));
         let text_cross = self
             .crossattention
             .forward(text_self, image, masks.image, train);
-        let injected = positions
-            .transpose(1, 2)
-            .matmul(&entity_cross.apply(&self.knowledge2text)); // (B, Lt, D)
-        let fused =
-            self.knowledge_fusion_output
-                .forward(&(&text_cross + injected), &text_cross, train);
+        let Some((knowledge, entity_cross)) = self.knowledge.as_ref().zip(entity_cross) else {
+            return (
+                self.ffn.forward(&text_cross, train),
+                entity_self.shallow_clone(),
+            );
+        };
+        let fused = knowledge.inject(&entity_cross, &text_cross, positions, train);
         (
             self.ffn.forward(&fused, train),
-            self.knowledge_ffn.forward(&entity_cross, train),
+            knowledge.ffn.forward(&entity_cross, train),
         )
     }
 }

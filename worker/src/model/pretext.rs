@@ -14,6 +14,17 @@ use super::heads::{mim_loss, patchify_normalised};
 /// Loss weights of `task_pretrain_arl`: mlm 1, mim 1, itm 0.1, align 1.
 pub const LOSS_WEIGHTS: [f64; 4] = [1.0, 1.0, 0.1, 1.0];
 
+/// Weights of MLM, MIM, ITM and alignment in the total; alignment at weight 0 is not computed
+/// (its loss reads 0).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossWeights(pub [f64; 4]);
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        Self(LOSS_WEIGHTS)
+    }
+}
+
 /// One collated pretraining micro-batch (B samples, Lt text positions, S entity slots).
 #[derive(Debug)]
 pub struct PretrainBatch {
@@ -70,12 +81,24 @@ pub struct PretrainLosses {
     pub mim_mask: Tensor,
 }
 
-/// Runs the four passes and returns the losses (with gradients when `train`).
+/// Runs the four passes and returns the losses (with gradients when `train`), weighted as
+/// the reference does.
 pub fn pretrain_losses(
     model: &ArlModel,
     cfg: &ModelConfig,
     batch: &PretrainBatch,
     train: bool,
+) -> PretrainLosses {
+    weighted_pretrain_losses(model, cfg, batch, train, LossWeights::default())
+}
+
+/// [`pretrain_losses`] with other weights (the paper's ablations switch alignment off).
+pub fn weighted_pretrain_losses(
+    model: &ArlModel,
+    cfg: &ModelConfig,
+    batch: &PretrainBatch,
+    train: bool,
+    LossWeights(weights): LossWeights,
 ) -> PretrainLosses {
     let vectors = model.align_head.entity_vectors(train); // (Ne, De)
     let entities = |ids: &Tensor| super::align::AlignHead::gather(&vectors, ids);
@@ -143,18 +166,22 @@ pub fn pretrain_losses(
     let itm = itm_logits.cross_entropy_for_logits(&batch.itm_labels);
 
     // Alignment: uni-modal token 0 of each stream against every entity.
-    let (image_logits, text_logits) =
-        model
-            .align_head
-            .logits(&image.select(1, 0), &text.select(1, 0), &vectors);
-    let align = align_loss(
-        &image_logits,
-        &text_logits,
-        &batch.image_labels,
-        &batch.text_labels,
-    );
+    let [w_mlm, w_mim, w_itm, w_align] = weights;
+    let align = if w_align == 0.0 {
+        Tensor::zeros([], (mim.kind(), mim.device()))
+    } else {
+        let (image_logits, text_logits) =
+            model
+                .align_head
+                .logits(&image.select(1, 0), &text.select(1, 0), &vectors);
+        align_loss(
+            &image_logits,
+            &text_logits,
+            &batch.image_labels,
+            &batch.text_labels,
+        )
+    };
 
-    let [w_mlm, w_mim, w_itm, w_align] = LOSS_WEIGHTS;
     let total = &mlm * w_mlm + &mim * w_mim + &itm * w_itm + &align * w_align;
     PretrainLosses {
         mlm,

@@ -96,6 +96,16 @@ mod tests {
     }
 
     #[test]
+    fn without_reasoning_with_knowledge_the_sublayers_are_gone_and_nothing_else() {
+        let with = summarize(&ModelConfig::tiny(), 10);
+        let mut cfg = ModelConfig::tiny();
+        cfg.fusion.knowledge = false;
+        let without = summarize(&cfg, 10);
+        assert_eq!(without.knowledge, 0);
+        assert_eq!(without.total, with.total - with.knowledge);
+    }
+
+    #[test]
     fn tiny_summary_adds_up_and_counts_the_knowledge_sublayers() {
         let summary = summarize(&ModelConfig::tiny(), 10);
         assert_eq!(summary.total, summary.modules.values().sum::<i64>());

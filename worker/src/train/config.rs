@@ -1,5 +1,5 @@
 //! The sections of a job config that pretraining reads: `[data]`, `[knowledge]`, `[train]`,
-//! `[optim]` and `[checkpoint]` (the launcher passes the resolved file; `[model]` is read by
+//! `[optim]`, `[checkpoint]` and `[pretext]` (the launcher passes the resolved file; `[model]` is read by
 //! `ModelConfig::from_section`). Unknown keys and bad values are errors that name the key.
 
 use std::path::PathBuf;
@@ -119,6 +119,45 @@ impl Default for CheckpointConfig {
     }
 }
 
+/// `[pretext]`: the objectives and the paper's ablation switches (ARL_SPEC.md §3, Table 4;
+/// RK, knowledge in the fusion module, is `[model.fusion] knowledge`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PretextConfig {
+    /// AK: align through knowledge (the alignment objective).
+    pub align: bool,
+    /// LK: learn from knowledge (whole-entity MLM masking; off: token masking).
+    pub entity_masking: bool,
+    /// Fraction of the budget length that MLM masks.
+    pub mlm_probability: f64,
+    /// What the MLM budget counts: `padded` (the reference code) or `text` (the paper).
+    pub mlm_budget: MlmBudget,
+    /// Weight of ITM in the total (the reference: 0.1).
+    pub itm_weight: f64,
+}
+
+/// What the MLM budget counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MlmBudget {
+    /// Every position, padding included.
+    Padded,
+    /// The text's own tokens.
+    Text,
+}
+
+impl Default for PretextConfig {
+    fn default() -> Self {
+        Self {
+            align: true,
+            entity_masking: true,
+            mlm_probability: 0.15,
+            mlm_budget: MlmBudget::Padded,
+            itm_weight: 0.1,
+        }
+    }
+}
+
 /// Everything pretraining reads besides the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PretrainConfig {
@@ -132,6 +171,8 @@ pub struct PretrainConfig {
     pub optim: OptimConfig,
     /// `[checkpoint]`.
     pub checkpoint: CheckpointConfig,
+    /// `[pretext]`.
+    pub pretext: PretextConfig,
 }
 
 fn section<T: serde::de::DeserializeOwned + Default>(
@@ -169,7 +210,12 @@ impl PretrainConfig {
             train: section(table, "train")?,
             optim: section(table, "optim")?,
             checkpoint: section(table, "checkpoint")?,
+            pretext: section(table, "pretext")?,
         };
+        ensure!(
+            config.pretext.mlm_probability > 0.0 && config.pretext.mlm_probability < 1.0,
+            "pretext.mlm_probability must be between 0 and 1"
+        );
         ensure!(config.train.steps > 0, "train.steps must be at least 1");
         ensure!(
             config.train.global_batch > 0,

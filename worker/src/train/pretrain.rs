@@ -23,7 +23,7 @@ use tch::{Device, Kind, Tensor, nn};
 
 use super::checkpointing::{Checkpointer, RunIdentity};
 use super::collate::{Collator, EntityMap};
-use super::config::{Precision, PretrainConfig};
+use super::config::{MlmBudget, Precision, PretrainConfig};
 use super::masking::Masking;
 use super::optim::{AdamW, GROUPS};
 use super::report::{MimPicture, Reporter, StepReport};
@@ -36,7 +36,7 @@ use crate::data::text::TextTokenizer;
 use crate::knowledge::store;
 use crate::model::arl::ArlModel;
 use crate::model::config::ModelConfig;
-use crate::model::pretext::pretrain_losses;
+use crate::model::pretext::{LOSS_WEIGHTS, LossWeights, weighted_pretrain_losses};
 use crate::train_state::{self, Named};
 
 /// Steps between cross-rank parameter checksums.
@@ -198,11 +198,13 @@ pub fn pretrain(
     let location = cfg.checkpoint_location();
     let checkpoints = Checkpoints::open(&location)?;
     let mut start = 0;
+    let mut resumed_data = None;
     if let Some(loaded) = checkpoints.resume()? {
         let state = &loaded.manifest.state;
         if state.config_hash != config_hash {
             tracing::warn!("resuming {} with a different config", loaded.location);
         }
+        resumed_data = Some((loaded.location.clone(), state.data_hash.clone()));
         train_state::restore(&loaded, "model", &variables)?;
         train_state::restore(&loaded, "optim", &optimizer.state())?;
         optimizer.set_steps(state.schedule.optimizer_steps);
@@ -228,6 +230,13 @@ pub fn pretrain(
     });
     let source = ShardSource::open(&cfg.data.train, &cache_dir, cfg.data.cache_mb << 20)?;
     let data_hash = sha256_hex(&serde_json::to_vec(source.manifest())?);
+    if let Some((location, saved)) = resumed_data.filter(|(_, saved)| *saved != data_hash) {
+        tracing::warn!(
+            "resuming {location} on a different dataset ({} now, {saved} then): the sample \
+             order from here on is not the one the checkpoint's run would have seen",
+            cfg.data.train
+        );
+    }
     let vocabulary = graph.entity_ids();
     let map = EntityMap::new(&source.manifest().entities, &vocabulary);
     let sampler_cfg = SamplerConfig {
@@ -260,11 +269,15 @@ pub fn pretrain(
     let tokenizer = TextTokenizer::from_file(&cfg.data.tokenizer, cfg.data.max_text_len)?;
     let collator = Collator {
         masking: Masking {
-            probability: 0.15,
-            mask_id: tokenizer
-                .token_id("<mask>")
-                .context("the tokenizer has no <mask>")?,
-            vocab: tokenizer.vocab_size() as i64,
+            probability: cfg.pretext.mlm_probability,
+            whole_entities: cfg.pretext.entity_masking,
+            padded_budget: cfg.pretext.mlm_budget == MlmBudget::Padded,
+            ..Masking::reference(
+                tokenizer
+                    .token_id("<mask>")
+                    .context("the tokenizer has no <mask>")?,
+                tokenizer.vocab_size() as i64,
+            )
         },
         tokenizer,
         entities,
@@ -307,6 +320,13 @@ pub fn pretrain(
     };
 
     let accum = cfg.train.grad_accum;
+    let [mlm, mim, _, align] = LOSS_WEIGHTS;
+    let weights = LossWeights([
+        mlm,
+        mim,
+        cfg.pretext.itm_weight,
+        if cfg.pretext.align { align } else { 0.0 },
+    ]);
     let mut nonfinite_run = 0;
     for step in start..end {
         let done = step + 1;
@@ -339,7 +359,9 @@ pub fn pretrain(
                     &mut rng,
                 )?
                 .to_device(device);
-            let losses = tch::autocast(bf16, || pretrain_losses(&model, &model_cfg, &micro, true));
+            let losses = tch::autocast(bf16, || {
+                weighted_pretrain_losses(&model, &model_cfg, &micro, true, weights)
+            });
             (&losses.total / accum as f64).backward();
             let values = [
                 &losses.total,
