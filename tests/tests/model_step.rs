@@ -58,3 +58,25 @@ fn a_tiny_step_of_all_four_objectives_trains_every_module() {
     );
     assert_eq!(without.len(), 6, "{without:?}");
 }
+
+#[test]
+fn the_itm_images_gathered_from_the_shared_encoding_equal_encoding_them_again() {
+    // pretext.rs encodes the batch's images once and gathers the ITM pairs' images from it;
+    // that is exact only because the vision tower and its projection have no randomness.
+    tch::manual_seed(1);
+    let cfg = ModelConfig::tiny();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let edges = Tensor::zeros([2, 0], (Kind::Int64, Device::Cpu));
+    let model = ArlModel::new(&vs.root(), &cfg, 4, &edges);
+    let batch = PretrainBatch::random(&cfg, 4, 16, 6, 4);
+    let encode = |images: &Tensor| model.embed_image(&model.vision.forward(images));
+    let gathered = encode(&batch.images).index_select(0, &batch.itm_partners);
+    let again = encode(&batch.images.index_select(0, &batch.itm_partners));
+    assert!(gathered.allclose(&again, 1e-5, 1e-6, false));
+    assert!(
+        !batch
+            .itm_partners
+            .equal(&Tensor::arange(4, (Kind::Int64, Device::Cpu))),
+        "the batch has negatives"
+    );
+}

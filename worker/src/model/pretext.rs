@@ -1,8 +1,10 @@
 //! The four pretraining objectives on one micro-batch (ARL_SPEC.md §3): MLM, MIM, ITM and
 //! alignment through knowledge, each its own forward pass over the inputs it is defined on.
 //! Work the objectives have in common is done once per step: the entity graph (the reference
-//! encodes it five times), the unmasked text (three times) and the full image (twice). Inputs
-//! stay distinct per objective; with dropout on, shared encodings share their dropout masks.
+//! encodes it five times), the unmasked text (three times) and the full image (twice, and a
+//! third time as the ITM pass's re-paired images, gathered here from the same encoding since
+//! the vision tower has no dropout). Inputs stay distinct per objective; with dropout on,
+//! shared text encodings share their dropout masks.
 
 use tch::{Device, Kind, Tensor};
 
@@ -38,8 +40,9 @@ pub struct PretrainBatch {
     pub mlm_labels: Tensor,
     /// Images (B, 3, S, S), normalised.
     pub images: Tensor,
-    /// Images of the ITM pass: the own image where `itm_labels` is 1, a negative where 0.
-    pub itm_images: Tensor,
+    /// The batch index of each ITM pair's image (B): its own where `itm_labels` is 1, another
+    /// sample's (a negative) where 0.
+    pub itm_partners: Tensor,
     /// ITM labels (B).
     pub itm_labels: Tensor,
     /// Entity ids per slot (B, S), −100 = empty, and the entity→token matrix P (B, S, Lt).
@@ -152,7 +155,9 @@ pub fn weighted_pretrain_losses(
     );
 
     // ITM: full text, half the images replaced.
-    let itm_image = model.embed_image(&model.vision.forward(&batch.itm_images));
+    // The vision tower has no dropout, so a pair's image encoding is the batch's own, gathered:
+    // one tower pass fewer than the reference, the same values and gradients.
+    let itm_image = image.index_select(0, &batch.itm_partners);
     let fused = model.fuse(
         &text,
         &batch.text_keep,
@@ -233,9 +238,8 @@ impl PretrainBatch {
             (Kind::Float, tch::Device::Cpu),
         );
         let itm_labels = Tensor::arange(batch, opts).remainder(2);
-        let shifted = images.roll([1], [0]);
-        let own = itm_labels.view([batch, 1, 1, 1]).to_kind(Kind::Bool);
-        let itm_images = images.where_self(&own, &shifted);
+        let own = Tensor::arange(batch, opts);
+        let itm_partners = own.where_self(&itm_labels.to_kind(Kind::Bool), &own.roll([1], [0]));
         let entity_ids = Tensor::randint(entities, [batch, slots], opts);
         let _ = entity_ids
             .narrow(1, slots / 2, slots - slots / 2)
@@ -255,7 +259,7 @@ impl PretrainBatch {
         Self {
             text_ids_mlm,
             mlm_labels,
-            itm_images,
+            itm_partners,
             itm_labels,
             entity_ids_mlm: entity_ids.copy(),
             positions_mlm: positions.copy(),
@@ -287,7 +291,7 @@ impl PretrainBatch {
             text_ids_mlm: to(self.text_ids_mlm),
             mlm_labels: to(self.mlm_labels),
             images: to(self.images),
-            itm_images: to(self.itm_images),
+            itm_partners: to(self.itm_partners),
             itm_labels: to(self.itm_labels),
             entity_ids: to(self.entity_ids),
             positions: to(self.positions),

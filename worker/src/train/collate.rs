@@ -153,7 +153,7 @@ impl Collator {
             text_keep: stack(&|e| &e.keep),
             text_ids_mlm: stack(&|e| &e.ids_mlm),
             mlm_labels: stack(&|e| &e.labels_mlm),
-            itm_images: images.index_select(0, &Tensor::from_slice(&partners)),
+            itm_partners: Tensor::from_slice(&partners),
             images: images.shallow_clone(),
             itm_labels: Tensor::from_slice(&itm_labels),
             entity_ids: stack(&|e| &e.entities.ent_ids),
