@@ -120,6 +120,8 @@ enum BenchCommand {
     Allreduce(bench::allreduce::AllreduceArgs),
     /// Forward + backward of the four pretraining objectives against the PyTorch reference.
     Model(bench::model::ModelArgs),
+    /// The whole pretraining step (objectives, backward, clipping, AdamW) against the reference.
+    Pretrain(bench::model::ModelArgs),
     /// Image decode + transform throughput on one core against PIL + torchvision.
     Data(bench::data::DataArgs),
     /// Checkpoint stall and time to durable, to local disk and to a local S3 server.
@@ -306,6 +308,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Model(args)) => {
             bench::model::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Pretrain(args)) => {
+            bench::model::run_pretrain(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Model(ModelCommand::Summary {

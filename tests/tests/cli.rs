@@ -254,50 +254,32 @@ fn model_summary_lists_modules_and_the_knowledge_sublayers() {
 }
 
 #[test]
-fn bench_model_prints_one_line_in_the_documented_format() {
-    let out = arl(&[
-        "bench",
-        "model",
-        "--preset",
-        "tiny",
-        "--rounds",
-        "1",
-        "--iters",
-        "1",
-        "--batch",
-        "2",
-        "--text-len",
-        "8",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let line = text(&out.stdout);
-    let fields: Vec<&str> = line.trim().split(' ').collect();
-    assert_eq!(fields[..2], ["model", "preset=tiny"], "{line}");
-    assert_positive_fields(&line, &fields[2..], &["arl_ms", "torch_ms", "ratio"]);
-}
-
-#[test]
-fn bench_pretrain_prints_one_line_in_the_documented_format() {
-    let out = arl(&[
-        "bench",
-        "pretrain",
-        "--preset",
-        "tiny",
-        "--rounds",
-        "1",
-        "--iters",
-        "1",
-        "--batch",
-        "2",
-        "--text-len",
-        "8",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let line = text(&out.stdout);
-    let fields: Vec<&str> = line.trim().split(' ').collect();
-    assert_eq!(fields.len(), 5, "{line}");
-    assert_eq!(fields[..2], ["pretrain", "preset=tiny"], "{line}");
-    assert_positive_fields(&line, &fields[2..], &["arl_sps", "torch_sps", "ratio"]);
+fn bench_model_and_pretrain_print_one_line_in_the_documented_format() {
+    for (bench, keys) in [
+        ("model", ["arl_ms", "torch_ms", "ratio"]),
+        ("pretrain", ["arl_sps", "torch_sps", "ratio"]),
+    ] {
+        let out = arl(&[
+            "bench",
+            bench,
+            "--preset",
+            "tiny",
+            "--rounds",
+            "1",
+            "--iters",
+            "1",
+            "--batch",
+            "2",
+            "--text-len",
+            "8",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let line = text(&out.stdout);
+        let fields: Vec<&str> = line.trim().split(' ').collect();
+        assert_eq!(fields.len(), 5, "{line}");
+        assert_eq!(fields[..2], [bench, "preset=tiny"], "{line}");
+        assert_positive_fields(&line, &fields[2..], &keys);
+    }
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Timing kernels run by one rank: the rank side of `arl bench allreduce` (in-place
 //! all-reduce of one f32 tensor per size, the same protocol as the Python peer
-//! `launcher/src/bench/torch_allreduce.py`), the pretraining step of `arl bench model`, and the
+//! `launcher/src/bench/torch_allreduce.py`), the pretraining step of `arl bench model` and `arl bench pretrain`, and the
 //! matrix-multiply throughput check of `scripts/gpu-check.sh`.
 
 use std::time::Instant;
@@ -13,6 +13,7 @@ use crate::knowledge::linker::Linker;
 use crate::model::arl::ArlModel;
 use crate::model::config::ModelConfig;
 use crate::model::pretext::{PretrainBatch, pretrain_losses};
+use crate::train::optim::{AdamW, GROUPS, OptimConfig, group_of};
 
 /// One size's result (printed by rank 0 as a JSON line).
 #[derive(Debug, serde::Serialize)]
@@ -112,9 +113,61 @@ pub fn time_matmul(device: Device, kind: Kind, size: i64, iters: usize) -> Matmu
     }
 }
 
+/// What one timed pretraining step covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StepKind {
+    /// Forward + backward of the four objectives.
+    ForwardBackward,
+    /// Forward + backward, clipping and the optimiser step.
+    Full,
+}
+
+/// The gradient-norm clip of [`time_full_step`] (`OptimConfig`'s default, 0, only computes the
+/// norm, as the trainer logs it; the benchmark clips so that the scaling pass is timed too).
+pub const BENCH_MAX_GRAD_NORM: f64 = 1.0;
+
 /// Median seconds of forward + backward of the four pretraining objectives on one random
 /// batch (see `model::pretext`), after one untimed step.
 pub fn time_pretrain_step(cfg: &ModelConfig, shape: StepShape, iters: usize) -> f64 {
+    time_step(cfg, shape, iters, StepKind::ForwardBackward).0
+}
+
+/// Result of [`time_full_step`] (printed as a JSON line).
+#[derive(Debug, serde::Serialize)]
+pub struct FullStepTiming {
+    /// Median seconds of one step.
+    pub median_s: f64,
+    /// Samples per batch.
+    pub batch: i64,
+    /// Parameter elements in each of the optimiser's groups (in `optim::GROUPS` order), so that
+    /// a peer can check it updates the same parameters with the same settings.
+    pub group_numels: Vec<i64>,
+}
+
+/// Times the trainer's whole step on one random batch, after one untimed step: zero the
+/// gradients, forward + backward of the four objectives, clip the global gradient norm to
+/// [`BENCH_MAX_GRAD_NORM`], and the AdamW step over the six parameter groups at their peak
+/// learning rates (`OptimConfig`'s defaults otherwise).
+pub fn time_full_step(cfg: &ModelConfig, shape: StepShape, iters: usize) -> FullStepTiming {
+    let (median_s, optimizer) = time_step(cfg, shape, iters, StepKind::Full);
+    let mut group_numels = vec![0; GROUPS.len()];
+    for (name, value) in optimizer.map(|o| o.parameters()).unwrap_or_default() {
+        group_numels[group_of(&name, true)] += value.numel() as i64;
+    }
+    FullStepTiming {
+        median_s,
+        batch: shape.batch,
+        group_numels,
+    }
+}
+
+/// The median seconds of a step of `kind`, and the optimiser of a full step.
+fn time_step(
+    cfg: &ModelConfig,
+    shape: StepShape,
+    iters: usize,
+    kind: StepKind,
+) -> (f64, Option<AdamW>) {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let ring = Tensor::arange(shape.entities, (Kind::Int64, Device::Cpu));
@@ -130,22 +183,33 @@ pub fn time_pretrain_step(cfg: &ModelConfig, shape: StepShape, iters: usize) -> 
         shape.slots,
         shape.entities,
     );
+    let mut optimizer =
+        (kind == StepKind::Full).then(|| AdamW::new(&vs, OptimConfig::default(), true));
     let mut times = Vec::with_capacity(iters);
     for i in 0..=iters {
-        for mut var in vs.trainable_variables() {
-            var.zero_grad();
+        if optimizer.is_none() {
+            for mut var in vs.trainable_variables() {
+                var.zero_grad();
+            }
         }
         let start = Instant::now();
+        if let Some(optimizer) = optimizer.as_mut() {
+            optimizer.zero_grad();
+        }
         pretrain_losses(&model, cfg, &batch, true).total.backward();
+        if let Some(optimizer) = optimizer.as_mut() {
+            optimizer.clip_grad_norm(BENCH_MAX_GRAD_NORM);
+            optimizer.step(1.0);
+        }
         if i > 0 {
             times.push(start.elapsed().as_secs_f64());
         }
     }
     times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    (times[times.len() / 2], optimizer)
 }
 
-/// Batch shape of [`time_pretrain_step`].
+/// Batch shape of [`time_pretrain_step`] and [`time_full_step`].
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct StepShape {
     /// Samples per batch.

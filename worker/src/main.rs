@@ -77,7 +77,8 @@ enum Command {
         #[arg(long, default_value = "tiny")]
         preset: String,
     },
-    /// Time forward + backward of one pretraining step for `arl bench model`.
+    /// Time one pretraining step for `arl bench model` (forward + backward) or, with `--full`,
+    /// `arl bench pretrain` (forward + backward, gradient clipping, AdamW).
     BenchModel {
         /// Preset: tiny or base.
         #[arg(long, default_value = "tiny")]
@@ -90,6 +91,9 @@ enum Command {
         /// Intra-op threads.
         #[arg(long, default_value_t = 2)]
         threads: i32,
+        /// The whole training step.
+        #[arg(long)]
+        full: bool,
     },
     /// Link the concepts of an ontology in a text (mentions with offsets, CUI and negation).
     KnowledgeLink {
@@ -397,14 +401,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             shape,
             iters,
             threads,
+            full,
         } => {
             let cfg = arl_worker::model::config::ModelConfig::preset(&preset)?;
             tch::set_num_threads(threads);
-            let median_s = bench::time_pretrain_step(&cfg, shape, iters.max(1));
-            println!(
-                "{}",
-                serde_json::json!({ "median_s": median_s, "batch": shape.batch })
-            );
+            if full {
+                let timing = bench::time_full_step(&cfg, shape, iters.max(1));
+                println!("{}", serde_json::to_string(&timing)?);
+            } else {
+                let median_s = bench::time_pretrain_step(&cfg, shape, iters.max(1));
+                println!(
+                    "{}",
+                    serde_json::json!({ "median_s": median_s, "batch": shape.batch })
+                );
+            }
         }
         Command::KnowledgeBuild { config, threads } => {
             use arl_worker::knowledge::build;

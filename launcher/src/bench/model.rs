@@ -1,13 +1,19 @@
-//! `arl bench model`: forward + backward of the four pretraining objectives, our model
-//! (`arl-worker bench-model`) against the same architecture in PyTorch
-//! (`scripts/fixtures/arl_reference.py` via `bench_model.py`), same preset, batch and threads,
-//! alternating in the same run. Prints `model preset=base arl_ms=… torch_ms=… ratio=…`, times
-//! in milliseconds per sample.
+//! `arl bench model` and `arl bench pretrain`: one pretraining step of our model
+//! (`arl-worker bench-model [--full]`) against the same architecture and step in
+//! PyTorch (`scripts/fixtures/arl_reference.py` via `bench_model.py`), same preset, batch and
+//! threads, alternating in the same run.
+//!
+//! - `model`: forward + backward of the four pretraining objectives; prints
+//!   `model preset=base arl_ms=… torch_ms=… ratio=…`, times in milliseconds per sample.
+//! - `pretrain`: the whole training step (forward + backward, clipping the global gradient norm,
+//!   AdamW over the six parameter groups), the PyTorch side running the step as the ARL code
+//!   does (every objective encodes its own inputs) with Hugging Face's AdamW; prints
+//!   `pretrain preset=base arl_sps=… torch_sps=… ratio=…`, samples per second.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use serde::Deserialize;
 
 use super::compare::{alternate, median, paired_ratio};
@@ -15,6 +21,7 @@ use crate::paths;
 
 const REFERENCE: &str = include_str!("../../../scripts/fixtures/arl_reference.py");
 const PEER: &str = include_str!("../../../scripts/fixtures/bench_model.py");
+const OPTIMIZER: &str = include_str!("../../../scripts/fixtures/adamw.py");
 
 /// Settings of one model benchmark.
 #[derive(Debug, Clone, clap::Args)]
@@ -52,23 +59,118 @@ pub struct ModelArgs {
 struct StepTiming {
     median_s: f64,
     batch: i64,
+    /// Parameter elements per optimiser group (full steps).
+    #[serde(default)]
+    group_numels: Option<Vec<i64>>,
 }
 
-/// Runs the benchmark and prints one line.
+impl StepTiming {
+    fn per_sample_s(&self) -> f64 {
+        self.median_s / self.batch as f64
+    }
+}
+
+/// What both sides time.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Forward + backward of the four objectives.
+    ForwardBackward,
+    /// The whole training step, the peer as the ARL code runs it.
+    Full,
+}
+
+impl Step {
+    fn name(self) -> &'static str {
+        match self {
+            Step::ForwardBackward => "model",
+            Step::Full => "pretrain",
+        }
+    }
+
+    fn worker_args(self) -> &'static [&'static str] {
+        match self {
+            Step::ForwardBackward => &["bench-model"],
+            Step::Full => &["bench-model", "--full"],
+        }
+    }
+
+    fn peer_flags(self) -> &'static [&'static str] {
+        match self {
+            Step::ForwardBackward => &[],
+            Step::Full => &["--step", "full", "--recompute"],
+        }
+    }
+}
+
+/// Runs `arl bench model` and prints one line.
 ///
 /// # Errors
 /// Either side failing, or output that cannot be read.
 pub fn run(args: &ModelArgs) -> anyhow::Result<()> {
+    let (arl, torch) = measure(args, Step::ForwardBackward)?;
+    let ms = |timings: &[StepTiming]| -> Vec<f64> {
+        timings.iter().map(|t| t.per_sample_s() * 1000.0).collect()
+    };
+    let (arl, torch) = (ms(&arl), ms(&torch));
+    println!(
+        "model preset={} arl_ms={:.1} torch_ms={:.1} ratio={:.2}",
+        args.preset,
+        median(&arl),
+        median(&torch),
+        paired_ratio(&arl, &torch)
+    );
+    Ok(())
+}
+
+/// Runs `arl bench pretrain` and prints one line.
+///
+/// # Errors
+/// Either side failing, output that cannot be read, or sides whose optimisers do not update
+/// the same number of parameters in each group.
+pub fn run_pretrain(args: &ModelArgs) -> anyhow::Result<()> {
+    let (arl, torch) = measure(args, Step::Full)?;
+    for (ours, theirs) in arl.iter().zip(&torch) {
+        ensure!(
+            ours.group_numels.is_some() && ours.group_numels == theirs.group_numels,
+            "the sides' optimiser groups differ (parameter elements per group): ours {:?}, \
+             PyTorch {:?}",
+            ours.group_numels,
+            theirs.group_numels
+        );
+    }
+    let seconds = |timings: &[StepTiming]| -> Vec<f64> {
+        timings.iter().map(StepTiming::per_sample_s).collect()
+    };
+    let sps = |seconds: &[f64]| median(&seconds.iter().map(|s| 1.0 / s).collect::<Vec<_>>());
+    let (arl, torch) = (seconds(&arl), seconds(&torch));
+    println!(
+        "pretrain preset={} arl_sps={:.3} torch_sps={:.3} ratio={:.2}",
+        args.preset,
+        sps(&arl),
+        sps(&torch),
+        paired_ratio(&arl, &torch)
+    );
+    Ok(())
+}
+
+/// Both sides' timings of `step`, round by round.
+fn measure(args: &ModelArgs, step: Step) -> anyhow::Result<(Vec<StepTiming>, Vec<StepTiming>)> {
     let worker = paths::worker_binary()?;
     let python = paths::python(args.python.as_deref())?;
-    let dir = std::env::temp_dir().join(format!("arl-bench-model-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("arl-bench-{}-{}", step.name(), std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let config = dir.join("config.json");
     let printed =
         output_of(Command::new(&worker).args(["model-config", "--preset", &args.preset]))?;
     std::fs::write(&config, printed).with_context(|| format!("writing {}", config.display()))?;
-    std::fs::write(dir.join("arl_reference.py"), REFERENCE)?;
-    std::fs::write(dir.join("bench_model.py"), PEER)?;
+    for (name, text) in [
+        ("arl_reference.py", REFERENCE),
+        ("bench_model.py", PEER),
+        ("adamw.py", OPTIMIZER),
+    ] {
+        std::fs::write(dir.join(name), text)?;
+    }
 
     let shape = [
         ("--batch", args.batch.to_string()),
@@ -85,15 +187,15 @@ pub fn run(args: &ModelArgs) -> anyhow::Result<()> {
     };
     let (mut arl, mut torch) = (Vec::new(), Vec::new());
     alternate(
-        "model",
+        step.name(),
         args.rounds,
         || {
             let mut command = Command::new(&worker);
-            command.args(["bench-model", "--preset", &args.preset]);
+            command
+                .args(step.worker_args())
+                .args(["--preset", &args.preset]);
             with_shape(&mut command);
-            arl.push(per_sample_ms(
-                &output_of(&mut command).context("arl side")?,
-            )?);
+            arl.push(timing(&output_of(&mut command).context("arl side")?)?);
             Ok(())
         },
         || {
@@ -101,23 +203,15 @@ pub fn run(args: &ModelArgs) -> anyhow::Result<()> {
             command
                 .arg(dir.join("bench_model.py"))
                 .arg(&config)
+                .args(step.peer_flags())
                 .env("PYTHONWARNINGS", "ignore");
             with_shape(&mut command);
-            torch.push(per_sample_ms(
-                &output_of(&mut command).context("PyTorch side")?,
-            )?);
+            torch.push(timing(&output_of(&mut command).context("PyTorch side")?)?);
             Ok(())
         },
     )?;
     let _ = std::fs::remove_dir_all(&dir);
-    println!(
-        "model preset={} arl_ms={:.1} torch_ms={:.1} ratio={:.2}",
-        args.preset,
-        median(&arl),
-        median(&torch),
-        paired_ratio(&arl, &torch)
-    );
-    Ok(())
+    Ok((arl, torch))
 }
 
 /// Standard output of a command that must succeed.
@@ -136,10 +230,8 @@ fn output_of(command: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Milliseconds per sample from a side's last JSON line.
-fn per_sample_ms(output: &str) -> anyhow::Result<f64> {
+/// A side's timing from its last JSON line.
+fn timing(output: &str) -> anyhow::Result<StepTiming> {
     let line = output.lines().last().context("no timing printed")?;
-    let timing: StepTiming =
-        serde_json::from_str(line).with_context(|| format!("reading {line:?}"))?;
-    Ok(timing.median_s * 1000.0 / timing.batch as f64)
+    serde_json::from_str(line).with_context(|| format!("reading {line:?}"))
 }
