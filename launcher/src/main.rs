@@ -107,10 +107,10 @@ impl ConfigArgs {
 /// shells report it), with what to do next.
 fn stopped(command: &str, pretrained: &arl_launcher::pretrain::Pretrained) -> Option<ExitCode> {
     let (signal, step) = pretrained.stopped?;
-    eprintln!(
-        "arl {command}: stopped by signal {signal} with a checkpoint at step {step}; run the same \
-         command to resume"
-    );
+    let at = step.map_or_else(String::new, |step| {
+        format!(" with a checkpoint at step {step}")
+    });
+    eprintln!("arl {command}: stopped by signal {signal}{at}; run the same command to resume");
     Some(ExitCode::from(128 + signal as u8))
 }
 

@@ -33,8 +33,9 @@ pub fn run_dir(config: &Config) -> PathBuf {
 pub struct Pretrained {
     /// The run folder.
     pub dir: PathBuf,
-    /// The signal that stopped it early and the step of its final checkpoint.
-    pub stopped: Option<(i32, u64)>,
+    /// The signal that stopped it early, and the step of its final checkpoint (known on the
+    /// node of rank 0).
+    pub stopped: Option<(i32, Option<u64>)>,
 }
 
 /// Turns one JSON line of rank 0 into progress or a message.
@@ -97,8 +98,11 @@ pub fn pretrain(config: &Config, stop_at: Option<u64>) -> anyhow::Result<Pretrai
     let topology = Topology::of(&config.launch)?;
     let dir = run_dir(config);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Written whole and renamed into place: the other nodes of a job may be reading it.
     let resolved = dir.join("config.toml");
-    std::fs::write(&resolved, toml::to_string(config)?)
+    let staged = dir.join(format!(".config.toml.{}", std::process::id()));
+    std::fs::write(&staged, toml::to_string(config)?)
+        .and_then(|()| std::fs::rename(&staged, &resolved))
         .with_context(|| format!("writing {}", resolved.display()))?;
     let check = std::process::Command::new(paths::worker_binary()?)
         .arg("check-pretrain")
@@ -161,6 +165,6 @@ pub fn pretrain(config: &Config, stop_at: Option<u64>) -> anyhow::Result<Pretrai
     });
     Ok(Pretrained {
         dir,
-        stopped: output.stopped_by.zip(stopped_at),
+        stopped: output.stopped_by.map(|signal| (signal, stopped_at)),
     })
 }

@@ -52,7 +52,7 @@ impl Topology {
     }
 
     /// The layout `launch` and `env` describe (`env` is the process environment; SLURM's
-    /// variables apply when `SLURM_JOB_ID` is set and `launch.slurm` is on).
+    /// variables apply inside a job step, `srun`, when `launch.slurm` is on).
     ///
     /// # Errors
     /// A node index out of range, a multi-node job without a port, no GPU to count for
@@ -69,6 +69,7 @@ impl Topology {
             master_port: launch.master_port,
         };
         if launch.slurm
+            && env("SLURM_STEP_ID").is_some()
             && let Some(job) = env("SLURM_JOB_ID")
         {
             topology.apply_slurm(&job, env)?;
@@ -96,8 +97,9 @@ impl Topology {
         Ok(topology)
     }
 
-    /// Nodes, node index, rendezvous host and (when none is set) a port derived from the job
-    /// id, from SLURM; workers per node from `SLURM_GPUS_ON_NODE` when set.
+    /// Nodes, node index and rendezvous host from the job step, a port derived from the job id
+    /// when none is set, and, for `nproc_per_node = 0`, workers per node from
+    /// `SLURM_GPUS_ON_NODE` (an explicit count stands: a CPU debug run in a GPU allocation).
     fn apply_slurm(
         &mut self,
         job: &str,
@@ -112,18 +114,20 @@ impl Topology {
                 })
                 .transpose()
         };
-        if let Some(nodes) = number("SLURM_JOB_NUM_NODES")?.or(number("SLURM_NNODES")?) {
+        if let Some(nodes) = number("SLURM_STEP_NUM_NODES")?.or(number("SLURM_NNODES")?) {
             self.nnodes = nodes;
         }
         if let Some(node) = number("SLURM_NODEID")? {
             self.node_rank = node;
         }
-        if let Some(gpus) = number("SLURM_GPUS_ON_NODE")? {
+        if self.nproc_per_node == 0
+            && let Some(gpus) = number("SLURM_GPUS_ON_NODE")?
+        {
             self.nproc_per_node = gpus;
         }
-        if let Some(list) = env("SLURM_JOB_NODELIST").or_else(|| env("SLURM_NODELIST")) {
+        if let Some(list) = env("SLURM_STEP_NODELIST").or_else(|| env("SLURM_NODELIST")) {
             self.master_addr =
-                first_host(&list).with_context(|| format!("SLURM_JOB_NODELIST={list:?}"))?;
+                first_host(&list).with_context(|| format!("SLURM_STEP_NODELIST={list:?}"))?;
         }
         if self.master_port == 0 {
             let id: u64 = job
@@ -195,15 +199,18 @@ mod tests {
     }
 
     #[test]
-    fn a_slurm_allocation_sets_nodes_rank_master_and_port() {
+    fn a_slurm_job_step_sets_nodes_rank_master_and_port() {
         let env = env_of(&[
             ("SLURM_JOB_ID", "123456"),
-            ("SLURM_JOB_NUM_NODES", "4"),
+            ("SLURM_STEP_ID", "0"),
+            ("SLURM_STEP_NUM_NODES", "4"),
             ("SLURM_NODEID", "2"),
             ("SLURM_GPUS_ON_NODE", "8"),
-            ("SLURM_JOB_NODELIST", "dgx[010-013]"),
+            ("SLURM_STEP_NODELIST", "dgx[010-013]"),
         ]);
-        let topology = Topology::resolve(&launch(), &env).unwrap();
+        let mut auto = launch();
+        auto.nproc_per_node = 0;
+        let topology = Topology::resolve(&auto, &env).unwrap();
         assert_eq!(
             topology,
             Topology {
@@ -216,10 +223,21 @@ mod tests {
         );
         assert_eq!(topology.world_size(), 32);
         assert_eq!(topology.global_rank(3), 19);
-        // Off by config: the [launch] values stand.
+        // An explicit worker count stands (a CPU debug run inside a GPU allocation).
+        assert_eq!(
+            Topology::resolve(&launch(), &env).unwrap().nproc_per_node,
+            2
+        );
+        // Off by config, or outside a job step (salloc, the batch script itself): the
+        // [launch] values stand.
         let mut off = launch();
         off.slurm = false;
         assert_eq!(Topology::resolve(&off, &env).unwrap().nnodes, 1);
+        let batch_shell = env_of(&[("SLURM_JOB_ID", "123456"), ("SLURM_NNODES", "4")]);
+        assert_eq!(
+            Topology::resolve(&launch(), &batch_shell).unwrap().nnodes,
+            1
+        );
     }
 
     #[test]
@@ -232,7 +250,11 @@ mod tests {
         multi.node_rank = 2;
         let error = Topology::resolve(&multi, &env_of(&[])).unwrap_err();
         assert!(format!("{error}").contains("node_rank = 2"), "{error}");
-        let error = Topology::resolve(&launch(), &env_of(&[("SLURM_JOB_ID", "x1")])).unwrap_err();
+        let error = Topology::resolve(
+            &launch(),
+            &env_of(&[("SLURM_JOB_ID", "x1"), ("SLURM_STEP_ID", "0")]),
+        )
+        .unwrap_err();
         assert!(format!("{error:#}").contains("SLURM_JOB_ID"), "{error}");
         let mut auto = launch();
         auto.nproc_per_node = 0;

@@ -13,10 +13,10 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -75,12 +75,28 @@ pub fn run_world(spec: &WorldSpec) -> anyhow::Result<WorldOutput> {
     if let Some(dir) = &spec.log_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let signals = Signals::new([SIGINT, SIGTERM, SIGUSR1]).context("catching signals")?;
+    let mut signals = caught_signals()?.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(signal) = signals.pending().next() {
+        // Asked to stop before this world started: start nothing.
+        return Ok(WorldOutput {
+            stdout: Vec::new(),
+            stopped_by: Some(signal),
+        });
+    }
     let mut ranks = Vec::with_capacity(topology.nproc_per_node);
     for local in 0..topology.nproc_per_node {
-        ranks.push(RankProcess::start(spec, local, port)?);
+        match RankProcess::start(spec, local, port) {
+            Ok(rank) => ranks.push(rank),
+            Err(error) => {
+                for rank in &mut ranks {
+                    let _ = rank.child.kill();
+                    let _ = rank.child.wait();
+                }
+                return Err(error);
+            }
+        }
     }
-    let ended = supervise(&mut ranks, signals);
+    let ended = supervise(&mut ranks, &mut signals);
     let stdout = ranks.iter_mut().map(RankProcess::join).collect();
     match ended {
         Ended::Failed { local, status } => {
@@ -94,6 +110,18 @@ pub fn run_world(spec: &WorldSpec) -> anyhow::Result<WorldOutput> {
         }
         Ended::Done { stopped_by } => Ok(WorldOutput { stdout, stopped_by }),
     }
+}
+
+/// The launcher's stop signals, caught from the first world on for the life of the process
+/// (signal handlers cannot be given back), so one that arrives between worlds is kept for the
+/// next one instead of being lost.
+fn caught_signals() -> anyhow::Result<&'static Mutex<Signals>> {
+    static SIGNALS: OnceLock<Mutex<Signals>> = OnceLock::new();
+    if let Some(signals) = SIGNALS.get() {
+        return Ok(signals);
+    }
+    let signals = Signals::new([SIGINT, SIGTERM, SIGUSR1]).context("catching signals")?;
+    Ok(SIGNALS.get_or_init(|| Mutex::new(signals)))
 }
 
 /// One running rank and the threads reading its output.
@@ -205,14 +233,22 @@ enum Ended {
     },
 }
 
-/// Waits for every rank, forwarding signals; on the first failure kills the rest.
-fn supervise(ranks: &mut [RankProcess], mut signals: Signals) -> Ended {
+/// Waits for every rank, forwarding signals; on the first failure kills the rest. Of ranks
+/// found failed in the same pass, one killed by a signal is blamed first (the others usually
+/// failed because it vanished from their collectives).
+fn supervise(ranks: &mut [RankProcess], signals: &mut Signals) -> Ended {
     let mut done = vec![false; ranks.len()];
     let mut stopped_by = None;
+    let mut interrupts = 0;
     while done.iter().any(|d| !d) {
         for signal in signals.pending() {
-            let forced = stopped_by.is_some() && signal != SIGUSR1;
+            // SIGUSR1 (a scheduler's warning) never escalates; a repeated SIGINT or SIGTERM
+            // kills.
+            if signal != SIGUSR1 {
+                interrupts += 1;
+            }
             stopped_by.get_or_insert(signal);
+            let forced = interrupts > 1;
             let forward = match Signal::try_from(signal) {
                 _ if forced => Signal::SIGKILL,
                 Ok(forward) => forward,
@@ -237,21 +273,27 @@ fn supervise(ranks: &mut [RankProcess], mut signals: Signals) -> Ended {
                 }
             }
         }
-        for local in 0..ranks.len() {
+        let mut failed = Vec::new();
+        for (local, rank) in ranks.iter_mut().enumerate() {
             if done[local] {
                 continue;
             }
-            match ranks[local].child.try_wait() {
+            match rank.child.try_wait() {
                 Ok(Some(status)) if status.success() => done[local] = true,
-                Ok(Some(status)) => {
-                    for rank in ranks.iter_mut() {
-                        let _ = rank.child.kill();
-                        let _ = rank.child.wait();
-                    }
-                    return Ended::Failed { local, status };
-                }
+                Ok(Some(status)) => failed.push((local, status)),
                 Ok(None) | Err(_) => {}
             }
+        }
+        if let Some(&(local, status)) = failed
+            .iter()
+            .find(|(_, status)| status.signal().is_some())
+            .or(failed.first())
+        {
+            for rank in ranks.iter_mut() {
+                let _ = rank.child.kill();
+                let _ = rank.child.wait();
+            }
+            return Ended::Failed { local, status };
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -352,8 +352,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             stop_at,
         } => {
             let table = read_config(&config)?;
+            // Stop signals are caught from here on: one during the rendezvous or the set-up
+            // stops the run at its first step boundary instead of killing the rank.
+            let stop = arl_worker::train::stop::StopRequest::install()?;
             let (group, device) = dist.join()?;
-            arl_worker::train::pretrain::pretrain(&table, &group, device, stop_at)?;
+            arl_worker::train::pretrain::pretrain(&table, &group, device, stop_at, &stop)?;
             group.shutdown()?;
         }
         Command::CheckPretrain { config } => {

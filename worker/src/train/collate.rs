@@ -173,11 +173,12 @@ impl Collator {
 /// with: its own where the label is 1, another sample's where 0.
 fn itm_pairs(samples: &[Sample], rng: &mut ChaCha8Rng) -> (Vec<i64>, Vec<i64>) {
     let b = samples.len();
-    let mut labels: Vec<i64> = (0..b).map(|i| i64::from(i < b / 2)).collect();
+    // A lone sample has no negative: it is its own positive.
+    let mut labels: Vec<i64> = (0..b).map(|i| i64::from(i < b / 2 || b == 1)).collect();
     labels.shuffle(rng);
     let partners = (0..b)
         .map(|i| {
-            if labels[i] == 1 || b == 1 {
+            if labels[i] == 1 {
                 return i as i64;
             }
             let others: Vec<usize> = (0..b).filter(|&j| j != i).collect();

@@ -118,8 +118,8 @@ pub fn pretrain(
     group: &ProcessGroup,
     device: Device,
     stop_at: Option<u64>,
+    stop: &StopRequest,
 ) -> anyhow::Result<()> {
-    let stop = StopRequest::install()?;
     let cfg = PretrainConfig::from_table(table)?;
     let model_cfg = ModelConfig::from_section(
         table
@@ -145,9 +145,10 @@ pub fn pretrain(
     let per_rank = cfg.train.global_batch / ranks.world;
     ensure!(
         per_rank * ranks.world == cfg.train.global_batch
-            && per_rank.is_multiple_of(cfg.train.grad_accum),
+            && per_rank.is_multiple_of(cfg.train.grad_accum)
+            && per_rank / cfg.train.grad_accum >= 2,
         "train.global_batch = {} must split evenly over {} ranks and train.grad_accum = {} \
-         micro-batches each",
+         micro-batches each, of at least 2 samples (ITM needs a negative)",
         cfg.train.global_batch,
         ranks.world,
         cfg.train.grad_accum
@@ -462,10 +463,11 @@ pub fn pretrain(
             break;
         }
     }
+    // Every rank is done with collectives; rank 0 alone waits for its last commit.
+    group.barrier()?;
     if let Some(checkpointer) = checkpointer {
         checkpointer.finish()?;
     }
-    group.barrier()?;
     Ok(())
 }
 
