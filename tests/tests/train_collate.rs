@@ -136,5 +136,16 @@ fn a_micro_batch_maps_entities_masks_whole_mentions_and_pairs_itm_negatives() {
         .collate(&images, &samples, &mut ChaCha8Rng::seed_from_u64(4))
         .unwrap();
     assert!(!other.mlm_labels.equal(&batch.mlm_labels));
+
+    // A micro-batch of one sample has no negative to draw: it is its own positive.
+    let lone = collator
+        .collate(
+            &images.narrow(0, 0, 1),
+            &samples[..1],
+            &mut ChaCha8Rng::seed_from_u64(3),
+        )
+        .unwrap();
+    assert_eq!(Vec::<i64>::try_from(&lone.itm_labels).unwrap(), [1]);
+    assert_eq!(Vec::<i64>::try_from(&lone.itm_partners).unwrap(), [0]);
     let _ = std::fs::remove_dir_all(dir);
 }
