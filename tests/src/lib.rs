@@ -410,6 +410,27 @@ pub mod checkpoint_child {
         }
     }
 
+    /// How many kills [`kill_during_saves`] makes: at least `trials`, then more (up to
+    /// `max_trials`) until as many landed mid-save and left partial folders as wanted, so that
+    /// a loaded machine, where kills land less evenly, still gets the kills the test needs.
+    #[derive(Debug, Clone, Copy)]
+    pub struct KillTarget {
+        /// Kills made in any case.
+        pub trials: usize,
+        /// Kills that must land during a save.
+        pub mid_save: usize,
+        /// Kills that must leave a partial folder.
+        pub partial_left: usize,
+        /// Kills at most.
+        pub max_trials: usize,
+    }
+
+    impl KillTarget {
+        fn reached(&self, report: &KillReport) -> bool {
+            report.mid_save >= self.mid_save && report.partial_left >= self.partial_left
+        }
+    }
+
     /// What [`kill_during_saves`] saw.
     #[derive(Debug, Default)]
     pub struct KillReport {
@@ -435,14 +456,17 @@ pub mod checkpoint_child {
         location: &str,
         env: &[(&'static str, String)],
         options: &[(&str, &str)],
-        trials: usize,
+        target: KillTarget,
         seed: u64,
     ) -> KillReport {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut report = KillReport::default();
         let log =
             std::env::temp_dir().join(format!("arl-checkpoint-child-{}.log", std::process::id()));
-        for trial in 0..trials {
+        for trial in 0..target.max_trials {
+            if trial >= target.trials && target.reached(&report) {
+                break;
+            }
             let mut child = Command::new(crate::release_binary("checkpoint_child"))
                 .arg(location)
                 .envs(env.iter().map(|(k, v)| (*k, v)))

@@ -12,7 +12,7 @@ use arl_checkpoints::{
     AsyncSaver, Checkpoints, Dtype, Retention, SaverConfig, Staging, Status, TensorSpec,
     TrainingState,
 };
-use arl_tests::checkpoint_child::kill_during_saves;
+use arl_tests::checkpoint_child::{KillTarget, kill_during_saves};
 use arl_tests::{python, release_binary, scratch_dir};
 use arl_worker::train_state::{self, Named};
 use rand::{RngCore, SeedableRng};
@@ -58,11 +58,18 @@ fn flip_byte(path: &Path) {
 fn killing_a_saving_process_never_loses_the_last_committed_checkpoint() {
     let dir = scratch_dir("ckpt-kill");
     let location = dir.join("run").to_string_lossy().into_owned();
-    let report = kill_during_saves(&location, &[], &[], 12, 7);
+    let target = KillTarget {
+        trials: 12,
+        mid_save: 6,
+        partial_left: 2,
+        max_trials: 40,
+    };
+    let report = kill_during_saves(&location, &[], &[], target, 7);
     eprintln!("{report:?}");
     assert!(
-        report.mid_save >= 6 && report.partial_left >= 2,
-        "too few of 12 kills landed during a save: {report:?}"
+        report.mid_save >= target.mid_save && report.partial_left >= target.partial_left,
+        "too few of {} kills landed during a save: {report:?}",
+        target.max_trials
     );
     let _ = std::fs::remove_dir_all(dir);
 }

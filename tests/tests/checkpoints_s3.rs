@@ -5,7 +5,7 @@
 use arl_checkpoints::export::export_weights;
 use arl_checkpoints::{AsyncSaver, Checkpoints, Retention, SaverConfig, Status, TrainingState};
 use arl_tests::S3Server;
-use arl_tests::checkpoint_child::{assert_contents, kill_during_saves, stage_step};
+use arl_tests::checkpoint_child::{KillTarget, assert_contents, kill_during_saves, stage_step};
 use object_store::{ObjectStoreExt, PutPayload};
 
 fn options(server: &S3Server) -> Vec<(String, String)> {
@@ -25,9 +25,15 @@ fn checkpoints_in_s3_survive_kills_verify_and_export() {
     let owned = options(&server);
     let options = borrowed(&owned);
 
-    let report = kill_during_saves("s3://ckpt/killed", &server.env(), &options, 6, 3);
+    let target = KillTarget {
+        trials: 6,
+        mid_save: 2,
+        partial_left: 0,
+        max_trials: 20,
+    };
+    let report = kill_during_saves("s3://ckpt/killed", &server.env(), &options, target, 3);
     eprintln!("{report:?}");
-    assert!(report.mid_save >= 2, "{report:?}");
+    assert!(report.mid_save >= target.mid_save, "{report:?}");
 
     let location = "s3://ckpt/run";
     let config = SaverConfig {
