@@ -168,6 +168,16 @@ impl TrainingState {
 }
 
 impl Manifest {
+    /// sha256 over the sha256 of the files of `group`, in order: one hash that names a
+    /// checkpoint's tensors of that group (what results cite as "the weights").
+    pub fn group_hash(&self, group: &str) -> String {
+        let mut hasher = Sha256::new();
+        for file in self.files.iter().filter(|f| f.group == group) {
+            hasher.update(file.sha256.as_bytes());
+        }
+        format!("{:x}", hasher.finalize())
+    }
+
     /// Reads and checks `manifest.json` of the checkpoint of `step`; `what` names the file in
     /// errors.
     ///

@@ -44,6 +44,33 @@ pub struct Config {
     /// See `data`.
     #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
     pub pretext: toml::Table,
+    /// `[pipeline]`: the jobs `arl run` runs, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineConfig>,
+    /// `[finetune.NAME]`: the fine-tune jobs, checked by the worker (`arl-worker
+    /// check-finetune`) before they start.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub finetune: toml::Table,
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// `"pretrain"` (first, if at all), then names of `[finetune.NAME]` jobs.
+    pub jobs: Vec<String>,
+}
+
+/// The pretraining job's name in `pipeline.jobs`.
+pub const PRETRAIN_JOB: &str = "pretrain";
+
+impl Config {
+    /// The jobs `arl run` runs: `pipeline.jobs`, or pretraining alone without `[pipeline]`.
+    pub fn jobs(&self) -> Vec<String> {
+        self.pipeline
+            .as_ref()
+            .map_or_else(|| vec![PRETRAIN_JOB.to_owned()], |p| p.jobs.clone())
+    }
 }
 
 /// `[launch]`: processes and rendezvous.
@@ -138,6 +165,21 @@ impl Config {
                 bail!("{key} must be a positive number, not {value}");
             }
         }
+        let jobs = self.jobs();
+        for (index, job) in jobs.iter().enumerate() {
+            if jobs[..index].contains(job) {
+                bail!("pipeline.jobs lists {job:?} twice");
+            }
+            if job == PRETRAIN_JOB {
+                if index > 0 {
+                    bail!("pipeline.jobs: \"pretrain\" must come first");
+                }
+            } else if !self.finetune.contains_key(job) {
+                bail!(
+                    "pipeline.jobs: {job:?} is neither \"pretrain\" nor a [finetune.{job}] section"
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -209,6 +251,28 @@ mod tests {
             Config::load(None, &["launch.backend=mpi".to_owned()]).unwrap_err()
         );
         assert!(error.contains("launch.backend"), "{error}");
+    }
+
+    #[test]
+    fn pipeline_jobs_must_name_sections() {
+        let config = Config::load(None, &[]).unwrap();
+        assert_eq!(config.jobs(), ["pretrain", "vqa", "cls", "irtr"]);
+        let error = format!(
+            "{:#}",
+            Config::load(
+                None,
+                &["pipeline.jobs=[\"pretrain\", \"vqa-rad\"]".to_owned()]
+            )
+            .unwrap_err()
+        );
+        assert!(error.contains("[finetune.vqa-rad]"), "{error}");
+        let error = format!(
+            "{:#}",
+            Config::load(None, &["pipeline.jobs=[\"vqa\", \"pretrain\"]".to_owned()]).unwrap_err()
+        );
+        assert!(error.contains("must come first"), "{error}");
+        let only = Config::load(None, &["pipeline.jobs=[\"cls\"]".to_owned()]).unwrap();
+        assert_eq!(only.jobs(), ["cls"]);
     }
 
     #[test]

@@ -17,8 +17,8 @@ pub fn line(text: &str) {
     }
 }
 
-/// Shows a bar of `total` steps starting at `position`.
-pub fn start_bar(total: u64, position: u64) {
+/// Shows a bar named `prefix` of `total` steps starting at `position`.
+pub fn start_bar(prefix: &str, total: u64, position: u64) {
     let bar = ProgressBar::new(total).with_position(position);
     bar.set_style(
         ProgressStyle::with_template(
@@ -27,7 +27,7 @@ pub fn start_bar(total: u64, position: u64) {
         .expect("a valid template")
         .progress_chars("=> "),
     );
-    bar.set_prefix("pretrain");
+    bar.set_prefix(prefix.to_owned());
     bar.reset_eta();
     *BAR.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
 }

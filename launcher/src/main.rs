@@ -1,14 +1,11 @@
 //! `arl`: the command-line front of the launcher (see the `arl_launcher` library).
 
-use arl_launcher::{bench, ckpt, config, run};
+use arl_launcher::{bench, ckpt, config, finetune, run};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-/// Exit code of a subcommand that is planned but not built yet.
-const NOT_BUILT: u8 = 3;
 
 #[derive(Parser)]
 #[command(
@@ -41,10 +38,27 @@ enum Command {
         #[arg(long)]
         stop_at: Option<u64>,
     },
-    /// One fine-tune: vqa, cls or irtr (issue 9: not built yet).
-    Finetune(Planned),
-    /// Evaluate a checkpoint on a benchmark (issue 9: not built yet).
-    Eval(Planned),
+    /// One fine-tune job of the config (`[finetune.NAME]`) from the pretrained weights:
+    /// one worker per rank, resuming from its newest committed checkpoint.
+    Finetune {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The job's name.
+        #[arg(long)]
+        job: String,
+        /// Stop after this step (with a checkpoint), as if preempted there.
+        #[arg(long)]
+        stop_at: Option<u64>,
+    },
+    /// Evaluate a finished fine-tune job's selected weights on its test split again (one
+    /// worker per rank; rewrites its result.json).
+    Eval {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The job's name.
+        #[arg(long)]
+        job: String,
+    },
     /// Datasets: the synthetic benchmark, inspection, converters (issue 6).
     #[command(subcommand)]
     Data(DataCommand),
@@ -105,8 +119,8 @@ impl ConfigArgs {
 
 /// The exit code of a run stopped by `signal` after a clean checkpoint (128 + the signal, as
 /// shells report it), with what to do next.
-fn stopped(command: &str, pretrained: &arl_launcher::pretrain::Pretrained) -> Option<ExitCode> {
-    let (signal, step) = pretrained.stopped?;
+fn stopped(command: &str, stopped: Option<(i32, Option<u64>)>) -> Option<ExitCode> {
+    let (signal, step) = stopped?;
     let at = step.map_or_else(String::new, |step| {
         format!(" with a checkpoint at step {step}")
     });
@@ -245,13 +259,6 @@ enum DataCommand {
     },
 }
 
-/// Arguments of a subcommand that is not built yet (accepted, then refused).
-#[derive(clap::Args)]
-struct Planned {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    args: Vec<String>,
-}
-
 fn main() -> ExitCode {
     match dispatch(Cli::parse().command) {
         Ok(code) => code,
@@ -271,21 +278,46 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     }
 }
 
+/// `arl finetune` and `arl eval`: one job, then its result.
+fn finetune_command(
+    config: &config::Config,
+    job: &str,
+    mode: finetune::Mode,
+) -> anyhow::Result<ExitCode> {
+    let mut config = config.clone();
+    if let Some(prepare) = config.prepare.clone().filter(|p| p.synthetic) {
+        arl_launcher::prepare::prepare(&mut config, &prepare)?;
+    }
+    let finetuned = finetune::finetune(&config, job, mode)?;
+    if let Some(code) = stopped("finetune", finetuned.stopped) {
+        return Ok(code);
+    }
+    match finetune::read_result(&finetuned.dir)? {
+        Some(result) => eprintln!(
+            "arl finetune: {job} done: {}; {}",
+            finetune::describe(&result["test"]),
+            finetuned.dir.join("result.json").display()
+        ),
+        None => eprintln!("arl finetune: {job} stopped before its end"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     let load = |args: &ConfigArgs| config::Config::load(args.config.as_deref(), &args.overrides());
-    let planned = |name: &str, issue: u32| {
-        eprintln!("arl {name}: not built yet (planned in issue {issue})");
-        Ok(ExitCode::from(NOT_BUILT))
-    };
     match command {
-        Command::Run(args) => {
-            let pretrained = run::run(&load(&args)?)?;
-            if let Some(code) = stopped("run", &pretrained) {
-                return Ok(code);
+        Command::Run(args) => match run::run(&load(&args)?)? {
+            run::Outcome::Stopped { job, stopped: at } => {
+                eprintln!("arl run: job {job} was stopped");
+                Ok(stopped("run", Some(at)).unwrap_or(ExitCode::FAILURE))
             }
-            eprintln!("arl run: the fine-tunes and the results table are not built yet (issue 9)");
-            Ok(ExitCode::SUCCESS)
-        }
+            run::Outcome::Done(table) => {
+                if let Some(table) = table {
+                    print!("{table}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::Check(args) => {
             print!("{}", toml::to_string(&load(&args)?)?);
             Ok(ExitCode::SUCCESS)
@@ -334,7 +366,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Pretrain { config, stop_at } => {
             let pretrained = arl_launcher::pretrain::pretrain(&load(&config)?, stop_at)?;
-            if let Some(code) = stopped("pretrain", &pretrained) {
+            if let Some(code) = stopped("pretrain", pretrained.stopped) {
                 return Ok(code);
             }
             let dir = &pretrained.dir;
@@ -345,8 +377,15 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Finetune(_) => planned("finetune", 9),
-        Command::Eval(_) => planned("eval", 9),
+        Command::Finetune {
+            config,
+            job,
+            stop_at,
+        } => finetune_command(&load(&config)?, &job, finetune::Mode::Train(stop_at)),
+        Command::Eval { config, job } => {
+            finetune_command(&load(&config)?, &job, finetune::Mode::Evaluate)
+        }
+
         Command::Data(DataCommand::Synth {
             output,
             seed,

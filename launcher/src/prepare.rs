@@ -2,7 +2,8 @@
 //! own inputs in the run folder, each skipped when already there: the synthetic benchmark
 //! (`synth/`), a tokenizer learned from its reports (`tokenizer.json`) and the HPO knowledge
 //! linked over them (`knowledge/`, TransE at the model's entity width). The `[data]` and
-//! `[knowledge]` paths that are not set point at them.
+//! `[knowledge]` paths that are not set point at them, and so does the `data` of every
+//! `[finetune.NAME]` job that has none (`synth/<task>`).
 
 use std::path::Path;
 use std::process::Command;
@@ -31,6 +32,9 @@ pub struct PrepareConfig {
     /// TransE epochs.
     pub transe_epochs: usize,
 }
+
+/// The synthetic benchmark's fine-tuning datasets, named as the tasks.
+const TASKS: [&str; 3] = ["vqa", "cls", "irtr"];
 
 fn worker(args: &[&str], what: &str) -> anyhow::Result<()> {
     eprintln!("arl run: {what}");
@@ -129,5 +133,17 @@ pub fn prepare(config: &mut Config, prepare: &PrepareConfig) -> anyhow::Result<(
         .knowledge
         .entry("dir")
         .or_insert_with(|| text(&knowledge).into());
+    // Fine-tunes without data use the benchmark's dataset of their task.
+    for (name, job) in &mut config.finetune {
+        let job = job
+            .as_table_mut()
+            .with_context(|| format!("[finetune.{name}] is not a table"))?;
+        if let Some(task) = job.get("task").and_then(|t| t.as_str()).map(str::to_owned)
+            && TASKS.contains(&task.as_str())
+        {
+            job.entry("data")
+                .or_insert_with(|| text(&synth.join(task)).into());
+        }
+    }
     Ok(())
 }

@@ -3,19 +3,16 @@
 //! progress bar and the messages about checkpoints. Workers resume from the newest committed
 //! checkpoint by themselves.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::Value;
 
 use crate::config::Config;
 use crate::console;
-use crate::paths;
+use crate::job;
 use crate::run::worker_args;
 use crate::topology::Topology;
-use crate::world::{WorldSpec, log_dir, run_world};
 
 /// The run folder of `config` (`train.run_dir`, default `runs/default`).
 pub fn run_dir(config: &Config) -> PathBuf {
@@ -38,15 +35,16 @@ pub struct Pretrained {
     pub stopped: Option<(i32, Option<u64>)>,
 }
 
-/// Turns one JSON line of rank 0 into progress or a message.
-fn progress(line: &str) {
+/// Turns one JSON line of rank 0 into progress or a message (the pretraining lines, and the
+/// checkpoint and stop lines every job prints).
+pub(crate) fn progress(line: &str) {
     let Ok(value) = serde_json::from_str::<Value>(line) else {
         console::line(line);
         return;
     };
     let number = |key: &str| value[key].as_f64().unwrap_or(f64::NAN);
     if let (Some(start), Some(end)) = (value["start"].as_u64(), value["end"].as_u64()) {
-        console::start_bar(end, start);
+        console::start_bar("pretrain", end, start);
     } else if let (Some(step), true) = (value["step"].as_u64(), value.get("loss").is_some()) {
         console::advance(
             step,
@@ -97,26 +95,11 @@ fn progress(line: &str) {
 pub fn pretrain(config: &Config, stop_at: Option<u64>) -> anyhow::Result<Pretrained> {
     let topology = Topology::of(&config.launch)?;
     let dir = run_dir(config);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    // Written whole and renamed into place: the other nodes of a job may be reading it.
-    let resolved = dir.join("config.toml");
-    let staged = dir.join(format!(".config.toml.{}", std::process::id()));
-    std::fs::write(&staged, toml::to_string(config)?)
-        .and_then(|()| std::fs::rename(&staged, &resolved))
-        .with_context(|| format!("writing {}", resolved.display()))?;
-    let check = std::process::Command::new(paths::worker_binary()?)
-        .arg("check-pretrain")
-        .arg("--config")
-        .arg(&resolved)
-        .output()?;
-    if !check.status.success() {
-        bail!("{}", String::from_utf8_lossy(&check.stderr).trim());
-    }
+    let resolved = job::write_resolved(config, &dir)?;
+    let resolved = resolved.to_string_lossy().into_owned();
+    job::worker_check(&["check-pretrain", "--config", &resolved])?;
     let mut args = worker_args("pretrain", config);
-    args.extend([
-        "--config".to_owned(),
-        resolved.to_string_lossy().into_owned(),
-    ]);
+    args.extend(["--config".to_owned(), resolved]);
     if let Some(step) = stop_at {
         args.extend(["--stop-at".to_owned(), step.to_string()]);
     }
@@ -131,40 +114,11 @@ pub fn pretrain(config: &Config, stop_at: Option<u64>) -> anyhow::Result<Pretrai
         dir.display(),
         dir.join("tensorboard").display()
     ));
-    // Rank 0's lines are appended to rank0.jsonl as they come (one log across restarts).
-    let log = dir.join("rank0.jsonl");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .with_context(|| format!("opening {}", log.display()))?;
-    let file = Mutex::new(file);
-    let on_line = move |line: &str| {
-        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(error) = writeln!(file, "{line}") {
-            console::line(&format!("arl: writing {}: {error}", log.display()));
-        }
-        progress(line);
-    };
-    let spec = WorldSpec {
-        program: paths::worker_binary()?,
-        args,
-        topology,
-        env: Vec::new(),
-        on_rank0_line: Some(Arc::new(on_line)),
-        log_dir: Some(log_dir(&dir)),
-    };
-    let outcome = run_world(&spec);
-    console::finish_bar();
-    let output = outcome.context("pretraining")?;
-    let rank0 = output.stdout.first().cloned().unwrap_or_default();
-    let stopped_at = rank0.iter().rev().find_map(|line| {
-        serde_json::from_str::<Value>(line)
-            .ok()
-            .and_then(|v| v["stopped"].as_u64())
-    });
+    let output = job::run_job(config, args, &dir, progress).context("pretraining")?;
     Ok(Pretrained {
+        stopped: output
+            .stopped_by
+            .map(|signal| (signal, job::stopped_at(&output))),
         dir,
-        stopped: output.stopped_by.map(|signal| (signal, stopped_at)),
     })
 }

@@ -1,13 +1,19 @@
-//! `arl run`: the whole job from one config: the distributed preflight, the inputs the config
-//! asks to be prepared, then pretraining (resuming from the newest committed checkpoint). The
-//! fine-tunes and the results table arrive with issue 9; `run` says so when it ends.
+//! `arl run`: the whole pipeline from one config: the distributed preflight, the inputs the
+//! config asks to be prepared, then the jobs of `pipeline.jobs` in order (pretraining, then
+//! fine-tunes, each its own world of workers), then the results table. A job already complete
+//! is skipped, and an interrupted one resumes from its newest committed checkpoint, so running
+//! the same command again continues where a pipeline stopped.
 
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::config::Config;
+use anyhow::bail;
+use arl_checkpoints::{Checkpoints, Manifest};
+
+use crate::config::{Config, PRETRAIN_JOB};
+use crate::finetune;
 use crate::paths;
-use crate::pretrain::Pretrained;
+use crate::pretrain::run_dir;
 use crate::topology::Topology;
 use crate::world::{WorldSpec, run_world};
 
@@ -17,11 +23,84 @@ struct PreflightReport {
     rank_sum: i64,
 }
 
-/// Runs the stages of the job that exist today: preflight, prepare, pretrain.
+/// How `arl run` ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every job is complete; the results table (Markdown) when there were fine-tunes.
+    Done(Option<String>),
+    /// A signal stopped `job` (signal, step of its last checkpoint).
+    Stopped {
+        /// The job.
+        job: String,
+        /// The signal and the checkpoint's step.
+        stopped: (i32, Option<u64>),
+    },
+}
+
+/// Runs the preflight, the preparation and every job of the pipeline.
 ///
 /// # Errors
-/// A rank that fails (named), or a preflight report that cannot be read.
-pub fn run(config: &Config) -> anyhow::Result<Pretrained> {
+/// A rank that fails (named), a preflight report that cannot be read, or a finished job whose
+/// result no longer matches the config.
+pub fn run(config: &Config) -> anyhow::Result<Outcome> {
+    preflight(config)?;
+    let mut config = config.clone();
+    if let Some(prepare) = config.prepare.clone().filter(|p| p.synthetic) {
+        crate::prepare::prepare(&mut config, &prepare)?;
+    }
+    let mut results = Vec::new();
+    for job in config.jobs() {
+        if job == PRETRAIN_JOB {
+            if config.data.is_empty() {
+                eprintln!("arl run: the config has no [data] section: nothing to pretrain");
+                continue;
+            }
+            if let Some(step) = pretraining_done(&config)? {
+                eprintln!("arl run: pretraining is complete (step {step}); skipped");
+                continue;
+            }
+            let pretrained = crate::pretrain::pretrain(&config, None)?;
+            if let Some(stopped) = pretrained.stopped {
+                return Ok(Outcome::Stopped { job, stopped });
+            }
+            let dir = &pretrained.dir;
+            eprintln!(
+                "arl run: pretraining done: checkpoints in {}, step log {}, TensorBoard: \
+                 tensorboard --logdir {}",
+                dir.join("checkpoints").display(),
+                dir.join("rank0.jsonl").display(),
+                dir.join("tensorboard").display()
+            );
+            continue;
+        }
+        if let Some(result) = finished(&config, &job)? {
+            eprintln!("arl run: fine-tune {job} is complete; skipped");
+            results.push((job, result));
+            continue;
+        }
+        let finetuned = finetune::finetune(&config, &job, finetune::Mode::Train(None))?;
+        if let Some(stopped) = finetuned.stopped {
+            return Ok(Outcome::Stopped { job, stopped });
+        }
+        let result = finetune::read_result(&finetuned.dir)?
+            .with_context(|| format!("fine-tune {job} ended without a result.json"))?;
+        results.push((job, result));
+    }
+    if results.is_empty() {
+        return Ok(Outcome::Done(None));
+    }
+    let dir = run_dir(&config);
+    let md = crate::results::write(&dir, &results)?;
+    eprintln!(
+        "arl run: results in {} and {}",
+        dir.join("results.md").display(),
+        dir.join("results.json").display()
+    );
+    Ok(Outcome::Done(Some(md)))
+}
+
+/// Starts every rank once and checks that an all-reduce of the ranks adds up.
+fn preflight(config: &Config) -> anyhow::Result<()> {
     let spec = WorldSpec {
         program: paths::worker_binary()?,
         args: worker_args("preflight", config),
@@ -45,29 +124,77 @@ pub fn run(config: &Config) -> anyhow::Result<Pretrained> {
         "arl run: preflight passed: {} ranks joined, all-reduced rank sum {}",
         report.world_size, report.rank_sum
     );
-    let mut config = config.clone();
-    if let Some(prepare) = config.prepare.clone().filter(|p| p.synthetic) {
-        crate::prepare::prepare(&mut config, &prepare)?;
-    }
-    if config.data.is_empty() {
-        eprintln!("arl run: the config has no [data] section: nothing to pretrain");
-        return Ok(Pretrained {
-            dir: crate::pretrain::run_dir(&config),
-            stopped: None,
-        });
-    }
-    let pretrained = crate::pretrain::pretrain(&config, None)?;
-    if pretrained.stopped.is_none() {
-        let dir = &pretrained.dir;
-        eprintln!(
-            "arl run: pretraining done: checkpoints in {}, step log {}, TensorBoard: \
-             tensorboard --logdir {}",
-            dir.join("checkpoints").display(),
-            dir.join("rank0.jsonl").display(),
-            dir.join("tensorboard").display()
+    Ok(())
+}
+
+/// Where pretraining commits its checkpoints.
+fn checkpoint_location(config: &Config) -> String {
+    config
+        .checkpoint
+        .get("location")
+        .and_then(|v| v.as_str())
+        .map_or_else(
+            || {
+                run_dir(config)
+                    .join("checkpoints")
+                    .to_string_lossy()
+                    .into_owned()
+            },
+            str::to_owned,
+        )
+}
+
+/// The newest pretraining checkpoint, if one is committed.
+fn pretrained(config: &Config) -> anyhow::Result<Option<Manifest>> {
+    Checkpoints::open(&checkpoint_location(config))?.latest()
+}
+
+/// The step of the final pretraining checkpoint, if pretraining is complete.
+fn pretraining_done(config: &Config) -> anyhow::Result<Option<u64>> {
+    // `train.steps` defaults to 100 in the worker's TrainConfig.
+    let steps = config
+        .train
+        .get("steps")
+        .and_then(toml::Value::as_integer)
+        .unwrap_or(100);
+    Ok(pretrained(config)?
+        .map(|m| m.state.step)
+        .filter(|&step| step >= steps.max(0) as u64))
+}
+
+/// The result of fine-tune `job` if it is complete and still matches the config: the same
+/// `[finetune.JOB]` section, and the same pretrained weights.
+///
+/// # Errors
+/// A result written under another section or from other weights: the job must be rerun in a
+/// fresh folder, which is never done behind the user's back.
+fn finished(config: &Config, job: &str) -> anyhow::Result<Option<serde_json::Value>> {
+    let dir = finetune::job_dir(config, job);
+    let Some(result) = finetune::read_result(&dir)? else {
+        return Ok(None);
+    };
+    let section = serde_json::to_value(config.finetune.get(job))?;
+    if result["section"] != section {
+        bail!(
+            "{}: written under another [finetune.{job}] section; move or delete {} to run the \
+             job again",
+            dir.join("result.json").display(),
+            dir.display()
         );
     }
-    Ok(pretrained)
+    if let Some(used) = result["init"]["weights"].as_str() {
+        let now = pretrained(config)?.map(|m| m.group_hash("model"));
+        if now.as_deref() != Some(used) {
+            bail!(
+                "{}: fine-tuned from other pretrained weights ({used}, now {}); move or delete {} \
+                 to fine-tune the new ones",
+                dir.join("result.json").display(),
+                now.as_deref().unwrap_or("none"),
+                dir.display()
+            );
+        }
+    }
+    Ok(Some(result))
 }
 
 /// `arl-worker SUBCOMMAND` with the process-group settings of `config`.

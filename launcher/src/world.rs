@@ -9,6 +9,7 @@
 //! - SIGINT, SIGTERM and SIGUSR1 are forwarded to every rank, which checkpoint at the next step
 //!   boundary and exit; a second SIGINT or SIGTERM kills them at once.
 //! - Ranks die with the launcher (parent-death signal), so none is left behind.
+//! - Each rank gets its share of the cores as `OMP_NUM_THREADS` unless the user set it.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -300,9 +301,11 @@ fn supervise(ranks: &mut [RankProcess], signals: &mut Signals) -> Ended {
     Ended::Done { stopped_by }
 }
 
-/// The standard variables of local worker `local`.
+/// The standard variables of local worker `local`, and `OMP_NUM_THREADS` (unless set): this
+/// node's cores shared among its workers, as torchrun does, since torch's spinning intra-op
+/// threads stall each other for seconds when the workers oversubscribe the cores.
 fn rank_env(topology: &Topology, local: usize, port: u16) -> Vec<(&'static str, String)> {
-    vec![
+    let mut env = vec![
         ("RANK", topology.global_rank(local).to_string()),
         ("WORLD_SIZE", topology.world_size().to_string()),
         ("LOCAL_RANK", local.to_string()),
@@ -310,7 +313,13 @@ fn rank_env(topology: &Topology, local: usize, port: u16) -> Vec<(&'static str, 
         ("GROUP_RANK", topology.node_rank.to_string()),
         ("MASTER_ADDR", topology.master_addr.clone()),
         ("MASTER_PORT", port.to_string()),
-    ]
+    ];
+    if std::env::var_os("OMP_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let threads = (cores / topology.nproc_per_node.max(1)).max(1);
+        env.push(("OMP_NUM_THREADS", threads.to_string()));
+    }
+    env
 }
 
 /// Echoes a rank's standard error with its rank, into its log file too, keeping the tail.

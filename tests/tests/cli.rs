@@ -50,20 +50,6 @@ fn help_lists_every_planned_subcommand() {
     }
 }
 
-#[test]
-fn unbuilt_subcommands_say_so_and_exit_non_zero() {
-    for sub in ["finetune", "eval"] {
-        let words: Vec<&str> = sub.split(' ').chain(["--anything"]).collect();
-        let out = arl(&words);
-        assert_eq!(out.status.code(), Some(3), "{sub}");
-        assert!(
-            text(&out.stderr).contains("not built yet"),
-            "{sub}: {}",
-            text(&out.stderr)
-        );
-    }
-}
-
 /// `arl run` on the embedded default, shortened, in a run folder of its own.
 fn short_run(name: &str, extra: &[&str]) -> Output {
     let dir = arl_tests::scratch_dir(name);
@@ -83,7 +69,7 @@ fn short_run(name: &str, extra: &[&str]) -> Output {
 }
 
 #[test]
-fn run_on_the_embedded_default_prepares_its_inputs_and_pretrains_with_two_ranks() {
+fn run_on_the_embedded_default_prepares_pretrains_fine_tunes_and_writes_the_table() {
     let out = short_run("cli-run", &[]);
     let stderr = text(&out.stderr);
     assert!(
@@ -96,18 +82,33 @@ fn run_on_the_embedded_default_prepares_its_inputs_and_pretrains_with_two_ranks(
         "linking the reports to HPO",
         "step 3/3: loss",
         "pretraining done",
-        "not built yet (issue 9)",
+        "arl finetune: job vqa",
+        "arl finetune: job cls",
+        "arl finetune: job irtr",
+        "zero-shot: T2I R@1/5/10",
+        "arl run: results in",
     ] {
         assert!(stderr.contains(stage), "{stage}: {stderr}");
     }
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let table = text(&out.stdout);
+    for heading in ["## Med-VQA", "## Med-ITC", "## Med-ITR"] {
+        assert!(table.contains(heading), "{table}");
+    }
 }
 
 #[test]
 fn run_with_three_ranks_through_the_nproc_flag() {
     let out = short_run(
         "cli-run3",
-        &["--nproc-per-node", "3", "--set", "train.global_batch=6"],
+        &[
+            "--nproc-per-node",
+            "3",
+            "--set",
+            "train.global_batch=6",
+            "--set",
+            "pipeline.jobs=[\"pretrain\"]",
+        ],
     );
     let stderr = text(&out.stderr);
     assert!(

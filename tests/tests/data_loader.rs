@@ -48,6 +48,7 @@ fn config(transform: Transform, max_bad_fraction: f64) -> LoaderConfig {
         transform,
         max_bad_fraction,
         seed: 3,
+        first_step: 0,
         dicom: DicomOptions::default(),
     }
 }

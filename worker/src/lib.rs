@@ -6,6 +6,7 @@ pub mod checkpoint_bench;
 pub mod convert;
 pub mod data;
 pub mod dist;
+pub mod finetune;
 pub mod knowledge;
 pub mod model;
 pub mod preflight;

@@ -39,6 +39,33 @@ enum Command {
         #[arg(long)]
         stop_at: Option<u64>,
     },
+    /// Fine-tune as one rank of the world (for `arl finetune` and `arl run`): job NAME of the
+    /// resolved config (`[finetune.NAME]`), from the pipeline's pretrained weights.
+    Finetune {
+        #[command(flatten)]
+        dist: DistArgs,
+        /// The resolved job config (TOML).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// The job (`[finetune.NAME]`).
+        #[arg(long)]
+        job: String,
+        /// Stop after this step (with a checkpoint), as if preempted there.
+        #[arg(long)]
+        stop_at: Option<u64>,
+        /// Do not train: evaluate the selected weights of the finished job again.
+        #[arg(long, conflicts_with = "stop_at")]
+        evaluate: bool,
+    },
+    /// Check a fine-tune job's section of a job config without starting anything.
+    CheckFinetune {
+        /// The resolved job config (TOML).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// The job (`[finetune.NAME]`).
+        #[arg(long)]
+        job: String,
+    },
     /// Check the pretraining sections of a job config without starting anything.
     CheckPretrain {
         /// The resolved job config (TOML).
@@ -358,6 +385,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (group, device) = dist.join()?;
             arl_worker::train::pretrain::pretrain(&table, &group, device, stop_at, &stop)?;
             group.shutdown()?;
+        }
+        Command::Finetune {
+            dist,
+            config,
+            job,
+            stop_at,
+            evaluate,
+        } => {
+            use arl_worker::finetune::run::{Mode, finetune};
+            let table = read_config(&config)?;
+            let stop = arl_worker::train::stop::StopRequest::install()?;
+            let (group, device) = dist.join()?;
+            let mode = if evaluate {
+                Mode::Evaluate
+            } else {
+                Mode::Train(stop_at)
+            };
+            finetune(&table, &group, device, &job, mode, &stop)?;
+            group.shutdown()?;
+        }
+        Command::CheckFinetune { config, job } => {
+            let table = read_config(&config)?;
+            arl_worker::finetune::config::FinetuneConfig::from_table(&table, &job)
+                .and_then(|_| arl_worker::train::config::PretrainConfig::from_table(&table))
+                .with_context(|| format!("config {}", config.display()))?;
         }
         Command::CheckPretrain { config } => {
             let table = read_config(&config)?;

@@ -44,6 +44,9 @@ pub struct LoaderConfig {
     pub max_bad_fraction: f64,
     /// Seed of the random crops.
     pub seed: u64,
+    /// The run's step of the first batch: a sample's crop depends on the run's step, so a
+    /// resumed run crops as the uninterrupted one did.
+    pub first_step: u64,
     /// How DICOM images (recognised by their `DICM` marker) are windowed; their first frame is
     /// used.
     pub dicom: DicomOptions,
@@ -127,11 +130,11 @@ impl BadCounter {
 /// Builds one step's batch: decodes on `threads` scoped threads, in sample order.
 fn build(
     mut step_samples: super::stream::Step,
-    step: usize,
+    step: u64,
     cfg: &LoaderConfig,
 ) -> (Option<Tensor>, Vec<Sample>, Vec<BadSample>) {
     let samples = std::mem::take(&mut step_samples.samples);
-    let seed = cfg.seed ^ (step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let seed = cfg.seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03);
     let chunk = samples.len().div_ceil(cfg.threads.max(1)).max(1);
     let decoded: Vec<anyhow::Result<Rgb>> = std::thread::scope(|scope| {
         let handles: Vec<_> = samples
@@ -180,7 +183,8 @@ impl Loader {
                 max_fraction: cfg.max_bad_fraction,
             };
             for step in 0..steps {
-                let (images, samples, bad) = build(stream.next_batch(), step, &cfg);
+                let (images, samples, bad) =
+                    build(stream.next_batch(), cfg.first_step + step as u64, &cfg);
                 let result = counter.check(step, samples.len(), &bad).and_then(|()| {
                     let images = images.ok_or_else(|| {
                         anyhow::anyhow!("step {step}: every sample was bad: {:?}", bad.first())

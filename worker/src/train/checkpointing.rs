@@ -2,6 +2,7 @@
 //! memory reserved up front, the manifest's training state (step, epoch, hashes, every rank's
 //! step generator, sampler position, schedule), and the JSON lines about saves.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use arl_checkpoints::{
@@ -54,7 +55,8 @@ impl Checkpointer {
         Ok(Self { saver, identity })
     }
 
-    /// Starts saving the state after `step` steps; returns once the tensors are copied.
+    /// Starts saving the state after `step` steps, with the trainer's `extra` values; returns
+    /// once the tensors are copied.
     ///
     /// # Errors
     /// The previous save failed, or the copy did.
@@ -65,6 +67,7 @@ impl Checkpointer {
         variables: &[Named],
         optimizer: &AdamW,
         schedule: &Schedule,
+        extra: BTreeMap<String, serde_json::Value>,
     ) -> anyhow::Result<()> {
         let factor = schedule.factor(optimizer.steps());
         let id = &self.identity;
@@ -100,7 +103,7 @@ impl Checkpointer {
                     .map(|(g, name)| ((*name).to_owned(), factor * optimizer.peak_lr(g)))
                     .collect(),
             },
-            extra: Default::default(),
+            extra,
         };
         let started = Instant::now();
         let mut begin = self.saver.begin()?;

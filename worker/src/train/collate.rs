@@ -20,8 +20,10 @@ use tch::{Kind, Tensor};
 use super::masking::Masking;
 use crate::data::labels::Labels;
 use crate::data::stream::Sample;
-use crate::data::text::TextTokenizer;
-use crate::knowledge::inputs::{EntityInputs, continuations, multi_hot, token_mentions};
+use crate::data::text::{TextTokenizer, TokenizedText};
+use crate::knowledge::inputs::{
+    EntityInputs, TokenMention, continuations, multi_hot, token_mentions,
+};
 use crate::model::pretext::PretrainBatch;
 
 /// A dataset's entity ids (indices into its manifest's CUI table) as ids of the knowledge
@@ -60,6 +62,34 @@ impl EntityMap {
     }
 }
 
+/// The tokens of `sample`'s text and its mentions as token spans (entities outside the
+/// knowledge vocabulary dropped).
+///
+/// # Errors
+/// A sample without its text, or a text the tokenizer rejects (named).
+pub fn tokenize_sample(
+    tokenizer: &TextTokenizer,
+    map: &EntityMap,
+    sample: &Sample,
+) -> anyhow::Result<(TokenizedText, Vec<TokenMention>)> {
+    let row = &sample.row;
+    let text = row
+        .captions
+        .get(sample.text)
+        .with_context(|| format!("{:?} has no text {}", row.image_id, sample.text))?;
+    let tokens = tokenizer.encode(text)?;
+    let mentions: Vec<[i64; 3]> = row
+        .txt_ents
+        .get(sample.text)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|&[start, end, id]| Some([start, end, map.get(id)?]))
+        .collect();
+    let mentions = token_mentions(&mentions, &tokens.char_to_token());
+    Ok((tokens, mentions))
+}
+
 /// Builds micro-batches.
 pub struct Collator {
     /// The tokenizer (fixed length).
@@ -89,21 +119,8 @@ struct Encoded {
 impl Collator {
     fn encode(&self, sample: &Sample, rng: &mut ChaCha8Rng) -> anyhow::Result<Encoded> {
         let row = &sample.row;
-        let text = row
-            .captions
-            .get(sample.text)
-            .with_context(|| format!("{:?} has no text {}", row.image_id, sample.text))?;
-        let tokens = self.tokenizer.encode(text)?;
+        let (tokens, mentions) = tokenize_sample(&self.tokenizer, &self.map, sample)?;
         let length = tokens.ids.len();
-        let mentions: Vec<[i64; 3]> = row
-            .txt_ents
-            .get(sample.text)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|&[start, end, id]| Some([start, end, self.map.get(id)?]))
-            .collect();
-        let mentions = token_mentions(&mentions, &tokens.char_to_token());
         let continuation = continuations(&mentions, length);
         let masked = self
             .masking

@@ -4,9 +4,11 @@
 pub mod checkpointing;
 pub mod collate;
 pub mod config;
+pub mod init;
 pub mod masking;
 pub mod optim;
 pub mod pretrain;
+pub mod rank;
 pub mod reconstruction;
 pub mod report;
 pub mod schedule;

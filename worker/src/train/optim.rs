@@ -237,7 +237,8 @@ impl AdamW {
     }
 
     /// One AdamW step with every group's learning rate at `factor` of its peak; parameters
-    /// without gradient are left alone (as the reference does).
+    /// without gradient are left alone (as the reference does). Every update is in place:
+    /// the only temporaries are `g²` and the denominator, one parameter at a time.
     pub fn step(&mut self, factor: f64) {
         let (beta1, beta2) = self.cfg.betas;
         self.steps += 1;
@@ -250,15 +251,20 @@ impl AdamW {
                     continue;
                 }
                 let lr = factor * peak_lr(&self.cfg, p.group);
-                let _ = p.exp_avg.g_mul_scalar_(beta1);
-                let _ = p.exp_avg.g_add_(&(&grad * (1.0 - beta1)));
-                let _ = p.exp_avg_sq.g_mul_scalar_(beta2);
-                let _ = p.exp_avg_sq.addcmul_(&grad, &(&grad * (1.0 - beta2)));
-                let denom = p.exp_avg_sq.sqrt().g_add_scalar_(self.cfg.eps);
-                let _ = p.value.addcdiv_(&(&p.exp_avg * (-lr * correction)), &denom);
+                // m ← β₁m + (1-β₁)g;  v ← β₂v + (1-β₂)g²
+                let _ = p.exp_avg.lerp_(&grad, 1.0 - beta1);
+                let _ = p.exp_avg_sq.lerp_(&grad.square(), 1.0 - beta2);
+                if lr == 0.0 {
+                    continue; // the warm-up's first step moves nothing
+                }
+                // p ← p - lr·c·m / (√v + ε), written as p + m / ((√v + ε) / (-lr·c))
+                let mut denom = p.exp_avg_sq.sqrt();
+                let _ = denom.g_add_scalar_(self.cfg.eps);
+                let _ = denom.g_div_scalar_(-lr * correction);
+                let _ = p.value.addcdiv_(&p.exp_avg, &denom);
                 if self.cfg.weight_decay > 0.0 && p.group % 2 == 0 {
-                    let decay = &p.value * (-lr * self.cfg.weight_decay);
-                    let _ = p.value.g_add_(&decay);
+                    // decoupled decay after the update, as Hugging Face's AdamW
+                    let _ = p.value.g_mul_scalar_(1.0 - lr * self.cfg.weight_decay);
                 }
             }
         });

@@ -14,18 +14,20 @@
 use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
-use arl_c10d::{ProcessGroup, ReduceOp};
+use arl_c10d::ProcessGroup;
 use arl_checkpoints::{Checkpoints, SaverConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
-use tch::{Device, Kind, Tensor, nn};
+use tch::{Device, Kind, Tensor};
 
 use super::checkpointing::{Checkpointer, RunIdentity};
 use super::collate::{Collator, EntityMap};
-use super::config::{MlmBudget, Precision, PretrainConfig};
+use super::config::{MlmBudget, PretrainConfig};
+use super::init::{self, Built};
 use super::masking::Masking;
 use super::optim::{AdamW, GROUPS};
+use super::rank::{GradientSync, Rank};
 use super::report::{MimPicture, Reporter, StepReport};
 use super::schedule::Schedule;
 use super::stop::{StopRequest, signal_name};
@@ -33,11 +35,9 @@ use crate::data::loader::{Loader, LoaderConfig, Transform};
 use crate::data::sampler::{self, Sampler, SamplerConfig};
 use crate::data::stream::{RankStream, ShardSource};
 use crate::data::text::TextTokenizer;
-use crate::knowledge::store;
-use crate::model::arl::ArlModel;
 use crate::model::config::ModelConfig;
 use crate::model::pretext::{LOSS_WEIGHTS, LossWeights, weighted_pretrain_losses};
-use crate::train_state::{self, Named};
+use crate::train_state;
 
 /// Steps between cross-rank parameter checksums.
 const CHECKSUM_EVERY: u64 = 50;
@@ -56,55 +56,6 @@ pub fn step_seed(seed: u64, step: u64, rank: usize) -> u64 {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
-}
-
-/// The (2, E) head → tail edges of the knowledge graph.
-fn edge_index(triples: &[[i64; 3]]) -> Tensor {
-    let heads: Vec<i64> = triples.iter().map(|t| t[0]).collect();
-    let tails: Vec<i64> = triples.iter().map(|t| t[1]).collect();
-    Tensor::stack(&[Tensor::from_slice(&heads), Tensor::from_slice(&tails)], 0)
-}
-
-/// One rank's view of the run.
-struct Rank<'a> {
-    group: &'a ProcessGroup,
-    rank: usize,
-    world: usize,
-    /// Where collectives run (NCCL reduces only GPU tensors).
-    device: Device,
-}
-
-impl Rank<'_> {
-    /// The rank-sum of `values` (on the host before and after).
-    fn sum(&self, values: &Tensor) -> anyhow::Result<Vec<f64>> {
-        let tensor = values.to_kind(Kind::Double).to_device(self.device);
-        self.group
-            .all_reduce(std::slice::from_ref(&tensor), ReduceOp::Sum)?;
-        Ok(Vec::try_from(&tensor.to_device(Device::Cpu))?)
-    }
-
-    /// Every rank's `value`, by rank (an all-gather of one number).
-    fn gather(&self, value: f64) -> anyhow::Result<Vec<f64>> {
-        let mut slots = vec![0f64; self.world];
-        slots[self.rank] = value;
-        self.sum(&Tensor::from_slice(&slots))
-    }
-
-    /// One reduction for the step's two decisions: the ranks whose gradients are not finite,
-    /// and the stop signal some rank received (the largest number, if several).
-    fn flags(
-        &self,
-        nonfinite: bool,
-        stop: Option<i32>,
-    ) -> anyhow::Result<(Vec<usize>, Option<i32>)> {
-        let mut slots = vec![0f64; 2 * self.world];
-        slots[self.rank] = f64::from(u8::from(nonfinite));
-        slots[self.world + self.rank] = f64::from(stop.unwrap_or(0));
-        let all = self.sum(&Tensor::from_slice(&slots))?;
-        let bad = (0..self.world).filter(|&r| all[r] > 0.0).collect();
-        let signal = all[self.world..].iter().fold(0f64, |a, &b| a.max(b)) as i32;
-        Ok((bad, (signal > 0).then_some(signal)))
-    }
 }
 
 /// Runs pretraining on this rank until `train.steps` (or `stop_at`, as if preempted there, or
@@ -127,21 +78,8 @@ pub fn pretrain(
             .and_then(|v| v.as_table())
             .unwrap_or(&toml::Table::new()),
     )?;
-    let ranks = Rank {
-        group,
-        rank: group.rank(),
-        world: group.world_size(),
-        device,
-    };
-    let bf16 = cfg.train.precision == Precision::Bf16;
-    if bf16 {
-        ensure!(
-            device.is_cuda(),
-            "train.precision = \"bf16\" autocasts on CUDA only; rank {} runs on the CPU",
-            ranks.rank
-        );
-        arl_c10d::use_bf16_autocast()?;
-    }
+    let ranks = Rank::new(group, device);
+    let bf16 = init::bf16(cfg.train.precision, device, ranks.rank)?;
     let per_rank = cfg.train.global_batch / ranks.world;
     ensure!(
         per_rank * ranks.world == cfg.train.global_batch
@@ -155,43 +93,15 @@ pub fn pretrain(
     );
     let config_hash = sha256_hex(toml::to_string(table)?.as_bytes());
 
-    // Knowledge: the entity graph and its TransE table.
-    let (graph, _) = store::read(&cfg.knowledge.dir)
-        .with_context(|| format!("knowledge folder {}", cfg.knowledge.dir.display()))?;
-    let entities = graph.entities.len() as i64;
-    ensure!(entities > 0, "{}: no entities", cfg.knowledge.dir.display());
-    let embeddings = store::read_embeddings(&cfg.knowledge.dir, graph.entities.len())?;
-
     // The model, identical everywhere.
-    tch::manual_seed(cfg.train.seed as i64);
-    let mut vs = nn::VarStore::new(Device::Cpu);
-    let model = ArlModel::new(
-        &vs.root(),
-        &model_cfg,
-        entities,
-        &edge_index(&graph.triples),
-    );
-    tch::no_grad(|| {
-        let variables = vs.variables();
-        let mut table = variables
-            .get("align_head.x")
-            .context("the model has no align_head.x")?
-            .shallow_clone();
-        ensure!(
-            table.size() == embeddings.size(),
-            "TransE table {:?}, model entity table {:?}",
-            embeddings.size(),
-            table.size()
-        );
-        table.copy_(&embeddings);
-        Ok(())
-    })?;
-    vs.set_device(device);
+    let Built {
+        mut vs,
+        model,
+        graph,
+    } = init::build(&cfg.knowledge.dir, &model_cfg, cfg.train.seed)?;
+    let entities = graph.entities.len() as i64;
+    init::broadcast(&mut vs, device, group)?;
     let variables = train_state::sorted_variables(&vs);
-    let tensors: Vec<Tensor> = variables.iter().map(|(_, t)| t.shallow_clone()).collect();
-    group
-        .broadcast(&tensors, 0)
-        .context("broadcasting the initial weights")?;
     let mut optimizer = AdamW::new(&vs, cfg.optim.clone(), true);
     let schedule = Schedule::new(cfg.train.steps, cfg.optim.warmup);
 
@@ -263,6 +173,7 @@ pub fn pretrain(
             },
             max_bad_fraction: 0.01,
             seed: cfg.train.seed,
+            first_step: start,
             dicom: Default::default(),
         },
         (end - start) as usize,
@@ -382,10 +293,10 @@ pub fn pretrain(
 
         // Gradients: one decision on non-finite values and stop requests, then the rank-mean.
         let grads = optimizer.grads();
-        let finite: Vec<Tensor> = grads.iter().map(|g| g.isfinite().all()).collect();
-        let local_bad = !finite.is_empty()
-            && !bool::try_from(Tensor::stack(&finite, 0).all().to_device(Device::Cpu))?;
-        let (bad_ranks, stop_signal) = ranks.flags(local_bad, stop.signal())?;
+        let GradientSync {
+            bad_ranks,
+            stop: stop_signal,
+        } = ranks.sync_gradients(&grads, stop.signal())?;
         let logged: Vec<f64> = ranks
             .sum(&logged)?
             .iter()
@@ -408,10 +319,6 @@ pub fn pretrain(
             }
         } else {
             nonfinite_run = 0;
-            group.all_reduce(&grads, ReduceOp::Sum)?;
-            for grad in &grads {
-                let _ = grad.shallow_clone().g_div_scalar_(ranks.world as f64);
-            }
             let grad_norm = if cfg.optim.max_grad_norm > 0.0 {
                 optimizer.clip_grad_norm(cfg.optim.max_grad_norm)
             } else {
@@ -420,7 +327,7 @@ pub fn pretrain(
             let factor = schedule.factor(optimizer.steps());
             optimizer.step(factor);
             if done % CHECKSUM_EVERY == 0 || done == end || stop_signal.is_some() {
-                check_replicas(&ranks, &variables, done)?;
+                ranks.check_replicas(&variables, done)?;
             }
             if let Some(reporter) = reporter.as_mut() {
                 let seconds = started.elapsed().as_secs_f64();
@@ -450,7 +357,14 @@ pub fn pretrain(
             checkpointer.poll()?;
             let every = cfg.checkpoint.every_steps;
             if (every > 0 && done % every == 0) || done == end || stop_signal.is_some() {
-                checkpointer.save(done, position_at(done), &variables, &optimizer, &schedule)?;
+                checkpointer.save(
+                    done,
+                    position_at(done),
+                    &variables,
+                    &optimizer,
+                    &schedule,
+                    Default::default(),
+                )?;
             }
         }
         if let Some(signal) = stop_signal {
@@ -467,21 +381,6 @@ pub fn pretrain(
     group.barrier()?;
     if let Some(checkpointer) = checkpointer {
         checkpointer.finish()?;
-    }
-    Ok(())
-}
-
-/// Stops the run if the ranks' parameters differ (a checksum per rank, compared everywhere).
-fn check_replicas(ranks: &Rank<'_>, variables: &[Named], step: u64) -> anyhow::Result<()> {
-    let checksum = tch::no_grad(|| {
-        variables
-            .iter()
-            .map(|(_, t)| t.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]))
-            .sum::<f64>()
-    });
-    let all = ranks.gather(checksum)?;
-    if let Some(other) = all.iter().position(|&c| c.to_bits() != all[0].to_bits()) {
-        bail!("at step {step} the parameters of rank {other} differ from rank 0's ({all:?})");
     }
     Ok(())
 }

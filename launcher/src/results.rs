@@ -1,0 +1,144 @@
+//! The pipeline's results table: every fine-tune's `result.json` gathered into
+//! `<run_dir>/results.json` and `<run_dir>/results.md`, laid out like the paper's tables
+//! (Med-VQA open/closed/overall per dataset, Med-ITC accuracy, Med-ITR Recall@K zero-shot and
+//! fine-tuned). Every row names the weights it measured, the config and the data manifests by
+//! hash (the first 12 hex digits in the Markdown, whole in the JSON).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+fn cell(value: &Value) -> String {
+    value
+        .as_f64()
+        .map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"))
+}
+
+fn short(value: &Value) -> String {
+    value
+        .as_str()
+        .map_or_else(|| "–".to_owned(), |s| s.chars().take(12).collect())
+}
+
+/// The hashes of a result's row: weights, config, and the test split's manifest.
+fn provenance(result: &Value, weights: &Value) -> String {
+    format!(
+        "`{}` | `{}` | `{}`",
+        short(weights),
+        short(&result["config_hash"]),
+        short(&result["data"]["test"])
+    )
+}
+
+/// The Markdown tables of `results` (job name, result.json), titled with `run`.
+pub fn markdown(run: &str, results: &[(String, Value)]) -> String {
+    let mut md = format!(
+        "# Results of {run}\n\nAll numbers are percentages on each job's test split; `weights` is the hash of the evaluated model tensors, `config` of the job's resolved settings, `data` of the test split's manifest.\n"
+    );
+    let of = |task: &str| -> Vec<&(String, Value)> {
+        results.iter().filter(|(_, r)| r["task"] == task).collect()
+    };
+    let vqa = of("vqa");
+    if !vqa.is_empty() {
+        md.push_str("\n## Med-VQA (accuracy)\n\n| job | open | closed | overall | questions | selected | weights | config | data |\n|---|---|---|---|---|---|---|---|---|\n");
+        for (name, r) in vqa {
+            let score = &r["test"]["vqa"];
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {} | epoch {} | {} |",
+                cell(&score["open"]),
+                cell(&score["closed"]),
+                cell(&score["overall"]),
+                score["questions"],
+                r["selected"]["epoch"],
+                provenance(r, &r["weights"])
+            );
+        }
+    }
+    let cls = of("cls");
+    if !cls.is_empty() {
+        md.push_str("\n## Med-ITC (accuracy)\n\n| job | accuracy | items | selected | weights | config | data |\n|---|---|---|---|---|---|---|\n");
+        for (name, r) in cls {
+            let score = &r["test"]["cls"];
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | epoch {} | {} |",
+                cell(&score["accuracy"]),
+                score["items"],
+                r["selected"]["epoch"],
+                provenance(r, &r["weights"])
+            );
+        }
+    }
+    let irtr = of("irtr");
+    if !irtr.is_empty() {
+        md.push_str("\n## Med-ITR (Recall@K)\n\n| job | model | pairs | T2I R@1 | R@5 | R@10 | I2T R@1 | R@5 | R@10 | weights | config | data |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for (name, r) in irtr {
+            let mut rows = Vec::new();
+            if !r["zero_shot"].is_null() {
+                rows.push(("zero-shot", &r["zero_shot"]["irtr"], &r["init"]["weights"]));
+            }
+            rows.push(("fine-tuned", &r["test"]["irtr"], &r["weights"]));
+            for (setting, recall, weights) in rows {
+                let _ = writeln!(
+                    md,
+                    "| {name} | {setting} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    recall["texts"],
+                    cell(&recall["t2i"][0]),
+                    cell(&recall["t2i"][1]),
+                    cell(&recall["t2i"][2]),
+                    cell(&recall["i2t"][0]),
+                    cell(&recall["i2t"][1]),
+                    cell(&recall["i2t"][2]),
+                    provenance(r, weights)
+                );
+            }
+        }
+    }
+    md
+}
+
+/// Writes `results.json` and `results.md` into `run_dir`; returns the Markdown.
+///
+/// # Errors
+/// A file cannot be written (named).
+pub fn write(run_dir: &Path, results: &[(String, Value)]) -> anyhow::Result<String> {
+    let md = markdown(&run_dir.display().to_string(), results);
+    let jobs: serde_json::Map<String, Value> = results.iter().cloned().collect();
+    for (name, bytes) in [
+        (
+            "results.json",
+            serde_json::to_vec_pretty(&json!({ "jobs": jobs }))?,
+        ),
+        ("results.md", md.clone().into_bytes()),
+    ] {
+        let path = run_dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_follow_the_paper_and_cite_hashes() {
+        let vqa = json!({"task": "vqa", "test": {"vqa": {"open": 50.0, "closed": null,
+            "overall": 62.5, "questions": 8}}, "selected": {"epoch": 2},
+            "weights": "aaaaaaaaaaaaaaaa", "config_hash": "bbbbbbbbbbbbbbbb",
+            "data": {"test": "cccccccccccccccc"}});
+        let irtr = json!({"task": "irtr", "test": {"irtr": {"t2i": [10.0, 50.0, 100.0],
+            "i2t": [20.0, 60.0, 100.0], "images": 10, "texts": 10}},
+            "zero_shot": {"irtr": {"t2i": [5.0, 25.0, 50.0], "i2t": [0.0, 30.0, 70.0],
+            "images": 10, "texts": 10}}, "init": {"weights": "dddddddddddddddd"},
+            "weights": "eeeeeeeeeeeeeeee", "config_hash": "ffff", "data": {"test": "9999"}});
+        let md = markdown("runs/x", &[("rad".into(), vqa), ("roco".into(), irtr)]);
+        assert!(md.contains("| rad | 50.00 | – | 62.50 | 8 | epoch 2 | `aaaaaaaaaaaa` | `bbbbbbbbbbbb` | `cccccccccccc` |"), "{md}");
+        assert!(md.contains("| roco | zero-shot | 10 | 5.00 | 25.00 | 50.00 | 0.00 | 30.00 | 70.00 | `dddddddddddd` |"), "{md}");
+        assert!(md.contains("| roco | fine-tuned | 10 | 10.00 | 50.00 | 100.00 | 20.00 | 60.00 | 100.00 | `eeeeeeeeeeee` |"), "{md}");
+        assert!(!md.contains("Med-ITC"), "{md}");
+    }
+}

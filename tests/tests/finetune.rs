@@ -1,0 +1,337 @@
+//! The fine-tunes end to end on the synthetic benchmark with two CPU workers, from one small
+//! pretrained model shared by every test (each test works on its own copy of the run folder):
+//! - `arl run` fine-tunes VQA, classification and retrieval, writes one results table whose
+//!   rows cite their weights, config and data by hash, skips every complete job on a rerun,
+//!   and refuses to reuse a result written under another section;
+//! - a fine-tune stopped mid-run resumes to exactly the straight run's losses and result, and
+//!   `arl eval` evaluates its selected weights again to the same numbers;
+//! - a fine-tune at another resolution interpolates the vision positions, and one can start
+//!   from scratch;
+//! - a bad `[finetune.NAME]` key is named before any worker starts.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use arl_checkpoints::Checkpoints;
+use arl_tests::{arl_ok, release_binary, scratch_dir};
+use serde_json::Value;
+
+/// `--set` overrides of a small pipeline in run folder `run`.
+fn sets(run: &Path) -> Vec<String> {
+    let mut args = Vec::new();
+    for set in [
+        format!("train.run_dir={:?}", run.to_string_lossy()),
+        "prepare.scenes=60".to_owned(),
+        "prepare.transe_epochs=5".to_owned(),
+        "train.steps=4".to_owned(),
+        "checkpoint.every_steps=4".to_owned(),
+        "finetune.vqa.epochs=1".to_owned(),
+        "finetune.vqa.global_batch=8".to_owned(),
+        "finetune.cls.epochs=2".to_owned(),
+        "finetune.irtr.epochs=1".to_owned(),
+        "finetune.irtr.negatives=2".to_owned(),
+    ] {
+        args.push("--set".to_owned());
+        args.push(set);
+    }
+    args
+}
+
+/// The prepared inputs and the pretrained model, made once.
+fn pretrained() -> &'static Path {
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let dir = scratch_dir("finetune-base");
+        let mut args = vec!["run".to_owned()];
+        args.extend(sets(&dir));
+        args.extend([
+            "--set".to_owned(),
+            "pipeline.jobs=[\"pretrain\"]".to_owned(),
+        ]);
+        arl_ok(&args);
+        dir
+    })
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A run folder of its own with the shared inputs and pretraining checkpoints.
+fn copy_of(name: &str) -> PathBuf {
+    let base = pretrained();
+    let run = scratch_dir(&format!("finetune-{name}"));
+    for part in ["synth", "knowledge", "checkpoints"] {
+        copy_tree(&base.join(part), &run.join(part));
+    }
+    std::fs::copy(base.join("tokenizer.json"), run.join("tokenizer.json")).unwrap();
+    run
+}
+
+fn arl(command: &str, run: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![command.to_owned()];
+    args.extend(sets(run));
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    arl_ok(&args)
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{path:?}: {e}")))
+        .unwrap()
+}
+
+fn is_sha256(value: &Value) -> bool {
+    value
+        .as_str()
+        .is_some_and(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Items of a dataset, from its manifest.
+fn items(dataset: &Path) -> u64 {
+    json(&dataset.join("index.json"))["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["items"].as_u64().unwrap())
+        .sum()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_pipeline_fine_tunes_every_task_into_one_table_and_skips_what_is_done() {
+    let run = copy_of("pipeline");
+    let out = arl("run", &run, &[]);
+    let log = stderr(&out);
+    assert!(
+        log.contains("pretraining is complete (step 4); skipped"),
+        "{log}"
+    );
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    for heading in ["## Med-VQA", "## Med-ITC", "## Med-ITR"] {
+        assert!(table.contains(heading), "{table}");
+    }
+    assert!(table.contains("| irtr | zero-shot |") && table.contains("| irtr | fine-tuned |"));
+    assert_eq!(
+        std::fs::read_to_string(run.join("results.md")).unwrap(),
+        table
+    );
+
+    let results = json(&run.join("results.json"));
+    let pretrained = Checkpoints::open(&run.join("checkpoints").to_string_lossy())
+        .unwrap()
+        .latest()
+        .unwrap()
+        .unwrap()
+        .group_hash("model");
+    for job in ["vqa", "cls", "irtr"] {
+        let result = &results["jobs"][job];
+        assert_eq!(
+            result,
+            &json(&run.join("finetune").join(job).join("result.json"))
+        );
+        assert!(is_sha256(&result["weights"]), "{job}: {result}");
+        assert!(is_sha256(&result["config_hash"]), "{job}: {result}");
+        for split in ["train", "val", "test"] {
+            assert!(is_sha256(&result["data"][split]), "{job}: {result}");
+        }
+        assert_eq!(
+            result["init"]["weights"].as_str(),
+            Some(pretrained.as_str())
+        );
+        assert_eq!(result["init"]["step"], 4);
+    }
+    let vqa = &results["jobs"]["vqa"]["test"]["vqa"];
+    assert_eq!(
+        vqa["questions"].as_u64(),
+        Some(items(&run.join("synth/vqa/test")))
+    );
+    for key in ["open", "closed", "overall"] {
+        let value = vqa[key].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&value), "{key} {value}");
+    }
+    let cls = &results["jobs"]["cls"]["test"]["cls"];
+    assert_eq!(
+        cls["items"].as_u64(),
+        Some(items(&run.join("synth/cls/test")))
+    );
+    let irtr = &results["jobs"]["irtr"];
+    let pairs = items(&run.join("synth/irtr/test"));
+    for recall in [&irtr["test"]["irtr"], &irtr["zero_shot"]["irtr"]] {
+        assert_eq!(recall["texts"].as_u64(), Some(pairs));
+        // Recall@K can only grow with K.
+        for direction in ["i2t", "t2i"] {
+            let r: Vec<f64> = (0..3)
+                .map(|k| recall[direction][k].as_f64().unwrap())
+                .collect();
+            assert!(r[0] <= r[1] && r[1] <= r[2], "{direction}: {r:?}");
+        }
+    }
+    // The retrieval result is the final model's; the others the best validation epoch's.
+    assert_eq!(irtr["selected"]["rule"], "final weights");
+    assert_eq!(
+        results["jobs"]["cls"]["selected"]["rule"],
+        "best validation epoch"
+    );
+
+    // A rerun skips every job and prints the same table.
+    let again = arl("run", &run, &[]);
+    let log = stderr(&again);
+    for job in ["vqa", "cls", "irtr"] {
+        assert!(
+            log.contains(&format!("fine-tune {job} is complete; skipped")),
+            "{log}"
+        );
+    }
+    assert_eq!(String::from_utf8_lossy(&again.stdout), table);
+
+    // A result written under another section is not reused.
+    let mut args = vec!["run".to_owned()];
+    args.extend(sets(&run));
+    args.extend(["--set".to_owned(), "finetune.cls.epochs=3".to_owned()]);
+    let out = Command::new(release_binary("arl"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let log = stderr(&out);
+    assert!(
+        log.contains("finetune/cls/result.json") && log.contains("another [finetune.cls] section"),
+        "{log}"
+    );
+}
+
+/// The step lines of a fine-tune's rank-0 log.
+fn steps(job_dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(job_dir.join("rank0.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v.get("loss").is_some())
+        .collect()
+}
+
+#[test]
+fn a_stopped_fine_tune_resumes_to_exactly_the_straight_result() {
+    let straight = copy_of("straight");
+    arl("finetune", &straight, &["--job", "cls"]);
+    let resumed = copy_of("resumed");
+    // 48 training items, 8 per step: epoch 1 ends at step 6 (validation, best weights), and
+    // the job stops at 8, in epoch 2.
+    arl("finetune", &resumed, &["--job", "cls", "--stop-at", "8"]);
+    let job = resumed.join("finetune/cls");
+    assert!(!job.join("result.json").exists());
+    let out = arl("finetune", &resumed, &["--job", "cls"]);
+    assert!(
+        stderr(&out).contains("resumed at step 8"),
+        "{}",
+        stderr(&out)
+    );
+
+    let (a, b) = (steps(&straight.join("finetune/cls")), steps(&job));
+    assert_eq!(a.len(), 12);
+    assert_eq!(a.len(), b.len());
+    for (a, b) in a.iter().zip(&b) {
+        for key in ["step", "loss", "lr", "grad_norm"] {
+            assert_eq!(a[key], b[key], "{a} vs {b}");
+        }
+    }
+    let (a, b) = (
+        json(&straight.join("finetune/cls/result.json")),
+        json(&job.join("result.json")),
+    );
+    // (The config hashes differ: the two runs' folders are in their paths.)
+    for key in ["test", "weights", "selected", "data"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    assert_eq!(a["init"]["weights"], b["init"]["weights"]);
+
+    // `arl eval` evaluates the selected weights again, to the same numbers.
+    let out = arl("eval", &resumed, &["--job", "cls"]);
+    assert!(
+        stderr(&out).contains("arl finetune: cls done: accuracy"),
+        "{}",
+        stderr(&out)
+    );
+    let again = json(&job.join("result.json"));
+    assert_eq!(again["test"], b["test"]);
+    assert_eq!(again["weights"], b["weights"]);
+}
+
+#[test]
+fn fine_tunes_run_at_another_resolution_and_from_scratch() {
+    let run = copy_of("resolution");
+    // The tiny preset pretrains at 32 px (4 × 4 patches of 8); fine-tune at 48 (6 × 6).
+    arl(
+        "finetune",
+        &run,
+        &["--job", "vqa", "--set", "finetune.vqa.image_size=48"],
+    );
+    let best = Checkpoints::open(&run.join("finetune/vqa/best").to_string_lossy())
+        .unwrap()
+        .resume()
+        .unwrap()
+        .expect("best weights");
+    let tensors = best.tensors("model").unwrap();
+    let (_, positions) = tensors
+        .iter()
+        .find(|(name, _)| name == "vision_encoder.visual.positional_embedding")
+        .unwrap();
+    assert_eq!(positions.shape()[0], 1 + 36);
+
+    arl(
+        "finetune",
+        &run,
+        &["--job", "cls", "--set", "finetune.cls.init=\"scratch\""],
+    );
+    let result = json(&run.join("finetune/cls/result.json"));
+    assert_eq!(result["init"], "scratch");
+}
+
+#[test]
+fn bad_fine_tune_sections_are_named_before_any_worker_starts() {
+    let run = scratch_dir("finetune-bad");
+    for (extra, expected) in [
+        (
+            vec!["--job", "vqa", "--set", "finetune.vqa.epoch=3"],
+            vec!["[finetune.vqa]", "epoch"],
+        ),
+        (vec!["--job", "nope"], vec!["no [finetune.nope] section"]),
+        (
+            vec![
+                "--job",
+                "cls",
+                "--set",
+                "finetune.cls.task=\"segmentation\"",
+            ],
+            vec!["[finetune.cls]", "segmentation"],
+        ),
+    ] {
+        let mut args = vec!["finetune".to_owned()];
+        args.extend(sets(&run));
+        args.extend(["--set".to_owned(), "prepare.synthetic=false".to_owned()]);
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let out = Command::new(release_binary("arl"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{extra:?}");
+        let log = stderr(&out);
+        for text in expected {
+            assert!(log.contains(text), "{extra:?}: {log}");
+        }
+        assert!(!log.contains("[rank"), "a worker started: {log}");
+    }
+}

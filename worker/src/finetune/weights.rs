@@ -1,0 +1,151 @@
+//! The weights a fine-tune starts from and the ones it keeps: the pretrained model read from
+//! the pipeline's newest committed pretraining checkpoint (the vision positions interpolated
+//! to the fine-tuning resolution; the task head starts fresh), and the best epoch's weights,
+//! committed as a checkpoint of their own.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context, ensure};
+use arl_checkpoints::{Checkpoints, Loaded, Manifest, Retention, Staging, TrainingState};
+use tch::Tensor;
+
+use crate::model::vision::interpolate_positions;
+use crate::train_state::{self, Named, kind_of};
+
+/// The vision tower's position table (resized when the resolution changes).
+const POSITIONS: &str = "vision_encoder.visual.positional_embedding";
+
+/// The hash of a checkpoint's model weights: what the results table cites.
+pub fn model_hash(manifest: &Manifest) -> String {
+    manifest.group_hash("model")
+}
+
+/// Copies the pretrained model of the newest committed checkpoint at `location` into
+/// `variables`, except those under `fresh` (the task head); returns the checkpoint's model
+/// hash and step.
+///
+/// # Errors
+/// No committed checkpoint, or tensors missing, unexpected or of another shape (listed).
+pub fn load_pretrained(
+    location: &str,
+    variables: &[Named],
+    fresh: &str,
+    grid: i64,
+) -> anyhow::Result<(String, u64)> {
+    let loaded = Checkpoints::open(location)?.resume()?.with_context(|| {
+        format!("{location}: no committed pretraining checkpoint (run the pretraining job first)")
+    })?;
+    copy_model(&loaded, variables, |name| name.starts_with(fresh), grid)?;
+    Ok((model_hash(&loaded.manifest), loaded.manifest.state.step))
+}
+
+/// Copies the `model` group of `loaded` into `variables`; those for which `fresh` holds must
+/// be absent, every other must be there, and nothing else may be.
+///
+/// # Errors
+/// Missing, unexpected or mismatched tensors, listed with the checkpoint named.
+pub fn copy_model(
+    loaded: &Loaded,
+    variables: &[Named],
+    fresh: impl Fn(&str) -> bool,
+    grid: i64,
+) -> anyhow::Result<()> {
+    let saved = loaded.tensors("model")?;
+    let wanted: BTreeSet<&str> = variables
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !fresh(n))
+        .collect();
+    let have: BTreeSet<&str> = saved.iter().map(|(n, _)| n.as_str()).collect();
+    let missing: Vec<_> = wanted.difference(&have).collect();
+    let unexpected: Vec<_> = have.difference(&wanted).collect();
+    ensure!(
+        missing.is_empty() && unexpected.is_empty(),
+        "{}: the model does not match this job's: missing {missing:?}, unexpected {unexpected:?}",
+        loaded.location
+    );
+    let _guard = tch::no_grad_guard();
+    for (name, view) in &saved {
+        let (_, variable) = variables
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("checked above");
+        let what = || format!("{}: model/{name}", loaded.location);
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let mut value = Tensor::f_from_data_size(view.data(), &shape, kind_of(view.dtype())?)
+            .with_context(what)?;
+        if name == POSITIONS && shape != variable.size() {
+            value = interpolate_positions(&value, grid);
+        }
+        ensure!(
+            value.size() == variable.size(),
+            "{}: saved {:?}, the model has {:?}",
+            what(),
+            value.size(),
+            variable.size()
+        );
+        variable
+            .shallow_clone()
+            .f_copy_(&value.to_kind(variable.kind()))
+            .with_context(what)?;
+    }
+    Ok(())
+}
+
+/// The best weights so far, committed at `location` (the older ones deleted).
+pub struct BestWeights {
+    checkpoints: Checkpoints,
+}
+
+impl BestWeights {
+    /// The store at `location`.
+    ///
+    /// # Errors
+    /// As [`Checkpoints::open`].
+    pub fn open(location: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            checkpoints: Checkpoints::open(location)?,
+        })
+    }
+
+    /// Commits `variables` as the weights of `step` with `metric`, then deletes older ones.
+    ///
+    /// # Errors
+    /// The save fails (named).
+    pub fn save(&self, step: u64, metric: f64, variables: &[Named]) -> anyhow::Result<String> {
+        let mut staging = Staging::default();
+        staging.reserve(&train_state::layout("model", variables)?);
+        train_state::snapshot(&mut staging, "model", variables)?;
+        let mut state = TrainingState::new(step, 1);
+        state
+            .extra
+            .insert("metric".to_owned(), serde_json::json!(metric));
+        if !matches!(self.checkpoints.latest()?, Some(m) if m.state.step == step) {
+            self.checkpoints.save(&staging, &state)?;
+        }
+        self.checkpoints.retain(&Retention {
+            keep_last: 1,
+            keep_every: 0,
+        })?;
+        let latest = self
+            .checkpoints
+            .latest()?
+            .context("the best weights just saved")?;
+        Ok(model_hash(&latest))
+    }
+
+    /// Loads the best weights into `variables`; returns their hash and step.
+    ///
+    /// # Errors
+    /// None saved, or they do not match.
+    pub fn load(&self, variables: &[Named]) -> anyhow::Result<(String, u64)> {
+        let loaded = self.checkpoints.resume()?.with_context(|| {
+            format!(
+                "{}: no best weights were saved",
+                self.checkpoints.location()
+            )
+        })?;
+        train_state::restore(&loaded, "model", variables)?;
+        Ok((model_hash(&loaded.manifest), loaded.manifest.state.step))
+    }
+}

@@ -1,0 +1,103 @@
+//! One rank's view of a data-parallel run and the collectives every training loop shares:
+//! small host-side reductions, the per-step agreement on non-finite gradients and stop
+//! signals, gradient averaging, and the cross-rank parameter checksum.
+
+use anyhow::bail;
+use arl_c10d::{ProcessGroup, ReduceOp};
+use tch::{Device, Kind, Tensor};
+
+use crate::train_state::Named;
+
+/// One rank of the process group.
+pub struct Rank<'a> {
+    /// The group.
+    pub group: &'a ProcessGroup,
+    /// This rank.
+    pub rank: usize,
+    /// Ranks in the world.
+    pub world: usize,
+    /// Where collectives run (NCCL reduces only GPU tensors).
+    pub device: Device,
+}
+
+/// What the ranks agreed on after a backward pass.
+pub struct GradientSync {
+    /// Ranks whose gradients were not finite (the step was skipped when any).
+    pub bad_ranks: Vec<usize>,
+    /// The stop signal some rank received (the largest number, if several).
+    pub stop: Option<i32>,
+}
+
+impl<'a> Rank<'a> {
+    /// This process's rank of `group`, reducing on `device`.
+    pub fn new(group: &'a ProcessGroup, device: Device) -> Self {
+        Self {
+            group,
+            rank: group.rank(),
+            world: group.world_size(),
+            device,
+        }
+    }
+
+    /// The rank-sum of `values` (on the host before and after).
+    pub fn sum(&self, values: &Tensor) -> anyhow::Result<Vec<f64>> {
+        let tensor = values.to_kind(Kind::Double).to_device(self.device);
+        self.group
+            .all_reduce(std::slice::from_ref(&tensor), ReduceOp::Sum)?;
+        Ok(Vec::try_from(&tensor.to_device(Device::Cpu))?)
+    }
+
+    /// Every rank's `value`, by rank (an all-gather of one number).
+    pub fn gather(&self, value: f64) -> anyhow::Result<Vec<f64>> {
+        let mut slots = vec![0f64; self.world];
+        slots[self.rank] = value;
+        self.sum(&Tensor::from_slice(&slots))
+    }
+
+    /// One reduction for the step's two decisions (whether `grads` are finite everywhere, and
+    /// whether some rank was asked to stop); then, when every rank's gradients are finite,
+    /// their rank-mean in place.
+    pub fn sync_gradients(
+        &self,
+        grads: &[Tensor],
+        stop: Option<i32>,
+    ) -> anyhow::Result<GradientSync> {
+        let finite: Vec<Tensor> = grads.iter().map(|g| g.isfinite().all()).collect();
+        let nonfinite = !finite.is_empty()
+            && !bool::try_from(Tensor::stack(&finite, 0).all().to_device(Device::Cpu))?;
+        let mut slots = vec![0f64; 2 * self.world];
+        slots[self.rank] = f64::from(u8::from(nonfinite));
+        slots[self.world + self.rank] = f64::from(stop.unwrap_or(0));
+        let all = self.sum(&Tensor::from_slice(&slots))?;
+        let bad_ranks: Vec<usize> = (0..self.world).filter(|&r| all[r] > 0.0).collect();
+        let signal = all[self.world..].iter().fold(0f64, |a, &b| a.max(b)) as i32;
+        if bad_ranks.is_empty() {
+            self.group.all_reduce(grads, ReduceOp::Sum)?;
+            for grad in grads {
+                let _ = grad.shallow_clone().g_div_scalar_(self.world as f64);
+            }
+        }
+        Ok(GradientSync {
+            bad_ranks,
+            stop: (signal > 0).then_some(signal),
+        })
+    }
+
+    /// Stops the run if the ranks' parameters differ (a checksum per rank, compared everywhere).
+    ///
+    /// # Errors
+    /// A rank whose parameters differ from rank 0's (named), or a failed collective.
+    pub fn check_replicas(&self, variables: &[Named], step: u64) -> anyhow::Result<()> {
+        let checksum = tch::no_grad(|| {
+            variables
+                .iter()
+                .map(|(_, t)| t.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]))
+                .sum::<f64>()
+        });
+        let all = self.gather(checksum)?;
+        if let Some(other) = all.iter().position(|&c| c.to_bits() != all[0].to_bits()) {
+            bail!("at step {step} the parameters of rank {other} differ from rank 0's ({all:?})");
+        }
+        Ok(())
+    }
+}
