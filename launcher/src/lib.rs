@@ -2,6 +2,7 @@
 //! to end by launching one `arl-worker` per device, then the fine-tunes, then a results table.
 //! This library holds the config, the local world of rank processes, and the benchmarks.
 
+pub mod ablate;
 pub mod bench;
 pub mod ckpt;
 pub mod config;

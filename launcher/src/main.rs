@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Run the whole job from one config (default: the embedded CPU demo).
     Run(ConfigArgs),
+    /// The paper's ablation (Table 4): the pipeline for every AK/RK/LK combination and from
+    /// scratch, then one table (`<run_dir>/ablation.md`).
+    Ablate(ConfigArgs),
     /// Validate a config and print it fully resolved.
     Check(ConfigArgs),
     /// Side-by-side benchmarks against the Python reference.
@@ -318,6 +321,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         },
+        Command::Ablate(args) => {
+            print!("{}", arl_launcher::ablate::ablate(&load(&args)?)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check(args) => {
             print!("{}", toml::to_string(&load(&args)?)?);
             Ok(ExitCode::SUCCESS)

@@ -43,11 +43,32 @@ pub enum Outcome {
 /// A rank that fails (named), a preflight report that cannot be read, or a finished job whose
 /// result no longer matches the config.
 pub fn run(config: &Config) -> anyhow::Result<Outcome> {
+    let config = prepared(config)?;
+    let (outcome, _) = run_jobs(&config)?;
+    Ok(outcome)
+}
+
+/// `config` after the preflight and the preparation of its inputs (`[prepare]`), which point
+/// its unset paths at them.
+///
+/// # Errors
+/// A rank that fails the preflight, or a preparation step that fails (named).
+pub fn prepared(config: &Config) -> anyhow::Result<Config> {
     preflight(config)?;
     let mut config = config.clone();
     if let Some(prepare) = config.prepare.clone().filter(|p| p.synthetic) {
         crate::prepare::prepare(&mut config, &prepare)?;
     }
+    Ok(config)
+}
+
+/// Runs every job of a prepared config's pipeline, then writes its results table; returns how
+/// it ended and the fine-tunes' results.
+///
+/// # Errors
+/// A rank that fails (named), or a finished job whose result no longer matches the config.
+pub fn run_jobs(config: &Config) -> anyhow::Result<(Outcome, Vec<(String, serde_json::Value)>)> {
+    let config = config.clone();
     let mut results = Vec::new();
     for job in config.jobs() {
         if job == PRETRAIN_JOB {
@@ -61,7 +82,7 @@ pub fn run(config: &Config) -> anyhow::Result<Outcome> {
             }
             let pretrained = crate::pretrain::pretrain(&config, None)?;
             if let Some(stopped) = pretrained.stopped {
-                return Ok(Outcome::Stopped { job, stopped });
+                return Ok((Outcome::Stopped { job, stopped }, results));
             }
             let dir = &pretrained.dir;
             eprintln!(
@@ -80,14 +101,14 @@ pub fn run(config: &Config) -> anyhow::Result<Outcome> {
         }
         let finetuned = finetune::finetune(&config, &job, finetune::Mode::Train(None))?;
         if let Some(stopped) = finetuned.stopped {
-            return Ok(Outcome::Stopped { job, stopped });
+            return Ok((Outcome::Stopped { job, stopped }, results));
         }
         let result = finetune::read_result(&finetuned.dir)?
             .with_context(|| format!("fine-tune {job} ended without a result.json"))?;
         results.push((job, result));
     }
     if results.is_empty() {
-        return Ok(Outcome::Done(None));
+        return Ok((Outcome::Done(None), results));
     }
     let dir = run_dir(&config);
     let md = crate::results::write(&dir, &results)?;
@@ -96,7 +117,7 @@ pub fn run(config: &Config) -> anyhow::Result<Outcome> {
         dir.join("results.md").display(),
         dir.join("results.json").display()
     );
-    Ok(Outcome::Done(Some(md)))
+    Ok((Outcome::Done(Some(md)), results))
 }
 
 /// Starts every rank once and checks that an all-reduce of the ranks adds up.

@@ -7,7 +7,8 @@
 //!   `arl eval` evaluates its selected weights again to the same numbers;
 //! - a fine-tune at another resolution interpolates the vision positions, and one can start
 //!   from scratch;
-//! - a bad `[finetune.NAME]` key is named before any worker starts.
+//! - a bad `[finetune.NAME]` key is named before any worker starts;
+//! - `arl ablate` runs the eight AK/RK/LK combinations and from scratch into one table.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -334,4 +335,68 @@ fn bad_fine_tune_sections_are_named_before_any_worker_starts() {
         }
         assert!(!log.contains("[rank"), "a worker started: {log}");
     }
+}
+
+#[test]
+fn the_paper_config_passes_the_worker_check_of_every_job() {
+    let config = arl_tests::workspace_root().join("configs/pretrain-base.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let jobs = ["vqa-rad", "slake", "vqa-med-2019", "melinda", "roco"];
+    assert!(text.contains(&format!(
+        "jobs = [\"pretrain\", \"{}\"]",
+        jobs.join("\", \"")
+    )));
+    for job in jobs {
+        let out = Command::new(release_binary("arl-worker"))
+            .args(["check-finetune", "--config"])
+            .arg(&config)
+            .args(["--job", job])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{job}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn ablate_runs_every_knowledge_combination_and_from_scratch_into_one_table() {
+    let run = copy_of("ablate");
+    let out = arl(
+        "ablate",
+        &run,
+        &[
+            "--set",
+            "pipeline.jobs=[\"pretrain\", \"cls\"]",
+            "--set",
+            "train.steps=2",
+            "--set",
+            "finetune.cls.epochs=1",
+        ],
+    );
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        table.contains("| ID | AK | RK | LK | parameters | cls accuracy |"),
+        "{table}"
+    );
+    assert!(table.contains("| from scratch | – | – | – |"), "{table}");
+    assert!(table.contains("| 1 |  |  |  |"), "{table}");
+    assert!(table.contains("| 8 | ✓ | ✓ | ✓ |"), "{table}");
+    assert_eq!(
+        std::fs::read_to_string(run.join("ablation.md")).unwrap(),
+        table
+    );
+    let rows = json(&run.join("ablation.json"));
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 9);
+    let parameters = |variant: &str| {
+        let row = rows.iter().find(|r| r["variant"] == variant).unwrap();
+        row["jobs"]["cls"]["parameters"].as_u64().unwrap()
+    };
+    // RK adds the knowledge sublayers; AK and LK change only the pretraining objective.
+    assert!(parameters("3") > parameters("1"));
+    assert_eq!(parameters("2"), parameters("1"));
+    assert_eq!(parameters("8"), parameters("3"));
+    let scratch = rows.iter().find(|r| r["variant"] == "scratch").unwrap();
+    assert_eq!(scratch["jobs"]["cls"]["init"], "scratch");
+    let eight = rows.iter().find(|r| r["variant"] == "8").unwrap();
+    assert_eq!(eight["jobs"]["cls"]["init"]["step"], 2);
 }

@@ -159,6 +159,16 @@ impl Evaluator<'_> {
         })
     }
 
+    /// The rank-sum of a table each rank filled its rows of, flattened.
+    fn rank_sum(&self, table: &Tensor) -> anyhow::Result<Vec<f32>> {
+        Ok(self
+            .rank
+            .sum(&table.view([-1]))?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect())
+    }
+
     /// Items of this rank: `i ≡ rank (mod world)`.
     fn own(&self, n: usize) -> Vec<usize> {
         (self.rank.rank..n).step_by(self.rank.world).collect()
@@ -183,12 +193,7 @@ impl Evaluator<'_> {
             let rows = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
             let _ = logits.index_copy_(0, &rows, &out.to_kind(Kind::Float).to_device(Device::Cpu));
         }
-        let all: Vec<f32> = self
-            .rank
-            .sum(&logits.view([-1]))?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect();
+        let all = self.rank_sum(&logits)?;
         Ok(match self.task {
             Task::Vqa => {
                 let targets = samples
@@ -266,12 +271,7 @@ impl Evaluator<'_> {
                 .collect();
             scores.get(i as i64).copy_(&Tensor::cat(&row, 0));
         }
-        let all: Vec<f32> = self
-            .rank
-            .sum(&scores.view([-1]))?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect();
+        let all = self.rank_sum(&scores)?;
         Ok(metrics::recall(&all, n_images, &gold))
     }
 }

@@ -534,6 +534,7 @@ pub fn finetune(
                 "val": val.hash,
                 "test": test.hash,
             },
+            "parameters": variables.iter().map(|(_, t)| t.numel() as u64).sum::<u64>(),
             "epochs": cfg.epochs,
             "steps": total,
             "world_size": ranks.world,
