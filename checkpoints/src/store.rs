@@ -368,13 +368,22 @@ impl Checkpoints {
             .collect();
         let doomed = retention.doomed(&committed);
         for &step in &doomed {
-            self.target.remove_file(&Self::file(step, COMMIT))?;
-            self.target.remove_dir(&layout::step_dir(step))?;
+            self.delete(step)?;
         }
         for partial in listed.iter().filter(|l| l.status == Status::Partial) {
             self.target.remove_dir(&layout::step_dir(partial.step))?;
         }
         Ok(doomed)
+    }
+
+    /// Deletes the checkpoint of `step`: the commit marker first, so that a deletion cut short
+    /// leaves a partial folder, never a committed checkpoint with files missing.
+    ///
+    /// # Errors
+    /// A removal fails (named).
+    pub fn delete(&self, step: u64) -> anyhow::Result<()> {
+        self.target.remove_file(&Self::file(step, COMMIT))?;
+        self.target.remove_dir(&layout::step_dir(step))
     }
 
     /// The underlying target (for export and tests).

@@ -149,8 +149,9 @@ pub fn markdown(rows: &[Row]) -> String {
 /// # Errors
 /// A config without fine-tunes, a job that fails (named), or a variant stopped by a signal.
 pub fn ablate(config: &Config) -> anyhow::Result<String> {
-    if config.jobs().iter().all(|j| j == PRETRAIN_JOB) {
-        bail!("the config's [pipeline] has no fine-tune: there is nothing to compare");
+    let jobs = config.jobs();
+    if jobs.first().map(String::as_str) != Some(PRETRAIN_JOB) || jobs.len() < 2 {
+        bail!("pipeline.jobs must be \"pretrain\" followed by fine-tunes to compare ({jobs:?})");
     }
     let base = prepared(config)?;
     let mut rows = Vec::new();

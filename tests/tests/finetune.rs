@@ -234,6 +234,17 @@ fn a_stopped_fine_tune_resumes_to_exactly_the_straight_result() {
     arl("finetune", &resumed, &["--job", "cls", "--stop-at", "8"]);
     let job = resumed.join("finetune/cls");
     assert!(!job.join("result.json").exists());
+    // It continues only under the section it started with.
+    let mut args = vec!["finetune".to_owned()];
+    args.extend(sets(&resumed));
+    args.extend(["--job", "cls", "--set", "finetune.cls.lr=2e-4"].map(str::to_owned));
+    let out = Command::new(release_binary("arl")).args(&args).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("was started under another [finetune.cls] section"),
+        "{}",
+        stderr(&out)
+    );
     let out = arl("finetune", &resumed, &["--job", "cls"]);
     assert!(
         stderr(&out).contains("resumed at step 8"),

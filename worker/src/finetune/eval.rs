@@ -6,6 +6,7 @@
 //! each image once (by the rank that owns it), the entity graph once per evaluation; only the
 //! fusion module runs N × N times, in batches of `eval_batch` captions per image.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, ensure};
@@ -36,11 +37,17 @@ pub struct Split {
 }
 
 /// Reads the first `limit` items (all when `None`) of the dataset at `url`, caching shards in
-/// `cache_dir`.
+/// `cache_dir`; without `images` the image bytes are dropped as each row is read (a caption
+/// pool).
 ///
 /// # Errors
 /// The manifest or a shard cannot be read or decoded (named), or the split is empty.
-pub fn read_split(url: &str, cache_dir: &Path, limit: Option<usize>) -> anyhow::Result<Split> {
+pub fn read_split(
+    url: &str,
+    cache_dir: &Path,
+    limit: Option<usize>,
+    images: bool,
+) -> anyhow::Result<Split> {
     let source = ShardSource::open(url, cache_dir, 1 << 30)?;
     let manifest = source.manifest().clone();
     let hash = format!("{:x}", Sha256::digest(serde_json::to_vec(&manifest)?));
@@ -50,8 +57,11 @@ pub fn read_split(url: &str, cache_dir: &Path, limit: Option<usize>) -> anyhow::
         let mut item = 0u32;
         for batch in source.shard(shard)? {
             for r in 0..batch.num_rows() {
-                let row = table::row(&batch, r)
+                let mut row = table::row(&batch, r)
                     .with_context(|| format!("{url}: shard {shard}, row {r}"))?;
+                if !images {
+                    row.image = Vec::new();
+                }
                 for text in 0..row.captions.len() {
                     if samples.len() == limit {
                         break 'shards;
@@ -223,18 +233,21 @@ impl Evaluator<'_> {
     }
 
     fn retrieval(&self, samples: &[Sample]) -> anyhow::Result<Recall> {
-        // Images are the distinct rows of the items, in order; each item is a caption.
+        // Images are the distinct image ids of the items, in first-seen order; each item is
+        // a caption of one of them.
         let mut images: Vec<&Sample> = Vec::new();
-        let mut gold = Vec::with_capacity(samples.len());
-        for sample in samples {
-            if images
-                .last()
-                .is_none_or(|last| last.row.image_id != sample.row.image_id)
-            {
-                images.push(sample);
-            }
-            gold.push(images.len() - 1);
-        }
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let gold: Vec<usize> = samples
+            .iter()
+            .map(|sample| {
+                *index
+                    .entry(sample.row.image_id.as_str())
+                    .or_insert_with(|| {
+                        images.push(sample);
+                        images.len() - 1
+                    })
+            })
+            .collect();
         let (n_images, n_texts) = (images.len(), samples.len());
         let device = self.device();
         let vectors = self.model.model.align_head.entity_vectors(false);

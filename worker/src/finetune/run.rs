@@ -68,6 +68,9 @@ struct Progress {
     best: Option<Best>,
     zero_shot: Option<Metric>,
     init: Option<Value>,
+    /// The `[finetune.NAME]` section the job was started with.
+    #[serde(default)]
+    section: Value,
 }
 
 impl Progress {
@@ -161,16 +164,19 @@ pub fn finetune(
         }
     };
     let limit = (cfg.task == Task::Irtr).then_some(cfg.eval_pairs);
-    let val = read_split(
-        &cfg.split_url(&cfg.val_split),
-        &cache(&cfg.val_split),
-        limit,
-    )?;
-    let test = read_split(
-        &cfg.split_url(&cfg.test_split),
-        &cache(&cfg.test_split),
-        limit,
-    )?;
+    let read = |split: &str| read_split(&cfg.split_url(split), &cache(split), limit, true);
+    let (val, test) = (read(&cfg.val_split)?, read(&cfg.test_split)?);
+    for (split, manifest) in [
+        (&cfg.val_split, &val.manifest),
+        (&cfg.test_split, &test.manifest),
+    ] {
+        ensure!(
+            manifest.label_names == train_manifest.label_names,
+            "{}: its labels differ from {}'s (a label id must mean the same in every split)",
+            cfg.split_url(split),
+            cfg.split_url("train")
+        );
+    }
     let tokenizer = TextTokenizer::from_file(&pre.data.tokenizer, cfg.max_text_len)?;
 
     // The model: pretraining's initialisation, the head, then the pretrained weights.
@@ -187,7 +193,11 @@ pub fn finetune(
         model_cfg.fusion.hidden,
         outputs,
     );
-    let mut progress = Progress::default();
+    let section = serde_json::to_value(table.get("finetune").and_then(|f| f.get(job)))?;
+    let mut progress = Progress {
+        section: section.clone(),
+        ..Progress::default()
+    };
     {
         let variables = train_state::sorted_variables(&vs);
         if cfg.init == Init::Pretrained {
@@ -256,12 +266,43 @@ pub fn finetune(
         optimizer.set_steps(state.schedule.optimizer_steps);
         start = state.step;
         if let Some(saved) = state.extra.get("finetune") {
-            progress = serde_json::from_value(saved.clone())
+            let saved: Progress = serde_json::from_value(saved.clone())
                 .with_context(|| format!("{}: the fine-tune progress", loaded.location))?;
+            // A job continues only as it started: same section, same initial weights.
+            ensure!(
+                saved.section == section,
+                "{}: the job was started under another [finetune.{job}] section ({}); move or \
+                 delete {} to run it anew",
+                loaded.location,
+                saved.section,
+                dir.display()
+            );
+            let weights = |init: &Option<Value>| init.as_ref().map(|i| i["weights"].clone());
+            ensure!(
+                weights(&saved.init) == weights(&progress.init),
+                "{}: the job was started from other weights ({:?}, now {:?}); move or delete {} \
+                 to fine-tune the new ones",
+                loaded.location,
+                saved.init,
+                progress.init,
+                dir.display()
+            );
+            progress = saved;
         }
         if ranks.rank == 0 {
             println!("{}", json!({"resumed": start, "from": loaded.location}));
         }
+    }
+    // Every rank must continue from the same step (each resumes from the folder it sees).
+    let starts = ranks.gather(start as f64)?;
+    if let Some(other) = starts.iter().position(|&s| s != starts[0]) {
+        bail!(
+            "rank {other} resumes job {job} at step {}, rank 0 at step {}: the ranks do not \
+             see the same {}",
+            starts[other],
+            starts[0],
+            dir.display()
+        );
     }
     let end = match mode {
         Mode::Train(stop_at) => stop_at.unwrap_or(total).min(total),
@@ -274,6 +315,10 @@ pub fn finetune(
         }
     };
     let best_weights = BestWeights::open(&dir.join("best").to_string_lossy())?;
+    if ranks.rank == 0 {
+        // Best weights committed after the checkpoint resumed from belong to a lost future.
+        best_weights.forget_after(start)?;
+    }
     let mut events = if ranks.rank == 0 && pre.train.tensorboard {
         Some(EventWriter::create(
             &dir.join("tensorboard"),
@@ -303,11 +348,7 @@ pub fn finetune(
     if start < end {
         // Retrieval negatives come from every caption of the training split.
         let pool = if cfg.task == Task::Irtr {
-            let mut split = read_split(&cfg.split_url("train"), &cache("pool"), None)?;
-            for sample in &mut split.samples {
-                sample.row.image = Vec::new();
-            }
-            split.samples
+            read_split(&cfg.split_url("train"), &cache("pool"), None, false)?.samples
         } else {
             Vec::new()
         };
@@ -426,7 +467,8 @@ pub fn finetune(
             if epoch_end || done == end || stop_signal.is_some() {
                 ranks.check_replicas(&variables, done)?;
             }
-            if epoch_end {
+            // Validation selects the best epoch; the final weights need none.
+            if epoch_end && cfg.select == Select::Best {
                 let epoch = done / steps_per_epoch;
                 let metric = evaluator(&val_map).evaluate(&val.samples)?;
                 let better = progress
@@ -496,6 +538,12 @@ pub fn finetune(
     let (weights, selected) = match cfg.select {
         Select::Best => {
             let (hash, step) = best_weights.load(&variables)?;
+            let expected = progress.best.as_ref().map(|b| b.step);
+            ensure!(
+                expected == Some(step),
+                "{}: the best weights are of step {step}, the job's record says {expected:?}",
+                dir.join("best").display()
+            );
             (
                 hash,
                 json!({"rule": "best validation epoch", "step": step,
@@ -519,7 +567,7 @@ pub fn finetune(
     if ranks.rank == 0 {
         let result = json!({
             "job": job,
-            "section": table.get("finetune").and_then(|f| f.get(job)),
+            "section": progress.section,
             "task": cfg.task,
             "test": metric,
             "test_split": cfg.test_split,

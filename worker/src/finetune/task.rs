@@ -153,7 +153,10 @@ impl TaskModel {
             &texts.positions,
             train,
         );
-        self.head.forward(&fused.cls_feats)
+        // The head in float32 even under autocast: near-equal scores should not collapse into
+        // ties at bfloat16's resolution (ties count against the gold in retrieval).
+        let pooled = fused.cls_feats.to_kind(Kind::Float);
+        tch::autocast(false, || self.head.forward(&pooled))
     }
 }
 

@@ -134,6 +134,20 @@ impl BestWeights {
         Ok(model_hash(&latest))
     }
 
+    /// Deletes best weights of steps after `step` (committed by a run that then died before
+    /// its checkpoint of that step: the resumed run redoes those epochs).
+    ///
+    /// # Errors
+    /// The store cannot be listed or changed.
+    pub fn forget_after(&self, step: u64) -> anyhow::Result<()> {
+        for manifest in self.checkpoints.committed()? {
+            if manifest.state.step > step {
+                self.checkpoints.delete(manifest.state.step)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Loads the best weights into `variables`; returns their hash and step.
     ///
     /// # Errors
