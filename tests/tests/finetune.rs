@@ -238,7 +238,10 @@ fn a_stopped_fine_tune_resumes_to_exactly_the_straight_result() {
     let mut args = vec!["finetune".to_owned()];
     args.extend(sets(&resumed));
     args.extend(["--job", "cls", "--set", "finetune.cls.lr=2e-4"].map(str::to_owned));
-    let out = Command::new(release_binary("arl")).args(&args).output().unwrap();
+    let out = Command::new(release_binary("arl"))
+        .args(&args)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("was started under another [finetune.cls] section"),
