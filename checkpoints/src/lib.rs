@@ -30,6 +30,7 @@ pub mod url;
 
 pub use manifest::{Manifest, RankState, RngState, SamplerPosition, ScheduleState, TrainingState};
 pub use retention::Retention;
+pub use safetensors::tensor::TensorView;
 pub use saver::{AsyncSaver, SaverConfig};
 pub use staging::{Dtype, Staging, TensorSpec};
 pub use store::{Checkpoints, Listed, Loaded, SaveReport, Status};

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, bail, ensure};
-use arl_checkpoints::{Dtype, Loaded, RngState, Staging, TensorSpec};
+use arl_checkpoints::{Dtype, Loaded, RngState, Staging, TensorSpec, TensorView};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
@@ -113,6 +113,19 @@ fn contiguous_strides(size: &[i64]) -> Vec<i64> {
     strides
 }
 
+/// A CPU tensor holding a copy of a checkpoint's tensor.
+///
+/// # Errors
+/// A dtype libtorch has no kind for.
+pub fn tensor_of(view: &TensorView<'_>) -> anyhow::Result<Tensor> {
+    let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+    Ok(Tensor::f_from_data_size(
+        view.data(),
+        &shape,
+        kind_of(view.dtype())?,
+    )?)
+}
+
 /// Copies `group` of a verified checkpoint into `tensors` (in place, any device). Every tensor
 /// must be there with the same type and shape, and nothing else.
 ///
@@ -136,16 +149,16 @@ pub fn restore(loaded: &Loaded, group: &str, tensors: &[Named]) -> anyhow::Resul
             .expect("checked")]
         .1;
         let what = || format!("{}: {group}/{name}", loaded.location);
-        let kind = kind_of(view.dtype()).with_context(what)?;
-        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let source = tensor_of(view).with_context(what)?;
         ensure!(
-            kind == tensor.kind() && shape == tensor.size(),
-            "{}: saved as {kind:?} {shape:?}, the run has {:?} {:?}",
+            source.kind() == tensor.kind() && source.size() == tensor.size(),
+            "{}: saved as {:?} {:?}, the run has {:?} {:?}",
             what(),
+            source.kind(),
+            source.size(),
             tensor.kind(),
             tensor.size()
         );
-        let source = Tensor::f_from_data_size(view.data(), &shape, kind).with_context(what)?;
         tensor.shallow_clone().f_copy_(&source).with_context(what)?;
     }
     Ok(())

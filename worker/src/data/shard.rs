@@ -59,6 +59,14 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// sha256 of the manifest as JSON (it lists every shard's sha256): the data a run saw.
+    ///
+    /// # Errors
+    /// The manifest cannot be serialised.
+    pub fn hash(&self) -> anyhow::Result<String> {
+        Ok(format!("{:x}", Sha256::digest(serde_json::to_vec(self)?)))
+    }
+
     /// Items of every shard (what the sampler orders).
     pub fn items_per_shard(&self) -> Vec<u32> {
         self.shards.iter().map(|s| s.items).collect()

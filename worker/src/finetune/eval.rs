@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, ensure};
-use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
 use super::config::Task;
@@ -50,7 +49,7 @@ pub fn read_split(
 ) -> anyhow::Result<Split> {
     let source = ShardSource::open(url, cache_dir, 1 << 30)?;
     let manifest = source.manifest().clone();
-    let hash = format!("{:x}", Sha256::digest(serde_json::to_vec(&manifest)?));
+    let hash = manifest.hash()?;
     let limit = limit.unwrap_or(usize::MAX);
     let mut samples = Vec::new();
     'shards: for shard in 0..manifest.shards.len() as u32 {

@@ -12,11 +12,11 @@ use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 use arl_c10d::ProcessGroup;
+use arl_checkpoints::manifest::sha256_hex;
 use arl_checkpoints::{Checkpoints, SaverConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
 use super::config::{FinetuneConfig, Init, Select, Task, TrainTransform};
@@ -46,10 +46,6 @@ const MAX_NONFINITE_STEPS: u32 = 3;
 /// The folder of fine-tune job `name` in the run folder `run_dir`.
 pub fn job_dir(run_dir: &Path, name: &str) -> PathBuf {
     run_dir.join("finetune").join(name)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// The best validation result so far.
@@ -151,6 +147,7 @@ pub fn finetune(
         pre.data.cache_mb << 20,
     )?;
     let train_manifest = source.manifest().clone();
+    let train_hash = train_manifest.hash()?;
     let outputs = match cfg.task {
         Task::Irtr => 1,
         _ => {
@@ -358,7 +355,7 @@ pub fn finetune(
             source,
             &ranks,
             &vocabulary,
-            start,
+            (start, total),
             image_size,
             pool,
         )?;
@@ -372,7 +369,7 @@ pub fn finetune(
                 RunIdentity {
                     seed: cfg.seed,
                     config_hash: config_hash.clone(),
-                    data_hash: sha256_hex(&serde_json::to_vec(&train_manifest)?),
+                    data_hash: train_hash.clone(),
                     world: ranks.world,
                 },
                 &variables,
@@ -578,7 +575,7 @@ pub fn finetune(
             "init": progress.init,
             "config_hash": config_hash,
             "data": {
-                "train": sha256_hex(&serde_json::to_vec(&train_manifest)?),
+                "train": train_hash,
                 "val": val.hash,
                 "test": test.hash,
             },
@@ -606,7 +603,7 @@ fn train_data(
     source: ShardSource,
     ranks: &Rank<'_>,
     vocabulary: &std::collections::HashMap<&str, i64>,
-    start: u64,
+    (start, total): (u64, u64),
     image_size: u32,
     pool: Vec<Sample>,
 ) -> anyhow::Result<TrainData> {
@@ -623,8 +620,6 @@ fn train_data(
         (ranks.rank, ranks.world),
         sampler::state_after(&items, cfg.global_batch, start),
     )?;
-    let steps =
-        cfg.epochs * (items.iter().map(|&n| u64::from(n)).sum::<u64>() / cfg.global_batch as u64);
     let transform = match cfg.train_transform {
         TrainTransform::Clip => Transform::Clip { size: image_size },
         TrainTransform::ResizedCrop => Transform::ResizedCrop { size: image_size },
@@ -640,7 +635,7 @@ fn train_data(
             first_step: start,
             dicom: Default::default(),
         },
-        (steps - start) as usize,
+        (total - start) as usize,
     );
     Ok(TrainData { loader, map, pool })
 }

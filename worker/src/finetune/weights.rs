@@ -7,10 +7,9 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context, ensure};
 use arl_checkpoints::{Checkpoints, Loaded, Manifest, Retention, Staging, TrainingState};
-use tch::Tensor;
 
 use crate::model::vision::interpolate_positions;
-use crate::train_state::{self, Named, kind_of};
+use crate::train_state::{self, Named};
 
 /// The vision tower's position table (resized when the resolution changes).
 const POSITIONS: &str = "vision_encoder.visual.positional_embedding";
@@ -71,10 +70,8 @@ pub fn copy_model(
             .find(|(n, _)| n == name)
             .expect("checked above");
         let what = || format!("{}: model/{name}", loaded.location);
-        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        let mut value = Tensor::f_from_data_size(view.data(), &shape, kind_of(view.dtype())?)
-            .with_context(what)?;
-        if name == POSITIONS && shape != variable.size() {
+        let mut value = train_state::tensor_of(view).with_context(what)?;
+        if name == POSITIONS && value.size() != variable.size() {
             value = interpolate_positions(&value, grid);
         }
         ensure!(

@@ -15,10 +15,10 @@ use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 use arl_c10d::ProcessGroup;
+use arl_checkpoints::manifest::sha256_hex;
 use arl_checkpoints::{Checkpoints, SaverConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
 use super::checkpointing::{Checkpointer, RunIdentity};
@@ -52,10 +52,6 @@ pub fn step_seed(seed: u64, step: u64, rank: usize) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// Runs pretraining on this rank until `train.steps` (or `stop_at`, as if preempted there, or
@@ -140,7 +136,7 @@ pub fn pretrain(
             .join(format!("rank{}", ranks.rank))
     });
     let source = ShardSource::open(&cfg.data.train, &cache_dir, cfg.data.cache_mb << 20)?;
-    let data_hash = sha256_hex(&serde_json::to_vec(source.manifest())?);
+    let data_hash = source.manifest().hash()?;
     if let Some((location, saved)) = resumed_data.filter(|(_, saved)| *saved != data_hash) {
         tracing::warn!(
             "resuming {location} on a different dataset ({} now, {saved} then): the sample \
