@@ -4,10 +4,15 @@
 use arl_worker::model::arl::ArlModel;
 use arl_worker::model::config::ModelConfig;
 use arl_worker::model::pretext::{PretrainBatch, pretrain_losses};
+use std::sync::Mutex;
 use tch::{Device, Kind, Tensor, nn};
+
+/// The tests seed torch's one global generator, so they take turns.
+static SEEDED: Mutex<()> = Mutex::new(());
 
 #[test]
 fn a_tiny_step_of_all_four_objectives_trains_every_module() {
+    let _turn = SEEDED.lock().unwrap();
     tch::manual_seed(0);
     let cfg = ModelConfig::tiny();
     let entities = 12;
@@ -63,6 +68,7 @@ fn a_tiny_step_of_all_four_objectives_trains_every_module() {
 fn the_itm_images_gathered_from_the_shared_encoding_equal_encoding_them_again() {
     // pretext.rs encodes the batch's images once and gathers the ITM pairs' images from it;
     // that is exact only because the vision tower and its projection have no randomness.
+    let _turn = SEEDED.lock().unwrap();
     tch::manual_seed(1);
     let cfg = ModelConfig::tiny();
     let vs = nn::VarStore::new(Device::Cpu);
