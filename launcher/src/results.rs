@@ -16,6 +16,12 @@ fn cell(value: &Value) -> String {
         .map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"))
 }
 
+fn whole(value: &Value) -> String {
+    value
+        .as_u64()
+        .map_or_else(|| "–".to_owned(), |v| v.to_string())
+}
+
 fn short(value: &Value) -> String {
     value
         .as_str()
@@ -74,17 +80,28 @@ pub fn markdown(run: &str, results: &[(String, Value)]) -> String {
     }
     let irtr = of("irtr");
     if !irtr.is_empty() {
-        md.push_str("\n## Med-ITR (Recall@K)\n\n| job | model | pairs | T2I R@1 | R@5 | R@10 | I2T R@1 | R@5 | R@10 | weights | config | data |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("\n## Med-ITR (Recall@K)\n\n| job | model | px | pairs | T2I R@1 | R@5 | R@10 | I2T R@1 | R@5 | R@10 | weights | config | data |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (name, r) in irtr {
             let mut rows = Vec::new();
             if !r["zero_shot"].is_null() {
-                rows.push(("zero-shot", &r["zero_shot"]["irtr"], &r["init"]["weights"]));
+                rows.push((
+                    "zero-shot",
+                    &r["zero_shot_image_size"],
+                    &r["zero_shot"]["irtr"],
+                    &r["init"]["weights"],
+                ));
             }
-            rows.push(("fine-tuned", &r["test"]["irtr"], &r["weights"]));
-            for (setting, recall, weights) in rows {
+            rows.push((
+                "fine-tuned",
+                &r["image_size"],
+                &r["test"]["irtr"],
+                &r["weights"],
+            ));
+            for (setting, size, recall, weights) in rows {
                 let _ = writeln!(
                     md,
-                    "| {name} | {setting} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {name} | {setting} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    whole(size),
                     recall["texts"],
                     cell(&recall["t2i"][0]),
                     cell(&recall["t2i"][1]),
@@ -134,11 +151,12 @@ mod tests {
             "i2t": [20.0, 60.0, 100.0], "images": 10, "texts": 10}},
             "zero_shot": {"irtr": {"t2i": [5.0, 25.0, 50.0], "i2t": [0.0, 30.0, 70.0],
             "images": 10, "texts": 10}}, "init": {"weights": "dddddddddddddddd"},
+            "zero_shot_image_size": 288, "image_size": 384,
             "weights": "eeeeeeeeeeeeeeee", "config_hash": "ffff", "data": {"test": "9999"}});
         let md = markdown("runs/x", &[("rad".into(), vqa), ("roco".into(), irtr)]);
         assert!(md.contains("| rad | 50.00 | – | 62.50 | 8 | epoch 2 | `aaaaaaaaaaaa` | `bbbbbbbbbbbb` | `cccccccccccc` |"), "{md}");
-        assert!(md.contains("| roco | zero-shot | 10 | 5.00 | 25.00 | 50.00 | 0.00 | 30.00 | 70.00 | `dddddddddddd` |"), "{md}");
-        assert!(md.contains("| roco | fine-tuned | 10 | 10.00 | 50.00 | 100.00 | 20.00 | 60.00 | 100.00 | `eeeeeeeeeeee` |"), "{md}");
+        assert!(md.contains("| roco | zero-shot | 288 | 10 | 5.00 | 25.00 | 50.00 | 0.00 | 30.00 | 70.00 | `dddddddddddd` |"), "{md}");
+        assert!(md.contains("| roco | fine-tuned | 384 | 10 | 10.00 | 50.00 | 100.00 | 20.00 | 60.00 | 100.00 | `eeeeeeeeeeee` |"), "{md}");
         assert!(!md.contains("Med-ITC"), "{md}");
     }
 }

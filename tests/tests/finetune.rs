@@ -306,6 +306,29 @@ fn fine_tunes_run_at_another_resolution_and_from_scratch() {
         .unwrap();
     assert_eq!(positions.shape()[0], 1 + 36);
 
+    // Zero-shot retrieval evaluates the pretrained model as it was trained, at 32 px, whatever
+    // the fine-tune's resolution.
+    let zero_shot = |size: &str| {
+        let section = format!("finetune.irtr.image_size={size}");
+        arl(
+            "finetune",
+            &run,
+            &[
+                "--job",
+                "irtr",
+                "--set",
+                &section,
+                "--set",
+                "finetune.irtr.epochs=1",
+            ],
+        );
+        let result = json(&run.join("finetune/irtr/result.json"));
+        std::fs::remove_dir_all(run.join("finetune/irtr")).unwrap();
+        assert_eq!(result["zero_shot_image_size"], 32);
+        result["zero_shot"].clone()
+    };
+    assert_eq!(zero_shot("48"), zero_shot("32"));
+
     arl(
         "finetune",
         &run,

@@ -17,7 +17,7 @@ use arl_checkpoints::{Checkpoints, SaverConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor, nn};
 
 use super::config::{FinetuneConfig, Init, Select, Task, TrainTransform};
 use super::eval::{Evaluator, Metric, Split, read_split};
@@ -27,6 +27,7 @@ use crate::data::loader::{Loader, LoaderConfig, Transform};
 use crate::data::sampler::{self, Sampler, SamplerConfig};
 use crate::data::stream::{RankStream, Sample, ShardSource};
 use crate::data::text::TextTokenizer;
+use crate::knowledge::vocab::KnowledgeGraph;
 use crate::model::config::ModelConfig;
 use crate::train::checkpointing::{Checkpointer, RunIdentity};
 use crate::train::collate::EntityMap;
@@ -114,6 +115,7 @@ pub fn finetune(
             .and_then(|v| v.as_table())
             .unwrap_or(&toml::Table::new()),
     )?;
+    let pretrained_vision = model_cfg.vision.clone();
     if let Some(size) = cfg.image_size {
         model_cfg.vision.image_size = size;
     }
@@ -177,50 +179,15 @@ pub fn finetune(
     let tokenizer = TextTokenizer::from_file(&pre.data.tokenizer, cfg.max_text_len)?;
 
     // The model: pretraining's initialisation, the head, then the pretrained weights.
-    let Built {
-        mut vs,
-        model,
-        graph,
-    } = init::build(&pre.knowledge.dir, &model_cfg, pre.train.seed)?;
-    tch::manual_seed(cfg.seed as i64);
-    let head = Head::new(
-        &vs.root(),
-        cfg.task,
-        &model,
-        model_cfg.fusion.hidden,
-        outputs,
-    );
     let section = serde_json::to_value(table.get("finetune").and_then(|f| f.get(job)))?;
+    let (mut vs, net, graph, initial) = task_model(&pre, &model_cfg, &cfg, outputs)?;
     let mut progress = Progress {
         section: section.clone(),
+        init: Some(initial),
         ..Progress::default()
     };
-    {
-        let variables = train_state::sorted_variables(&vs);
-        if cfg.init == Init::Pretrained {
-            let location = pre.checkpoint_location();
-            let (hash, step) = weights::load_pretrained(
-                &location,
-                &variables,
-                cfg.task.head(),
-                model_cfg.vision.grid(),
-            )?;
-            progress.init = Some(json!({"pretrained": location, "step": step, "weights": hash}));
-        } else {
-            progress.init = Some(json!("scratch"));
-        }
-        if let Head::Retrieval(retrieval) = &head {
-            retrieval.copy_match_row(&model.itm_head);
-        }
-        for (name, variable) in &variables {
-            if UNUSED_HEADS.iter().any(|h| name.starts_with(h)) {
-                let _ = variable.shallow_clone().set_requires_grad(false);
-            }
-        }
-    }
     init::broadcast(&mut vs, device, group)?;
     let variables = train_state::sorted_variables(&vs);
-    let net = TaskModel { model, head };
     let mut optimizer = AdamW::new(&vs, cfg.optim.clone(), false);
     let vocabulary = graph.entity_ids();
     let map_of = |split: &Split| EntityMap::new(&split.manifest.entities, &vocabulary);
@@ -333,9 +300,20 @@ pub fn finetune(
         }
     };
 
-    // Zero-shot retrieval: the pretrained model before any update.
+    // Zero-shot retrieval: the pretrained model before any update, at its own resolution.
     if cfg.task == Task::Irtr && cfg.zero_shot && start == 0 && progress.zero_shot.is_none() {
-        let metric = evaluator(&test_map).evaluate(&test.samples)?;
+        let pretrained_cfg = ModelConfig {
+            vision: pretrained_vision.clone(),
+            ..model_cfg.clone()
+        };
+        let (mut vs, net, _, _) = task_model(&pre, &pretrained_cfg, &cfg, outputs)?;
+        init::broadcast(&mut vs, device, group)?;
+        let metric = Evaluator {
+            model: &net,
+            image_size: pretrained_vision.image_size as u32,
+            ..evaluator(&test_map)
+        }
+        .evaluate(&test.samples)?;
         if ranks.rank == 0 {
             println!("{}", json!({"zero_shot": metric}));
         }
@@ -570,6 +548,8 @@ pub fn finetune(
             "test_split": cfg.test_split,
             "val_split": cfg.val_split,
             "zero_shot": progress.zero_shot,
+            "zero_shot_image_size": progress.zero_shot.is_some().then_some(pretrained_vision.image_size),
+            "image_size": image_size,
             "selected": selected,
             "weights": weights,
             "init": progress.init,
@@ -593,6 +573,49 @@ pub fn finetune(
     }
     group.barrier()?;
     Ok(())
+}
+
+/// The task's model at `model_cfg`: pretraining's initialisation (seeded with the pretraining
+/// seed), the head (seeded with the job's), the pretrained weights unless the job starts from
+/// scratch, the retrieval head copied from the ITM "match" row, unused heads frozen. Also
+/// returns the entity graph and the record of the initial weights.
+fn task_model(
+    pre: &PretrainConfig,
+    model_cfg: &ModelConfig,
+    cfg: &FinetuneConfig,
+    outputs: i64,
+) -> anyhow::Result<(nn::VarStore, TaskModel, KnowledgeGraph, Value)> {
+    let Built { vs, model, graph } = init::build(&pre.knowledge.dir, model_cfg, pre.train.seed)?;
+    tch::manual_seed(cfg.seed as i64);
+    let head = Head::new(
+        &vs.root(),
+        cfg.task,
+        &model,
+        model_cfg.fusion.hidden,
+        outputs,
+    );
+    let variables = train_state::sorted_variables(&vs);
+    let init = if cfg.init == Init::Pretrained {
+        let location = pre.checkpoint_location();
+        let (hash, step) = weights::load_pretrained(
+            &location,
+            &variables,
+            cfg.task.head(),
+            model_cfg.vision.grid(),
+        )?;
+        json!({"pretrained": location, "step": step, "weights": hash})
+    } else {
+        json!("scratch")
+    };
+    if let Head::Retrieval(retrieval) = &head {
+        retrieval.copy_match_row(&model.itm_head);
+    }
+    for (name, variable) in &variables {
+        if UNUSED_HEADS.iter().any(|h| name.starts_with(h)) {
+            let _ = variable.shallow_clone().set_requires_grad(false);
+        }
+    }
+    Ok((vs, TaskModel { model, head }, graph, init))
 }
 
 /// The rank's training stream, with the caption pool of retrieval.
