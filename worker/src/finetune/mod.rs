@@ -2,9 +2,11 @@
 //! (answer classification), Med-ITC (classification) and Med-ITR (retrieval), each a
 //! data-parallel job started from the pipeline's pretrained weights.
 
+pub mod build;
 pub mod config;
 pub mod eval;
 pub mod metrics;
+pub mod progress;
 pub mod run;
 pub mod task;
 pub mod weights;

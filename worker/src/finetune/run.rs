@@ -6,7 +6,6 @@
 //! committed aside, and finally the selected weights evaluated on the test split. Rank 0 writes
 //! `<run_dir>/finetune/<job>/result.json` with the metric and the hashes it depends on.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -16,23 +15,23 @@ use arl_checkpoints::manifest::sha256_hex;
 use arl_checkpoints::{Checkpoints, SaverConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Value, json};
-use tch::{Device, Kind, Tensor, nn};
+use serde_json::json;
+use tch::{Device, Kind, Tensor};
 
-use super::config::{FinetuneConfig, Init, Select, Task, TrainTransform};
-use super::eval::{Evaluator, Metric, Split, read_split};
-use super::task::{Head, Targets, TaskModel, Texts, UNUSED_HEADS};
+use super::build::{TrainData, task_model, train_data};
+use super::config::{FinetuneConfig, Select, Task};
+use super::eval::{Evaluator, Split, read_split};
+use super::progress::{self, Best, Progress, Resumed};
+use super::task::{Targets, TaskModel, Texts};
 use super::weights::{self, BestWeights};
-use crate::data::loader::{Loader, LoaderConfig, Transform};
-use crate::data::sampler::{self, Sampler, SamplerConfig};
-use crate::data::stream::{RankStream, Sample, ShardSource};
+use crate::data::sampler;
+use crate::data::stream::{Sample, ShardSource};
 use crate::data::text::TextTokenizer;
-use crate::knowledge::vocab::KnowledgeGraph;
 use crate::model::config::ModelConfig;
 use crate::train::checkpointing::{Checkpointer, RunIdentity};
 use crate::train::collate::EntityMap;
 use crate::train::config::PretrainConfig;
-use crate::train::init::{self, Built};
+use crate::train::init;
 use crate::train::optim::AdamW;
 use crate::train::pretrain::step_seed;
 use crate::train::rank::{GradientSync, Rank};
@@ -47,41 +46,6 @@ const MAX_NONFINITE_STEPS: u32 = 3;
 /// The folder of fine-tune job `name` in the run folder `run_dir`.
 pub fn job_dir(run_dir: &Path, name: &str) -> PathBuf {
     run_dir.join("finetune").join(name)
-}
-
-/// The best validation result so far.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Best {
-    step: u64,
-    epoch: u64,
-    metric: Metric,
-    weights: String,
-}
-
-/// What a checkpoint keeps besides tensors: the best epoch, the zero-shot result and the
-/// initial weights, so a resumed job reports the same results.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-struct Progress {
-    best: Option<Best>,
-    zero_shot: Option<Metric>,
-    init: Option<Value>,
-    /// The `[finetune.NAME]` section the job was started with.
-    #[serde(default)]
-    section: Value,
-}
-
-impl Progress {
-    fn extra(&self) -> anyhow::Result<BTreeMap<String, Value>> {
-        Ok([("finetune".to_owned(), serde_json::to_value(self)?)].into())
-    }
-}
-
-/// A rank's training data: the loader of its samples and, for retrieval, the pool of captions
-/// negatives are drawn from.
-struct TrainData {
-    loader: Loader,
-    map: EntityMap,
-    pool: Vec<Sample>,
 }
 
 /// What a fine-tune run does.
@@ -181,8 +145,8 @@ pub fn finetune(
     // The model: pretraining's initialisation, the head, then the pretrained weights.
     let section = serde_json::to_value(table.get("finetune").and_then(|f| f.get(job)))?;
     let (mut vs, net, graph, initial) = task_model(&pre, &model_cfg, &cfg, outputs)?;
-    let mut progress = Progress {
-        section: section.clone(),
+    let progress = Progress {
+        section,
         init: Some(initial),
         ..Progress::default()
     };
@@ -219,55 +183,19 @@ pub fn finetune(
 
     // Resume.
     let location = dir.join("checkpoints").to_string_lossy().into_owned();
-    let mut start = 0;
-    if let Some(loaded) = Checkpoints::open(&location)?.resume()? {
-        let state = &loaded.manifest.state;
-        if state.config_hash != config_hash {
-            tracing::warn!("resuming {} with a different config", loaded.location);
-        }
-        train_state::restore(&loaded, "model", &variables)?;
-        train_state::restore(&loaded, "optim", &optimizer.state())?;
-        optimizer.set_steps(state.schedule.optimizer_steps);
-        start = state.step;
-        if let Some(saved) = state.extra.get("finetune") {
-            let saved: Progress = serde_json::from_value(saved.clone())
-                .with_context(|| format!("{}: the fine-tune progress", loaded.location))?;
-            // A job continues only as it started: same section, same initial weights.
-            ensure!(
-                saved.section == section,
-                "{}: the job was started under another [finetune.{job}] section ({}); move or \
-                 delete {} to run it anew",
-                loaded.location,
-                saved.section,
-                dir.display()
-            );
-            let weights = |init: &Option<Value>| init.as_ref().map(|i| i["weights"].clone());
-            ensure!(
-                weights(&saved.init) == weights(&progress.init),
-                "{}: the job was started from other weights ({:?}, now {:?}); move or delete {} \
-                 to fine-tune the new ones",
-                loaded.location,
-                saved.init,
-                progress.init,
-                dir.display()
-            );
-            progress = saved;
-        }
-        if ranks.rank == 0 {
-            println!("{}", json!({"resumed": start, "from": loaded.location}));
-        }
-    }
-    // Every rank must continue from the same step (each resumes from the folder it sees).
-    let starts = ranks.gather(start as f64)?;
-    if let Some(other) = starts.iter().position(|&s| s != starts[0]) {
-        bail!(
-            "rank {other} resumes job {job} at step {}, rank 0 at step {}: the ranks do not \
-             see the same {}",
-            starts[other],
-            starts[0],
-            dir.display()
-        );
-    }
+    let Resumed {
+        start,
+        mut progress,
+    } = progress::resume(
+        &location,
+        &dir,
+        job,
+        &config_hash,
+        &variables,
+        &mut optimizer,
+        progress,
+        &ranks,
+    )?;
     let end = match mode {
         Mode::Train(stop_at) => stop_at.unwrap_or(total).min(total),
         Mode::Evaluate => {
@@ -573,94 +501,6 @@ pub fn finetune(
     }
     group.barrier()?;
     Ok(())
-}
-
-/// The task's model at `model_cfg`: pretraining's initialisation (seeded with the pretraining
-/// seed), the head (seeded with the job's), the pretrained weights unless the job starts from
-/// scratch, the retrieval head copied from the ITM "match" row, unused heads frozen. Also
-/// returns the entity graph and the record of the initial weights.
-fn task_model(
-    pre: &PretrainConfig,
-    model_cfg: &ModelConfig,
-    cfg: &FinetuneConfig,
-    outputs: i64,
-) -> anyhow::Result<(nn::VarStore, TaskModel, KnowledgeGraph, Value)> {
-    let Built { vs, model, graph } = init::build(&pre.knowledge.dir, model_cfg, pre.train.seed)?;
-    tch::manual_seed(cfg.seed as i64);
-    let head = Head::new(
-        &vs.root(),
-        cfg.task,
-        &model,
-        model_cfg.fusion.hidden,
-        outputs,
-    );
-    let variables = train_state::sorted_variables(&vs);
-    let init = if cfg.init == Init::Pretrained {
-        let location = pre.checkpoint_location();
-        let (hash, step) = weights::load_pretrained(
-            &location,
-            &variables,
-            cfg.task.head(),
-            model_cfg.vision.grid(),
-        )?;
-        json!({"pretrained": location, "step": step, "weights": hash})
-    } else {
-        json!("scratch")
-    };
-    if let Head::Retrieval(retrieval) = &head {
-        retrieval.copy_match_row(&model.itm_head);
-    }
-    for (name, variable) in &variables {
-        if UNUSED_HEADS.iter().any(|h| name.starts_with(h)) {
-            let _ = variable.shallow_clone().set_requires_grad(false);
-        }
-    }
-    Ok((vs, TaskModel { model, head }, graph, init))
-}
-
-/// The rank's training stream, with the caption pool of retrieval.
-#[allow(clippy::too_many_arguments)]
-fn train_data(
-    cfg: &FinetuneConfig,
-    pre: &PretrainConfig,
-    source: ShardSource,
-    ranks: &Rank<'_>,
-    vocabulary: &std::collections::HashMap<&str, i64>,
-    (start, total): (u64, u64),
-    image_size: u32,
-    pool: Vec<Sample>,
-) -> anyhow::Result<TrainData> {
-    let manifest = source.manifest().clone();
-    let map = EntityMap::new(&manifest.entities, vocabulary);
-    let items = manifest.items_per_shard();
-    let sampler = Sampler::new(
-        items.clone(),
-        SamplerConfig {
-            seed: cfg.seed,
-            ..SamplerConfig::default()
-        },
-        cfg.global_batch,
-        (ranks.rank, ranks.world),
-        sampler::state_after(&items, cfg.global_batch, start),
-    )?;
-    let transform = match cfg.train_transform {
-        TrainTransform::Clip => Transform::Clip { size: image_size },
-        TrainTransform::ResizedCrop => Transform::ResizedCrop { size: image_size },
-    };
-    let loader = Loader::start(
-        RankStream::new(source, sampler, 2),
-        LoaderConfig {
-            threads: pre.data.threads,
-            queue_depth: 2,
-            transform,
-            max_bad_fraction: 0.01,
-            seed: cfg.seed,
-            first_step: start,
-            dicom: Default::default(),
-        },
-        (total - start) as usize,
-    );
-    Ok(TrainData { loader, map, pool })
 }
 
 /// The loss of one micro-batch: classification of each (image, text) pair, or for retrieval

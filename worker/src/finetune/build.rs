@@ -1,0 +1,118 @@
+//! What a fine-tune job trains: the task model (pretrained weights, head, frozen unused heads)
+//! and a rank's training data.
+
+use serde_json::{Value, json};
+use tch::nn;
+
+use super::config::{FinetuneConfig, Init, TrainTransform};
+use super::task::{Head, TaskModel, UNUSED_HEADS};
+use super::weights;
+use crate::data::loader::{Loader, LoaderConfig, Transform};
+use crate::data::sampler::{self, Sampler, SamplerConfig};
+use crate::data::stream::{RankStream, Sample, ShardSource};
+use crate::knowledge::vocab::KnowledgeGraph;
+use crate::model::config::ModelConfig;
+use crate::train::collate::EntityMap;
+use crate::train::config::PretrainConfig;
+use crate::train::init::{self, Built};
+use crate::train::rank::Rank;
+use crate::train_state;
+
+/// A rank's training data: the loader of its samples and, for retrieval, the pool of captions
+/// negatives are drawn from.
+pub struct TrainData {
+    /// The loader of the rank's samples.
+    pub loader: Loader,
+    /// Entity ids of the training split in the model's vocabulary.
+    pub map: EntityMap,
+    /// Retrieval: every caption of the training split (empty for the other tasks).
+    pub pool: Vec<Sample>,
+}
+
+/// The task's model at `model_cfg`: pretraining's initialisation (seeded with the pretraining
+/// seed), the head (seeded with the job's), the pretrained weights unless the job starts from
+/// scratch, the retrieval head copied from the ITM "match" row, unused heads frozen. Also
+/// returns the entity graph and the record of the initial weights.
+pub fn task_model(
+    pre: &PretrainConfig,
+    model_cfg: &ModelConfig,
+    cfg: &FinetuneConfig,
+    outputs: i64,
+) -> anyhow::Result<(nn::VarStore, TaskModel, KnowledgeGraph, Value)> {
+    let Built { vs, model, graph } = init::build(&pre.knowledge.dir, model_cfg, pre.train.seed)?;
+    tch::manual_seed(cfg.seed as i64);
+    let head = Head::new(
+        &vs.root(),
+        cfg.task,
+        &model,
+        model_cfg.fusion.hidden,
+        outputs,
+    );
+    let variables = train_state::sorted_variables(&vs);
+    let init = if cfg.init == Init::Pretrained {
+        let location = pre.checkpoint_location();
+        let (hash, step) = weights::load_pretrained(
+            &location,
+            &variables,
+            cfg.task.head(),
+            model_cfg.vision.grid(),
+        )?;
+        json!({"pretrained": location, "step": step, "weights": hash})
+    } else {
+        json!("scratch")
+    };
+    if let Head::Retrieval(retrieval) = &head {
+        retrieval.copy_match_row(&model.itm_head);
+    }
+    for (name, variable) in &variables {
+        if UNUSED_HEADS.iter().any(|h| name.starts_with(h)) {
+            let _ = variable.shallow_clone().set_requires_grad(false);
+        }
+    }
+    Ok((vs, TaskModel { model, head }, graph, init))
+}
+
+/// The rank's training stream, with the caption pool of retrieval.
+#[allow(clippy::too_many_arguments)]
+pub fn train_data(
+    cfg: &FinetuneConfig,
+    pre: &PretrainConfig,
+    source: ShardSource,
+    ranks: &Rank<'_>,
+    vocabulary: &std::collections::HashMap<&str, i64>,
+    (start, total): (u64, u64),
+    image_size: u32,
+    pool: Vec<Sample>,
+) -> anyhow::Result<TrainData> {
+    let manifest = source.manifest().clone();
+    let map = EntityMap::new(&manifest.entities, vocabulary);
+    let items = manifest.items_per_shard();
+    let sampler = Sampler::new(
+        items.clone(),
+        SamplerConfig {
+            seed: cfg.seed,
+            ..SamplerConfig::default()
+        },
+        cfg.global_batch,
+        (ranks.rank, ranks.world),
+        sampler::state_after(&items, cfg.global_batch, start),
+    )?;
+    let transform = match cfg.train_transform {
+        TrainTransform::Clip => Transform::Clip { size: image_size },
+        TrainTransform::ResizedCrop => Transform::ResizedCrop { size: image_size },
+    };
+    let loader = Loader::start(
+        RankStream::new(source, sampler, 2),
+        LoaderConfig {
+            threads: pre.data.threads,
+            queue_depth: 2,
+            transform,
+            max_bad_fraction: 0.01,
+            seed: cfg.seed,
+            first_step: start,
+            dicom: Default::default(),
+        },
+        (total - start) as usize,
+    );
+    Ok(TrainData { loader, map, pool })
+}

@@ -1,0 +1,133 @@
+//! What a fine-tune checkpoint keeps besides tensors (the best epoch, the zero-shot result, the
+//! initial weights and the job's section), and resuming a job from its newest checkpoint.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, bail, ensure};
+use arl_checkpoints::Checkpoints;
+use serde_json::{Value, json};
+
+use super::eval::Metric;
+use crate::train::optim::AdamW;
+use crate::train::rank::Rank;
+use crate::train_state::{self, Named};
+
+/// The best validation result so far.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Best {
+    /// The step after which it was measured.
+    pub step: u64,
+    /// The epoch that step ends.
+    pub epoch: u64,
+    /// The validation metric.
+    pub metric: Metric,
+    /// Hash of the weights committed aside (rank 0; empty on the others).
+    pub weights: String,
+}
+
+/// What a checkpoint keeps besides tensors, so a resumed job reports the same results.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// The best epoch so far.
+    pub best: Option<Best>,
+    /// The zero-shot retrieval result, measured before the first update.
+    pub zero_shot: Option<Metric>,
+    /// The record of the initial weights.
+    pub init: Option<Value>,
+    /// The `[finetune.NAME]` section the job was started with.
+    #[serde(default)]
+    pub section: Value,
+}
+
+impl Progress {
+    /// The checkpoint manifest's extra entries.
+    pub fn extra(&self) -> anyhow::Result<BTreeMap<String, Value>> {
+        Ok([("finetune".to_owned(), serde_json::to_value(self)?)].into())
+    }
+}
+
+/// What a job resumes with.
+pub struct Resumed {
+    /// The step to continue from (0: a fresh job).
+    pub start: u64,
+    /// The job's progress at that step.
+    pub progress: Progress,
+}
+
+/// Restores job `job`'s newest committed checkpoint under `location` (model and optimiser into
+/// `variables` and `optimizer`) and its progress, checking that the job continues as it
+/// started (same section, same initial weights) and that every rank continues from the same
+/// step. Without a checkpoint, returns step 0 and `fresh`.
+///
+/// # Errors
+/// An unreadable checkpoint, a job started otherwise (naming `dir`, to move it aside), or
+/// ranks that see different checkpoints.
+#[allow(clippy::too_many_arguments)]
+pub fn resume(
+    location: &str,
+    dir: &Path,
+    job: &str,
+    config_hash: &str,
+    variables: &[Named],
+    optimizer: &mut AdamW,
+    fresh: Progress,
+    ranks: &Rank,
+) -> anyhow::Result<Resumed> {
+    let mut resumed = Resumed {
+        start: 0,
+        progress: fresh,
+    };
+    if let Some(loaded) = Checkpoints::open(location)?.resume()? {
+        let state = &loaded.manifest.state;
+        if state.config_hash != config_hash {
+            tracing::warn!("resuming {} with a different config", loaded.location);
+        }
+        train_state::restore(&loaded, "model", variables)?;
+        train_state::restore(&loaded, "optim", &optimizer.state())?;
+        optimizer.set_steps(state.schedule.optimizer_steps);
+        resumed.start = state.step;
+        if let Some(saved) = state.extra.get("finetune") {
+            let saved: Progress = serde_json::from_value(saved.clone())
+                .with_context(|| format!("{}: the fine-tune progress", loaded.location))?;
+            let fresh = &resumed.progress;
+            ensure!(
+                saved.section == fresh.section,
+                "{}: the job was started under another [finetune.{job}] section ({}); move or \
+                 delete {} to run it anew",
+                loaded.location,
+                saved.section,
+                dir.display()
+            );
+            let weights = |init: &Option<Value>| init.as_ref().map(|i| i["weights"].clone());
+            ensure!(
+                weights(&saved.init) == weights(&fresh.init),
+                "{}: the job was started from other weights ({:?}, now {:?}); move or delete {} \
+                 to fine-tune the new ones",
+                loaded.location,
+                saved.init,
+                fresh.init,
+                dir.display()
+            );
+            resumed.progress = saved;
+        }
+        if ranks.rank == 0 {
+            println!(
+                "{}",
+                json!({"resumed": resumed.start, "from": loaded.location})
+            );
+        }
+    }
+    // Every rank must continue from the same step (each resumes from the folder it sees).
+    let starts = ranks.gather(resumed.start as f64)?;
+    if let Some(other) = starts.iter().position(|&s| s != starts[0]) {
+        bail!(
+            "rank {other} resumes job {job} at step {}, rank 0 at step {}: the ranks do not \
+             see the same {}",
+            starts[other],
+            starts[0],
+            dir.display()
+        );
+    }
+    Ok(resumed)
+}
