@@ -237,28 +237,13 @@ enum DataCommand {
     },
     /// Convert a published dataset in its released layout to shards, one dataset per split
     /// (roco, roco-retrieval, medicat, mimic-cxr, vqa-rad, slake, vqa-med-2019, melinda,
-    /// pydicom-data).
+    /// pydicom-data). The options are the worker's: `arl data convert --help` lists them;
+    /// `--ontology` defaults to data/hpo/hp.obo.
+    #[command(disable_help_flag = true)]
     Convert {
-        /// roco, roco-retrieval, medicat, mimic-cxr, vqa-rad, slake, vqa-med-2019, melinda or
-        /// pydicom-data.
-        #[arg(long)]
-        dataset: String,
-        /// The dataset's folder.
-        #[arg(long)]
-        input: PathBuf,
-        /// Output folder or URL.
-        #[arg(long)]
-        output: String,
-        /// VQA-RAD: hold out this fraction of the training images as validation instead of
-        /// valset.json (a copy of the test set in the MEVF release).
-        #[arg(long)]
-        val_holdout: Option<f64>,
-        /// MELINDA: the label column (i_meth, p_meth, i_meth_label, p_meth_label).
-        #[arg(long, default_value = "p_meth_label")]
-        melinda_label: String,
-        /// ROCO: MedICaT's folder, for the inline references of ROCO images.
-        #[arg(long)]
-        medicat: Option<PathBuf>,
+        /// --dataset, --input, --output and the dataset's options.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -441,27 +426,16 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 .status()?;
             Ok(exit_code(status))
         }
-        Command::Data(DataCommand::Convert {
-            dataset,
-            input,
-            output,
-            val_holdout,
-            melinda_label,
-            medicat,
-        }) => {
+        Command::Data(DataCommand::Convert { args }) => {
             let mut command = std::process::Command::new(arl_launcher::paths::worker_binary()?);
-            command
-                .args(["convert", "--dataset", &dataset, "--output", &output])
-                .arg("--input")
-                .arg(input)
-                .args(["--melinda-label", &melinda_label])
-                .arg("--ontology")
-                .arg(arl_launcher::paths::project_file("data/hpo/hp.obo")?);
-            if let Some(fraction) = val_holdout {
-                command.args(["--val-holdout", &fraction.to_string()]);
-            }
-            if let Some(folder) = medicat {
-                command.arg("--medicat").arg(folder);
+            command.arg("convert").args(&args);
+            if !args
+                .iter()
+                .any(|a| a.split('=').next() == Some("--ontology"))
+            {
+                command
+                    .arg("--ontology")
+                    .arg(arl_launcher::paths::project_file("data/hpo/hp.obo")?);
             }
             Ok(exit_code(command.status()?))
         }

@@ -37,7 +37,12 @@ pub(crate) enum DataCommand {
         #[arg(long, default_value_t = 0)]
         consumed: u64,
     },
-    /// Convert a published dataset to shards (for `arl data convert`).
+    /// Convert a published dataset to shards (for `arl data convert`, which passes its options
+    /// on).
+    #[command(
+        override_usage = "arl data convert --dataset <DATASET> --input <INPUT> --output <OUTPUT> \
+                          [OPTIONS]"
+    )]
     Convert {
         /// Which dataset.
         #[arg(long, value_enum)]
@@ -55,7 +60,7 @@ pub(crate) enum DataCommand {
         /// Seed of the hold-out draw.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// MELINDA: the label column.
+        /// MELINDA: the label column (i_meth, p_meth, i_meth_label, p_meth_label).
         #[arg(long, default_value = "p_meth_label")]
         melinda_label: String,
         /// ROCO: MedICaT's folder, for the inline references of ROCO images.
@@ -64,7 +69,7 @@ pub(crate) enum DataCommand {
         /// Image bytes per shard, MiB.
         #[arg(long, default_value_t = 256)]
         shard_mb: usize,
-        /// OBO ontology of the entity linker (data/hpo/hp.obo).
+        /// OBO ontology of the entity linker (`arl data convert`: data/hpo/hp.obo unless given).
         #[arg(long)]
         ontology: std::path::PathBuf,
     },
@@ -89,7 +94,7 @@ pub(crate) enum DataCommand {
         /// Rendering threads (default: every core).
         #[arg(long)]
         threads: Option<usize>,
-        /// OBO ontology of the entity linker (data/hpo/hp.obo).
+        /// OBO ontology of the entity linker (`arl data convert`: data/hpo/hp.obo unless given).
         #[arg(long)]
         ontology: std::path::PathBuf,
     },
