@@ -145,6 +145,29 @@ fn the_same_seed_gives_the_same_bytes_and_the_benchmark_is_consistent() {
         "{cardiomegaly:?}"
     );
 
+    // Pretraining rows carry CheXpert values as MIMIC-CXR's do (ITM draws label-aware
+    // negatives from them): "no finding" exactly for normal reports, pneumothorax exactly
+    // where the findings report one.
+    for row in &texts {
+        let Labels::Chexpert(values) = &row.labels else {
+            panic!("{:?}", row.labels)
+        };
+        assert_eq!(values.len(), 14);
+        let (findings, impression) = (&row.captions[0], &row.captions[1]);
+        let normal = [
+            "No acute cardiopulmonary process.",
+            "Normal chest radiograph.",
+            "No acute findings in the chest.",
+        ]
+        .contains(&impression.as_str());
+        assert_eq!(values[8] == 1, normal, "{row:?}");
+        let findings_positive = values.iter().sum::<i64>() - values[8];
+        assert_eq!(values[8] == 1, findings_positive == 0, "{values:?}");
+        let pneumothorax =
+            findings.contains("pneumothorax") && !findings.contains("No pneumothorax");
+        assert_eq!(values[12] == 1, pneumothorax, "{findings}");
+    }
+
     // The findings show in the pixels: effusions brighten the image; a pneumothorax leaves
     // air darker than any lung inside the chest.
     let (cls, labelled) = rows(&url("cls"), &dir.join("cache-c"));

@@ -50,6 +50,8 @@ struct SceneOut {
     report: Report,
     questions: Vec<Question>,
     class: usize,
+    /// The scene's CheXpert values (the pretraining rows' labels, as MIMIC-CXR's).
+    chexpert: Vec<i64>,
     indication: String,
 }
 
@@ -88,6 +90,7 @@ fn make_scene(cfg: &SynthConfig, i: usize) -> anyhow::Result<SceneOut> {
         report,
         questions,
         class: scene.primary(),
+        chexpert: scene.chexpert(),
         indication,
     })
 }
@@ -170,7 +173,7 @@ fn rows(
             row(
                 sections.clone(),
                 entities.annotate(linker, &sections),
-                Labels::None,
+                Labels::Chexpert(s.chexpert.clone()),
             ),
         ),
         (

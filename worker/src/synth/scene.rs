@@ -239,6 +239,33 @@ impl Scene {
         }
     }
 
+    /// The scene's 14 CheXpert values (1 positive, 0 otherwise) in the column order of
+    /// MIMIC-CXR's `chexpert.csv`: atelectasis, cardiomegaly, consolidation, edema, enlarged
+    /// cardiomediastinum, fracture, lung lesion, lung opacity, no finding, pleural effusion,
+    /// pleural other, pneumonia, pneumothorax, support devices.
+    pub fn chexpert(&self) -> Vec<i64> {
+        let normal = !FINDINGS.iter().any(|f| self.has(f));
+        let opacity = self.consolidation.is_some() || self.atelectasis.is_some() || self.edema;
+        [
+            self.atelectasis.is_some(),
+            self.cardiomegaly,
+            self.consolidation.is_some(),
+            self.edema,
+            false,
+            false,
+            !self.nodules.is_empty(),
+            opacity,
+            normal,
+            self.effusion.is_some(),
+            false,
+            false,
+            self.pneumothorax.is_some(),
+            false,
+        ]
+        .map(i64::from)
+        .to_vec()
+    }
+
     /// The class of the classification task: the first present finding of [`FINDINGS`].
     pub fn primary(&self) -> usize {
         FINDINGS
