@@ -3,6 +3,8 @@
 
 use rand::Rng;
 
+use crate::convert::mimic::CHEXPERT_COLUMNS;
+
 /// The patient's side (on the image, the patient's right is on the viewer's left).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -246,7 +248,7 @@ impl Scene {
     pub fn chexpert(&self) -> Vec<i64> {
         let normal = !FINDINGS.iter().any(|f| self.has(f));
         let opacity = self.consolidation.is_some() || self.atelectasis.is_some() || self.edema;
-        [
+        let values: [bool; CHEXPERT_COLUMNS] = [
             self.atelectasis.is_some(),
             self.cardiomegaly,
             self.consolidation.is_some(),
@@ -261,9 +263,8 @@ impl Scene {
             false,
             self.pneumothorax.is_some(),
             false,
-        ]
-        .map(i64::from)
-        .to_vec()
+        ];
+        values.map(i64::from).to_vec()
     }
 
     /// The class of the classification task: the first present finding of [`FINDINGS`].
