@@ -4,7 +4,7 @@
 use tch::{Kind, Tensor, nn};
 
 use super::layers::{layer_norm, linear};
-use super::vision::ResidualBlock;
+use super::vision::{BlockInit, ResidualBlock};
 
 /// MLM: transform (dense, GELU, LayerNorm 1e-12), then a bias-free decoder to the vocabulary plus
 /// a separate bias; not tied to the input embeddings.
@@ -151,7 +151,9 @@ impl MimDecoder {
             mask_token: vs.var("mask_token", &[1, 1, cfg.width], super::layers::NORMAL_002),
             positions: sincos_positions_2d(cfg.width, grid).to_device(vs.device()),
             blocks: (0..cfg.layers)
-                .map(|i| ResidualBlock::new(&blocks / i, cfg.width, cfg.heads))
+                .map(|i| {
+                    ResidualBlock::new(&blocks / i, cfg.width, cfg.heads, BlockInit::InitWeights)
+                })
                 .collect(),
             decoder_norm: layer_norm(&vs / "decoder_norm", cfg.width, 1e-5),
             decoder_pred: linear(&vs / "decoder_pred", cfg.width, patch * patch * 3),

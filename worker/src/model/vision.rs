@@ -2,14 +2,61 @@
 //! conv patch embedding without bias, class token, learned positions, `ln_pre`, pre-LN residual
 //! blocks with a fused QKV projection and QuickGELU, and `ln_post` on every token. LayerNorms run
 //! in float32. By default the last pretrained block is not built (as in the reference).
+//!
+//! Built from scratch, the tower starts as OpenAI CLIP's `VisionTransformer` module does
+//! ([`BlockInit::Torch`]): the reference never re-initialises it (it loads CLIP's weights), so
+//! its `init_weights` N(0, 0.02), calibrated for 768-wide layers, does not apply.
 
 use tch::Tensor;
 use tch::nn;
 
 use super::config::VisionConfig;
-use super::layers::{LayerNorm32, NORMAL_002, attention, linear, merge_heads, split_heads};
+use super::layers::{LayerNorm32, attention, linear, merge_heads, split_heads};
 
 const CLIP_LN_EPS: f64 = 1e-5;
+
+/// How a block's weights start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockInit {
+    /// PyTorch's module defaults, as CLIP builds its towers: Linear weights and biases
+    /// U(±1/√fan_in), the fused in-projection Xavier-uniform, both attention biases 0.
+    Torch,
+    /// The reference's `init_weights` applied over the module (the MIM decoder): Linear weights
+    /// N(0, 0.02) and biases 0; the fused in-projection is no Linear and stays Xavier-uniform.
+    InitWeights,
+}
+
+/// U(±1/√fan_in): `torch.nn.Linear`'s and `Conv2d`'s default (Kaiming-uniform with a = √5).
+fn torch_default(fan_in: i64) -> nn::Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    nn::Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
+}
+
+impl BlockInit {
+    /// A Linear layer; `zero_bias` where PyTorch zeroes it (the attention's `out_proj`).
+    fn linear(self, vs: nn::Path, input: i64, output: i64, zero_bias: bool) -> nn::Linear {
+        match self {
+            Self::InitWeights => linear(vs, input, output),
+            Self::Torch => nn::linear(
+                vs,
+                input,
+                output,
+                nn::LinearConfig {
+                    ws_init: torch_default(input),
+                    bs_init: Some(if zero_bias {
+                        nn::Init::Const(0.0)
+                    } else {
+                        torch_default(input)
+                    }),
+                    bias: true,
+                },
+            ),
+        }
+    }
+}
 
 /// Multi-head self-attention with one fused input projection (`in_proj_weight` (3W, W),
 /// `in_proj_bias`) and `out_proj`, as `torch.nn.MultiheadAttention` stores it.
@@ -22,11 +69,17 @@ pub struct FusedSelfAttention {
 }
 
 impl FusedSelfAttention {
-    fn new(vs: nn::Path, width: i64, heads: i64) -> Self {
+    fn new(vs: nn::Path, width: i64, heads: i64, init: BlockInit) -> Self {
+        // Xavier-uniform over (fan_in, fan_out) = (W, 3W), as `nn.MultiheadAttention` does.
+        let xavier = (6.0 / (4 * width) as f64).sqrt();
+        let in_proj = nn::Init::Uniform {
+            lo: -xavier,
+            up: xavier,
+        };
         Self {
-            in_proj_weight: vs.var("in_proj_weight", &[3 * width, width], NORMAL_002),
+            in_proj_weight: vs.var("in_proj_weight", &[3 * width, width], in_proj),
             in_proj_bias: vs.var("in_proj_bias", &[3 * width], nn::Init::Const(0.0)),
-            out_proj: linear(&vs / "out_proj", width, width),
+            out_proj: init.linear(&vs / "out_proj", width, width, true),
             heads,
         }
     }
@@ -51,14 +104,14 @@ pub struct ResidualBlock {
 }
 
 impl ResidualBlock {
-    /// A block of `width` with `heads` heads and a 4× MLP.
-    pub fn new(vs: nn::Path, width: i64, heads: i64) -> Self {
+    /// A block of `width` with `heads` heads and a 4× MLP, initialised per `init`.
+    pub fn new(vs: nn::Path, width: i64, heads: i64, init: BlockInit) -> Self {
         Self {
             ln_1: LayerNorm32::new(&vs / "ln_1", width, CLIP_LN_EPS),
-            attn: FusedSelfAttention::new(&vs / "attn", width, heads),
+            attn: FusedSelfAttention::new(&vs / "attn", width, heads, init),
             ln_2: LayerNorm32::new(&vs / "ln_2", width, CLIP_LN_EPS),
-            c_fc: linear(&vs / "mlp" / "c_fc", width, 4 * width),
-            c_proj: linear(&vs / "mlp" / "c_proj", 4 * width, width),
+            c_fc: init.linear(&vs / "mlp" / "c_fc", width, 4 * width, false),
+            c_proj: init.linear(&vs / "mlp" / "c_proj", 4 * width, width, false),
         }
     }
 
@@ -101,6 +154,7 @@ impl ClipVision {
         let conv = nn::ConvConfig {
             stride: cfg.patch_size,
             bias: false,
+            ws_init: torch_default(3 * cfg.patch_size * cfg.patch_size),
             ..Default::default()
         };
         let resblocks = &vs / "transformer" / "resblocks";
@@ -124,7 +178,7 @@ impl ClipVision {
             ),
             ln_pre: LayerNorm32::new(&vs / "ln_pre", width, CLIP_LN_EPS),
             blocks: (0..cfg.built_layers())
-                .map(|i| ResidualBlock::new(&resblocks / i, width, cfg.heads))
+                .map(|i| ResidualBlock::new(&resblocks / i, width, cfg.heads, BlockInit::Torch))
                 .collect(),
             ln_post: LayerNorm32::new(&vs / "ln_post", width, CLIP_LN_EPS),
         }
@@ -195,4 +249,71 @@ pub fn interpolate_positions(table: &Tensor, grid: i64) -> Tensor {
     let resized = cells.upsample_bicubic2d([grid, grid], false, None, None); // (1, W, G, G)
     let resized = resized.permute([0, 2, 3, 1]).reshape([grid * grid, width]);
     Tensor::cat(&[cls, resized], 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (max |x|, std) of a variable.
+    fn spread(vs: &nn::VarStore, name: &str) -> (f64, f64) {
+        let variables = vs.variables();
+        let t = &variables[name];
+        (
+            t.abs().max().double_value(&[]),
+            t.std(true).double_value(&[]),
+        )
+    }
+
+    #[test]
+    fn a_tower_from_scratch_starts_as_clip_builds_it_and_the_decoder_as_init_weights() {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let cfg = VisionConfig {
+            image_size: 32,
+            patch_size: 8,
+            width: 64,
+            layers: 2,
+            heads: 4,
+            keep_last_layer: true,
+        };
+        let _tower = ClipVision::new(vs.root() / "visual", &cfg);
+        let _decoder = ResidualBlock::new(vs.root() / "decoder", 64, 4, BlockInit::InitWeights);
+        let block = "visual.transformer.resblocks.0";
+        // U(±b) has std b/√3.
+        let uniform = |name: &str, bound: f64| {
+            let (max, std) = spread(&vs, name);
+            assert!(
+                max <= bound && max > 0.9 * bound,
+                "{name}: max {max}, bound {bound}"
+            );
+            let expected = bound / 3f64.sqrt();
+            assert!(
+                (std / expected - 1.0).abs() < 0.1,
+                "{name}: std {std}, {expected}"
+            );
+        };
+        uniform(&format!("{block}.mlp.c_fc.weight"), 1.0 / 8.0);
+        uniform(&format!("{block}.mlp.c_fc.bias"), 1.0 / 8.0);
+        uniform(&format!("{block}.mlp.c_proj.weight"), 1.0 / 16.0);
+        uniform(&format!("{block}.attn.out_proj.weight"), 1.0 / 8.0);
+        uniform(
+            &format!("{block}.attn.in_proj_weight"),
+            (6.0f64 / 256.0).sqrt(),
+        );
+        uniform("visual.conv1.weight", 1.0 / 192f64.sqrt());
+        uniform("decoder.attn.in_proj_weight", (6.0f64 / 256.0).sqrt());
+        for zero in [
+            format!("{block}.attn.out_proj.bias"),
+            format!("{block}.attn.in_proj_bias"),
+            "decoder.mlp.c_fc.bias".to_owned(),
+            "decoder.attn.out_proj.bias".to_owned(),
+        ] {
+            assert_eq!(spread(&vs, &zero).0, 0.0, "{zero}");
+        }
+        for normal in ["decoder.mlp.c_fc.weight", "decoder.attn.out_proj.weight"] {
+            let std = spread(&vs, normal).1;
+            assert!((std / 0.02 - 1.0).abs() < 0.1, "{normal}: std {std}");
+        }
+    }
 }
