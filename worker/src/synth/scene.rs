@@ -176,10 +176,22 @@ impl Scene {
     /// Draws a scene: about one in four is normal, others have one or more findings.
     pub fn draw(rng: &mut impl Rng) -> Self {
         let normal = rng.gen_bool(0.25);
-        let mut p = |prob: f64| !normal && rng.gen_bool(prob);
-        let (cardiomegaly, has_effusion, has_ptx) = (p(0.3), p(0.3), p(0.15));
-        let (has_nodules, has_atelectasis, edema, has_consolidation) =
-            (p(0.2), p(0.2), p(0.15), p(0.2));
+        // An abnormal scene's findings are drawn again until it has one.
+        let [
+            cardiomegaly,
+            has_effusion,
+            has_ptx,
+            has_nodules,
+            has_atelectasis,
+            edema,
+            has_consolidation,
+        ] = loop {
+            let mut p = |prob: f64| !normal && rng.gen_bool(prob);
+            let found = [p(0.3), p(0.3), p(0.15), p(0.2), p(0.2), p(0.15), p(0.2)];
+            if normal || found.contains(&true) {
+                break found;
+            }
+        };
         let cardiothoracic_ratio = if cardiomegaly {
             rng.gen_range(0.56..0.68)
         } else {
@@ -273,5 +285,27 @@ impl Scene {
             .iter()
             .position(|f| self.has(f))
             .unwrap_or(FINDINGS.len() - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    #[test]
+    fn about_one_scene_in_four_is_normal_and_the_others_have_a_finding() {
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let n = 4000;
+        let normal = (0..n)
+            .filter(|_| Scene::draw(&mut rng).primary() == FINDINGS.len() - 1)
+            .count();
+        // 1,000 expected; the binomial's standard deviation is about 27.
+        assert!(
+            (900..1100).contains(&normal),
+            "{normal} normal scenes of {n}"
+        );
     }
 }
