@@ -7,6 +7,8 @@
 
 use tch::{Kind, Tensor, nn};
 
+use super::layers::glorot;
+
 /// Added to the softmax denominators, as torch-geometric does.
 const SOFTMAX_EPS: f64 = 1e-16;
 
@@ -48,13 +50,6 @@ pub struct GatConv {
 impl GatConv {
     /// `GATConv(input, out, heads, concat, dropout)` under `vs`, glorot-initialised like PyG.
     pub fn new(vs: nn::Path, input: i64, out: i64, heads: i64, concat: bool, dropout: f64) -> Self {
-        let glorot = |fan_in: i64, fan_out: i64| {
-            let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
-            nn::Init::Uniform {
-                lo: -bound,
-                up: bound,
-            }
-        };
         Self {
             lin_src: (&vs / "lin_src").var(
                 "weight",

@@ -10,6 +10,24 @@ pub const NORMAL_002: Init = Init::Randn {
     stdev: 0.02,
 };
 
+/// U(±bound).
+fn symmetric_uniform(bound: f64) -> Init {
+    Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
+}
+
+/// Glorot (Xavier) uniform: U(±√(6 / (fan_in + fan_out))).
+pub fn glorot(fan_in: i64, fan_out: i64) -> Init {
+    symmetric_uniform((6.0 / (fan_in + fan_out) as f64).sqrt())
+}
+
+/// U(±1/√fan_in): `torch.nn.Linear`'s and `Conv2d`'s default (Kaiming-uniform with a = √5).
+pub fn torch_default(fan_in: i64) -> Init {
+    symmetric_uniform(1.0 / (fan_in as f64).sqrt())
+}
+
 /// A Linear layer initialised like the reference (weight N(0, 0.02), bias 0).
 pub fn linear(vs: nn::Path, input: i64, output: i64) -> nn::Linear {
     nn::linear(

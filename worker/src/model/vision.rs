@@ -11,7 +11,9 @@ use tch::Tensor;
 use tch::nn;
 
 use super::config::VisionConfig;
-use super::layers::{LayerNorm32, attention, linear, merge_heads, split_heads};
+use super::layers::{
+    LayerNorm32, attention, glorot, linear, merge_heads, split_heads, torch_default,
+};
 
 const CLIP_LN_EPS: f64 = 1e-5;
 
@@ -24,15 +26,6 @@ pub enum BlockInit {
     /// The reference's `init_weights` applied over the module (the MIM decoder): Linear weights
     /// N(0, 0.02) and biases 0; the fused in-projection is no Linear and stays Xavier-uniform.
     InitWeights,
-}
-
-/// U(±1/√fan_in): `torch.nn.Linear`'s and `Conv2d`'s default (Kaiming-uniform with a = √5).
-fn torch_default(fan_in: i64) -> nn::Init {
-    let bound = 1.0 / (fan_in as f64).sqrt();
-    nn::Init::Uniform {
-        lo: -bound,
-        up: bound,
-    }
 }
 
 impl BlockInit {
@@ -70,14 +63,13 @@ pub struct FusedSelfAttention {
 
 impl FusedSelfAttention {
     fn new(vs: nn::Path, width: i64, heads: i64, init: BlockInit) -> Self {
-        // Xavier-uniform over (fan_in, fan_out) = (W, 3W), as `nn.MultiheadAttention` does.
-        let xavier = (6.0 / (4 * width) as f64).sqrt();
-        let in_proj = nn::Init::Uniform {
-            lo: -xavier,
-            up: xavier,
-        };
         Self {
-            in_proj_weight: vs.var("in_proj_weight", &[3 * width, width], in_proj),
+            // Xavier-uniform, as `nn.MultiheadAttention` initialises it.
+            in_proj_weight: vs.var(
+                "in_proj_weight",
+                &[3 * width, width],
+                glorot(width, 3 * width),
+            ),
             in_proj_bias: vs.var("in_proj_bias", &[3 * width], nn::Init::Const(0.0)),
             out_proj: init.linear(&vs / "out_proj", width, width, true),
             heads,
