@@ -153,27 +153,36 @@ mod tests {
     use super::*;
 
     /// The image logits of `inputs` against all-ones entity vectors, i.e. the sum of each
-    /// image query.
-    fn query_sums(final_relu: bool, inputs: &Tensor) -> Tensor {
-        tch::manual_seed(7);
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let cfg = EntityConfig {
-            width: 8,
-            gat_heads: 2,
-            dropout: 0.0,
-            final_relu,
-        };
+    /// image query, with and without the final ReLU, from the same weights (copied, so that
+    /// tests drawing from the global generator on other threads cannot make them differ).
+    fn query_sums(inputs: &Tensor) -> (Tensor, Tensor) {
         let edges = Tensor::zeros([2, 0], (tch::Kind::Int64, tch::Device::Cpu));
-        let head = AlignHead::new(vs.root(), &cfg, 3, &edges, 16);
         let vectors = Tensor::ones([3, 8], tch::kind::FLOAT_CPU);
-        head.logits(inputs, inputs, &vectors).0
+        let head = |vs: &nn::VarStore, final_relu: bool| {
+            let cfg = EntityConfig {
+                width: 8,
+                gat_heads: 2,
+                dropout: 0.0,
+                final_relu,
+            };
+            AlignHead::new(vs.root(), &cfg, 3, &edges, 16)
+        };
+        let with_relu = nn::VarStore::new(tch::Device::Cpu);
+        let mut without_relu = nn::VarStore::new(tch::Device::Cpu);
+        let (with, without) = (head(&with_relu, true), head(&without_relu, false));
+        without_relu
+            .copy(&with_relu)
+            .expect("both heads have the same variables");
+        (
+            with.logits(inputs, inputs, &vectors).0,
+            without.logits(inputs, inputs, &vectors).0,
+        )
     }
 
     #[test]
     fn the_final_relu_switch_decides_whether_queries_can_be_negative() {
         let inputs = Tensor::randn([64, 16], tch::kind::FLOAT_CPU);
-        let with = query_sums(true, &inputs);
-        let without = query_sums(false, &inputs);
+        let (with, without) = query_sums(&inputs);
         assert!(with.min().double_value(&[]) >= 0.0);
         assert!(without.min().double_value(&[]) < 0.0);
         // Same weights: where the plain projection is all positive, both agree.
