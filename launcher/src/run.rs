@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use anyhow::bail;
-use arl_checkpoints::{Checkpoints, Manifest};
+use arl_checkpoints::{Checkpoints, Manifest, run_config};
 
 use crate::config::{Config, PRETRAIN_JOB};
 use crate::finetune;
@@ -170,7 +170,12 @@ fn pretrained(config: &Config) -> anyhow::Result<Option<Manifest>> {
     Checkpoints::open(&checkpoint_location(config))?.latest()
 }
 
-/// The step of the final pretraining checkpoint, if pretraining is complete.
+/// The step of the final pretraining checkpoint, if pretraining is complete for this config:
+/// `train.steps` reached under the same pretraining identity ([`run_config::identity`]).
+///
+/// # Errors
+/// A final checkpoint written under another pretraining config (the keys named): the run must
+/// go to a fresh folder, which is never done behind the user's back.
 fn pretraining_done(config: &Config) -> anyhow::Result<Option<u64>> {
     // `train.steps` defaults to 100 in the worker's TrainConfig.
     let steps = config
@@ -178,9 +183,23 @@ fn pretraining_done(config: &Config) -> anyhow::Result<Option<u64>> {
         .get("steps")
         .and_then(toml::Value::as_integer)
         .unwrap_or(100);
-    Ok(pretrained(config)?
-        .map(|m| m.state.step)
-        .filter(|&step| step >= steps.max(0) as u64))
+    let Some(manifest) = pretrained(config)?.filter(|m| m.state.step >= steps.max(0) as u64) else {
+        return Ok(None);
+    };
+    let identity = run_config::identity(&serde_json::to_value(config)?);
+    if manifest.state.config_hash != run_config::identity_hash(&identity) {
+        let changed = manifest.state.extra.get(run_config::EXTRA_KEY).map_or_else(
+            || "a checkpoint from an older arl that does not record it".to_owned(),
+            |old| run_config::differences(old, &identity).join(", "),
+        );
+        bail!(
+            "{}: pretraining finished under another config ({changed}); set another \
+             train.run_dir, or move or delete {} to pretrain again",
+            checkpoint_location(config),
+            run_dir(config).display()
+        );
+    }
+    Ok(Some(manifest.state.step))
 }
 
 /// The result of fine-tune `job` if it is complete and still matches the config: the same

@@ -128,6 +128,25 @@ pub fn arl_ok<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> std::p
     out
 }
 
+/// A TensorBoard log folder as TensorBoard's own reader sees it:
+/// `{"scalars": {tag: [[step, value], …]}, "images": {tag: [[step, width, height, bytes], …]}}`.
+///
+/// # Panics
+/// If the reader fails (its stderr is shown).
+pub fn tensorboard_log(dir: &Path) -> Value {
+    let out = Command::new(python())
+        .arg(workspace_root().join("tests/scripts/read_tensorboard.py"))
+        .arg(dir)
+        .output()
+        .expect("running the TensorBoard reader");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// A port that was free a moment ago (bound, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

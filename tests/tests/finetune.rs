@@ -2,7 +2,8 @@
 //! pretrained model shared by every test (each test works on its own copy of the run folder):
 //! - `arl run` fine-tunes VQA, classification and retrieval, writes one results table whose
 //!   rows cite their weights, config and data by hash, skips every complete job on a rerun,
-//!   and refuses to reuse a result written under another section;
+//!   and refuses to reuse a result written under another section or a pretraining finished
+//!   under another pretraining config;
 //! - a fine-tune stopped mid-run resumes to exactly the straight run's losses and result, and
 //!   `arl eval` evaluates its selected weights again to the same numbers;
 //! - a fine-tune at another resolution interpolates the vision positions, and one can start
@@ -15,7 +16,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use arl_checkpoints::Checkpoints;
-use arl_tests::{arl_ok, release_binary, scratch_dir};
+use arl_tests::{arl_ok, release_binary, scratch_dir, tensorboard_log};
 use serde_json::Value;
 
 /// `--set` overrides of a small pipeline in run folder `run`.
@@ -187,6 +188,44 @@ fn the_pipeline_fine_tunes_every_task_into_one_table_and_skips_what_is_done() {
         "best validation epoch"
     );
 
+    // TensorBoard: per-step training scalars, every validation and test number, and the
+    // zero-shot recalls, equal to the result's (as float32).
+    let f32_of = |v: &Value| v.as_f64().unwrap() as f32;
+    for (job, metric, tags) in [
+        ("vqa", "vqa", &["overall", "open", "closed"][..]),
+        ("cls", "cls", &["accuracy"][..]),
+        // Retrieval keeps its final weights: no validation.
+        ("irtr", "irtr", &[][..]),
+    ] {
+        let log = tensorboard_log(&run.join("finetune").join(job).join("tensorboard"));
+        let last = |tag: &str| {
+            let points = log["scalars"][tag].as_array();
+            points
+                .and_then(|p| p.last())
+                .map(|p| f32_of(&p[1]))
+                .unwrap_or_else(|| panic!("{job}: no {tag} in {log}"))
+        };
+        for tag in ["loss", "grad_norm", "lr/head", "throughput/samples_per_s"] {
+            last(tag);
+        }
+        for tag in tags {
+            last(&format!("val/{tag}"));
+            assert_eq!(
+                last(&format!("test/{tag}")),
+                f32_of(&results["jobs"][job]["test"][metric][*tag]),
+                "{job} {tag}"
+            );
+        }
+        if job == "irtr" {
+            let zero_shot = &results["jobs"]["irtr"]["zero_shot"]["irtr"];
+            assert_eq!(last("zero_shot/i2t_r1"), f32_of(&zero_shot["i2t"][0]));
+            assert_eq!(
+                last("test/t2i_r10"),
+                f32_of(&irtr["test"]["irtr"]["t2i"][2])
+            );
+        }
+    }
+
     // A rerun skips every job and prints the same table.
     let again = arl("run", &run, &[]);
     let log = stderr(&again);
@@ -199,17 +238,27 @@ fn the_pipeline_fine_tunes_every_task_into_one_table_and_skips_what_is_done() {
     assert_eq!(String::from_utf8_lossy(&again.stdout), table);
 
     // A result written under another section is not reused.
-    let mut args = vec!["run".to_owned()];
-    args.extend(sets(&run));
-    args.extend(["--set".to_owned(), "finetune.cls.epochs=3".to_owned()]);
-    let out = Command::new(release_binary("arl"))
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let log = stderr(&out);
+    let refused = |set: &str| {
+        let mut args = vec!["run".to_owned()];
+        args.extend(sets(&run));
+        args.extend(["--set".to_owned(), set.to_owned()]);
+        let out = Command::new(release_binary("arl"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{set}");
+        stderr(&out)
+    };
+    let log = refused("finetune.cls.epochs=3");
     assert!(
         log.contains("finetune/cls/result.json") && log.contains("another [finetune.cls] section"),
+        "{log}"
+    );
+    // Nor is a pretraining finished under another pretraining config (the run folder was
+    // copied from the one that pretrained, which does not count).
+    let log = refused("train.seed=1");
+    assert!(
+        log.contains("pretraining finished under another config (train.seed: 0 → 1)"),
         "{log}"
     );
 }

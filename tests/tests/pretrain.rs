@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use arl_tests::{arl_ok, python, release_binary, scratch_dir, workspace_root};
+use arl_tests::{arl_ok, release_binary, scratch_dir, tensorboard_log, workspace_root};
 use serde_json::Value;
 
 /// The synthetic corpus, its tokenizer and its knowledge, made once for all tests here.
@@ -127,17 +127,7 @@ fn trajectory(step: &Value) -> Vec<u64> {
 
 /// A run's TensorBoard log as TensorBoard's reader sees it.
 fn tensorboard(run: &Path) -> Value {
-    let out = Command::new(python())
-        .arg(workspace_root().join("tests/scripts/read_tensorboard.py"))
-        .arg(run.join("tensorboard"))
-        .output()
-        .expect("running the TensorBoard reader");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    tensorboard_log(&run.join("tensorboard"))
 }
 
 /// The (step, value) pairs of one scalar.

@@ -126,6 +126,38 @@ impl Metric {
             Self::Irtr(recall) => recall.mean(),
         }
     }
+
+    /// Every number of the metric as TensorBoard scalars under `prefix`: `overall`, `open`,
+    /// `closed` (VQA); `accuracy` (classification); `i2t_r1` … `t2i_r10` and `mean_recall`
+    /// (retrieval).
+    pub fn scalars(&self, prefix: &str) -> Vec<(String, f64)> {
+        let named: Vec<(String, f64)> = match self {
+            Self::Vqa(score) => [
+                Some(("overall", score.overall)),
+                score.open.map(|v| ("open", v)),
+                score.closed.map(|v| ("closed", v)),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect(),
+            Self::Cls { accuracy, .. } => vec![("accuracy".to_owned(), *accuracy)],
+            Self::Irtr(recall) => [("i2t", recall.i2t), ("t2i", recall.t2i)]
+                .into_iter()
+                .flat_map(|(direction, values)| {
+                    [1, 5, 10]
+                        .into_iter()
+                        .zip(values)
+                        .map(move |(k, value)| (format!("{direction}_r{k}"), value))
+                })
+                .chain([("mean_recall".to_owned(), recall.mean())])
+                .collect(),
+        };
+        named
+            .into_iter()
+            .map(|(name, value)| (format!("{prefix}/{name}"), value))
+            .collect()
+    }
 }
 
 /// What evaluation runs with.

@@ -32,7 +32,7 @@ use crate::train::checkpointing::{Checkpointer, RunIdentity};
 use crate::train::collate::EntityMap;
 use crate::train::config::PretrainConfig;
 use crate::train::init;
-use crate::train::optim::AdamW;
+use crate::train::optim::{AdamW, GROUPS};
 use crate::train::pretrain::step_seed;
 use crate::train::rank::{GradientSync, Rank};
 use crate::train::schedule::Schedule;
@@ -244,6 +244,7 @@ pub fn finetune(
         .evaluate(&test.samples)?;
         if ranks.rank == 0 {
             println!("{}", json!({"zero_shot": metric}));
+            log(0, metric.scalars("zero_shot"));
         }
         progress.zero_shot = Some(metric);
     }
@@ -342,14 +343,18 @@ pub fn finetune(
                         json!({"step": done, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                             "samples_per_s": samples_per_s})
                     );
-                    log(
-                        done,
-                        vec![
-                            ("loss".to_owned(), loss),
-                            ("lr/base".to_owned(), lr),
-                            ("grad_norm".to_owned(), grad_norm),
-                        ],
+                    let mut scalars = vec![
+                        ("loss".to_owned(), loss),
+                        ("grad_norm".to_owned(), grad_norm),
+                        ("throughput/samples_per_s".to_owned(), samples_per_s),
+                    ];
+                    scalars.extend(
+                        GROUPS
+                            .iter()
+                            .enumerate()
+                            .map(|(g, name)| (format!("lr/{name}"), factor * optimizer.peak_lr(g))),
                     );
+                    log(done, scalars);
                 }
             } else {
                 nonfinite_run += 1;
@@ -383,7 +388,7 @@ pub fn finetune(
                         "{}",
                         json!({"epoch": epoch, "step": done, "val": metric, "best": better})
                     );
-                    log(done, vec![("val/headline".to_owned(), metric.headline())]);
+                    log(done, metric.scalars("val"));
                 }
                 if better {
                     let hash = if ranks.rank == 0 && cfg.select == Select::Best {
@@ -468,6 +473,7 @@ pub fn finetune(
     };
     let metric = evaluator(&test_map).evaluate(&test.samples)?;
     if ranks.rank == 0 {
+        log(total, metric.scalars("test"));
         let result = json!({
             "job": job,
             "section": progress.section,

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 use arl_c10d::ProcessGroup;
-use arl_checkpoints::manifest::sha256_hex;
+use arl_checkpoints::run_config;
 use arl_checkpoints::{Checkpoints, SaverConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -87,7 +87,8 @@ pub fn pretrain(
         ranks.world,
         cfg.train.grad_accum
     );
-    let config_hash = sha256_hex(toml::to_string(table)?.as_bytes());
+    let config = run_config::identity(&serde_json::to_value(table)?);
+    let config_hash = run_config::identity_hash(&config);
 
     // The model, identical everywhere.
     let Built {
@@ -109,7 +110,14 @@ pub fn pretrain(
     if let Some(loaded) = checkpoints.resume()? {
         let state = &loaded.manifest.state;
         if state.config_hash != config_hash {
-            tracing::warn!("resuming {} with a different config", loaded.location);
+            let changed = state.extra.get(run_config::EXTRA_KEY).map_or_else(
+                || "not recorded".to_owned(),
+                |old| run_config::differences(old, &config).join(", "),
+            );
+            tracing::warn!(
+                "resuming {} with a different config ({changed})",
+                loaded.location
+            );
         }
         resumed_data = Some((loaded.location.clone(), state.data_hash.clone()));
         train_state::restore(&loaded, "model", &variables)?;
@@ -359,7 +367,7 @@ pub fn pretrain(
                     &variables,
                     &optimizer,
                     &schedule,
-                    Default::default(),
+                    [(run_config::EXTRA_KEY.to_owned(), config.clone())].into(),
                 )?;
             }
         }
