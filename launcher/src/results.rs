@@ -38,6 +38,28 @@ fn provenance(result: &Value, weights: &Value) -> String {
     )
 }
 
+/// Recall@1/5/10 (%) of a random ranking over the pairs of `recall` (its `images` and
+/// `texts`): T2I, one gold image per caption, K/images; I2T, g = texts/images gold captions
+/// per image, 1 − C(texts − g, K) / C(texts, K); `None` where the counts are missing or the
+/// captions are not spread evenly over the images.
+fn chance(recall: &Value) -> Option<([f64; 3], [f64; 3])> {
+    let (images, texts) = (recall["images"].as_u64()?, recall["texts"].as_u64()?);
+    if images == 0 || texts % images != 0 {
+        return None;
+    }
+    let gold = texts / images;
+    let at = |k: u64| {
+        let t2i = k.min(images) as f64 / images as f64;
+        // No gold caption among the first k of texts drawn without replacement.
+        let miss: f64 = (0..k.min(texts))
+            .map(|i| (texts - i).saturating_sub(gold) as f64 / (texts - i) as f64)
+            .product();
+        (100.0 * t2i, 100.0 * (1.0 - miss))
+    };
+    let [(t1, i1), (t5, i5), (t10, i10)] = [1, 5, 10].map(at);
+    Some(([t1, t5, t10], [i1, i5, i10]))
+}
+
 /// The Markdown tables of `results` (job name, result.json), titled with `run`.
 pub fn markdown(run: &str, results: &[(String, Value)]) -> String {
     let mut md = format!(
@@ -97,6 +119,16 @@ pub fn markdown(run: &str, results: &[(String, Value)]) -> String {
                 &r["test"]["irtr"],
                 &r["weights"],
             ));
+            if let Some((t2i, i2t)) = chance(&r["test"]["irtr"]) {
+                let cells = |r: [f64; 3]| r.map(|v| format!("{v:.2}")).join(" | ");
+                let _ = writeln!(
+                    md,
+                    "| {name} | chance | – | {} | {} | {} | – | – | – |",
+                    r["test"]["irtr"]["texts"],
+                    cells(t2i),
+                    cells(i2t)
+                );
+            }
             for (setting, size, recall, weights) in rows {
                 let _ = writeln!(
                     md,
@@ -157,6 +189,35 @@ mod tests {
         assert!(md.contains("| rad | 50.00 | – | 62.50 | 8 | epoch 2 | `aaaaaaaaaaaa` | `bbbbbbbbbbbb` | `cccccccccccc` |"), "{md}");
         assert!(md.contains("| roco | zero-shot | 288 | 10 | 5.00 | 25.00 | 50.00 | 0.00 | 30.00 | 70.00 | `dddddddddddd` |"), "{md}");
         assert!(md.contains("| roco | fine-tuned | 384 | 10 | 10.00 | 50.00 | 100.00 | 20.00 | 60.00 | 100.00 | `eeeeeeeeeeee` |"), "{md}");
+        assert!(
+            md.contains("| roco | chance | – | 10 | 10.00 | 50.00 | 100.00 | 10.00 | 50.00 | 100.00 | – | – | – |"),
+            "{md}"
+        );
         assert!(!md.contains("Med-ITC"), "{md}");
+    }
+
+    #[test]
+    fn chance_recall_counts_every_gold_caption() {
+        let of = |images: u64, texts: u64| chance(&json!({"images": images, "texts": texts}));
+        let close = |got: [f64; 3], want: [f64; 3]| {
+            assert!(
+                got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-9),
+                "{got:?} vs {want:?}"
+            );
+        };
+        let (t2i, i2t) = of(50, 50).unwrap();
+        close(t2i, [2.0, 10.0, 20.0]);
+        close(i2t, [2.0, 10.0, 20.0]);
+        // Two captions per image among 4: R@1 = 1/2; R@5 is certain.
+        let (t2i, i2t) = of(2, 4).unwrap();
+        close(t2i, [50.0, 100.0, 100.0]);
+        close(i2t, [50.0, 100.0, 100.0]);
+        // 1 − C(8, 1) / C(10, 1) = 20 %; 1 − C(8, 5) / C(10, 5) = 1 − 56/252.
+        close(
+            of(5, 10).unwrap().1,
+            [20.0, 100.0 * (1.0 - 56.0 / 252.0), 100.0],
+        );
+        assert_eq!(of(3, 10), None);
+        assert_eq!(chance(&json!({})), None);
     }
 }
