@@ -1,5 +1,7 @@
 //! Names inside a checkpoint location.
 
+use std::path::Path;
+
 /// The manifest of a checkpoint.
 pub const MANIFEST: &str = "manifest.json";
 /// The commit marker, written last.
@@ -20,6 +22,21 @@ pub fn parse_step_dir(name: &str) -> Option<u64> {
     (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
         .then(|| digits.parse().ok())
         .flatten()
+}
+
+/// Where fine-tune `job` of a run keeps what every node must see (its checkpoints, best
+/// weights and `result.json`): `<checkpoint location>/finetune/<job>` when the run sets a
+/// checkpoint location (shared storage, as pretraining's), else its folder
+/// `<run_dir>/finetune/<job>`. Scans of the pretraining location skip the `finetune` folder.
+pub fn finetune_location(checkpoint_location: Option<&str>, run_dir: &Path, job: &str) -> String {
+    match checkpoint_location {
+        Some(location) => format!("{}/finetune/{job}", location.trim_end_matches('/')),
+        None => run_dir
+            .join("finetune")
+            .join(job)
+            .to_string_lossy()
+            .into_owned(),
+    }
 }
 
 /// The `index`-th tensor file of `group`: `model-00000.safetensors`.

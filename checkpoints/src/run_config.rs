@@ -28,9 +28,7 @@ pub const EXTRA_KEY: &str = "config";
 /// [`RESTART_KEYS`], missing sections as empty tables, and paths inside `train.run_dir`
 /// written relative to it (`$run_dir/…`), so that a run folder can be moved or copied.
 pub fn identity(config: &Value) -> Value {
-    let run_dir = config["train"]["run_dir"]
-        .as_str()
-        .map(|dir| format!("{}/", dir.trim_end_matches('/')));
+    let run_dir = config["train"]["run_dir"].as_str().unwrap_or_default();
     let sections = SECTIONS.iter().map(|&section| {
         let mut table = config
             .get(section)
@@ -40,13 +38,21 @@ pub fn identity(config: &Value) -> Value {
         for (_, key) in RESTART_KEYS.iter().filter(|(s, _)| *s == section) {
             table.remove(*key);
         }
-        let mut table = Value::Object(table);
-        if let Some(dir) = &run_dir {
-            relative_to(dir, &mut table);
-        }
+        let table = relative_to_run_dir(&Value::Object(table), run_dir);
         (section.to_owned(), table)
     });
     Value::Object(sections.collect::<Map<_, _>>())
+}
+
+/// `value` with every string inside the folder `run_dir` written relative to it
+/// (`$run_dir/…`), so that settings compare equal across a copied or moved run folder, and
+/// across the nodes of a run, each with its own folder. An empty `run_dir` changes nothing.
+pub fn relative_to_run_dir(value: &Value, run_dir: &str) -> Value {
+    let mut value = value.clone();
+    if !run_dir.is_empty() {
+        relative_to(&format!("{}/", run_dir.trim_end_matches('/')), &mut value);
+    }
+    value
 }
 
 /// Rewrites every string under `value` that starts with `dir` (ending in `/`) as `$run_dir/…`.

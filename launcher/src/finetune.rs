@@ -1,12 +1,17 @@
 //! `arl finetune CONFIG --job NAME`: one fine-tune job of the config (`[finetune.NAME]`), as
 //! its own world of workers started from the pipeline's pretrained weights. Its folder is
-//! `<run_dir>/finetune/NAME` (checkpoints, best weights, logs, `rank0.jsonl`, TensorBoard,
-//! and `result.json` once the test split is evaluated).
+//! `<run_dir>/finetune/NAME` (logs, `rank0.jsonl`, TensorBoard, and `result.json` once the
+//! test split is evaluated); its checkpoints and best weights are there too, or under
+//! `<checkpoint.location>/finetune/NAME` when the config sets a location (with a copy of
+//! `result.json`), so that every node of a multi-node run sees them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use serde_json::Value;
+
+use arl_checkpoints::layout::finetune_location;
+use arl_checkpoints::target::Target;
 
 use crate::config::Config;
 use crate::console;
@@ -28,20 +33,26 @@ pub fn job_dir(config: &Config, name: &str) -> PathBuf {
     run_dir(config).join("finetune").join(name)
 }
 
-/// A job's `result.json`, if it has been written.
+/// Where job `name` keeps what every node must see (checkpoints, best weights, `result.json`):
+/// under `checkpoint.location` when the config sets one, else the job's folder.
+pub fn state_location(config: &Config, name: &str) -> String {
+    let location = config.checkpoint.get("location").and_then(|v| v.as_str());
+    finetune_location(location, &run_dir(config), name)
+}
+
+/// Job `name`'s `result.json` in its state location, if it has been written.
 ///
 /// # Errors
 /// The file exists but cannot be read or parsed (named).
-pub fn read_result(dir: &Path) -> anyhow::Result<Option<Value>> {
-    let path = dir.join("result.json");
-    match std::fs::read(&path) {
-        Ok(bytes) => Ok(Some(
+pub fn read_result(config: &Config, name: &str) -> anyhow::Result<Option<Value>> {
+    let target = Target::open(&state_location(config, name), &[])?;
+    target
+        .read("result.json")?
+        .map(|bytes| {
             serde_json::from_slice(&bytes)
-                .with_context(|| format!("parsing {}", path.display()))?,
-        )),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
-    }
+                .with_context(|| format!("parsing {}", target.describe("result.json")))
+        })
+        .transpose()
 }
 
 fn percent(value: &Value) -> String {

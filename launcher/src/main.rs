@@ -280,7 +280,7 @@ fn finetune_command(
     if let Some(code) = stopped("finetune", finetuned.stopped) {
         return Ok(code);
     }
-    match finetune::read_result(&finetuned.dir)? {
+    match finetune::read_result(&config, job)? {
         Some(result) => eprintln!(
             "arl finetune: {job} done: {}; {}",
             finetune::describe(&result["test"]),

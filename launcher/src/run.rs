@@ -88,7 +88,7 @@ pub fn run_jobs(config: &Config) -> anyhow::Result<(Outcome, Vec<(String, serde_
             eprintln!(
                 "arl run: pretraining done: checkpoints in {}, step log {}, TensorBoard: \
                  tensorboard --logdir {}",
-                dir.join("checkpoints").display(),
+                checkpoint_location(&config),
                 dir.join("rank0.jsonl").display(),
                 dir.join("tensorboard").display()
             );
@@ -103,7 +103,7 @@ pub fn run_jobs(config: &Config) -> anyhow::Result<(Outcome, Vec<(String, serde_
         if let Some(stopped) = finetuned.stopped {
             return Ok((Outcome::Stopped { job, stopped }, results));
         }
-        let result = finetune::read_result(&finetuned.dir)?
+        let result = finetune::read_result(&config, &job)?
             .with_context(|| format!("fine-tune {job} ended without a result.json"))?;
         results.push((job, result));
     }
@@ -135,6 +135,11 @@ fn preflight(config: &Config) -> anyhow::Result<()> {
         spec.topology.nproc_per_node, config.launch.backend
     );
     let outputs = run_world(&spec).context("distributed preflight")?.stdout;
+    if spec.topology.node_rank != 0 {
+        // Global rank 0, which prints the report, runs on node 0.
+        eprintln!("arl run: preflight passed");
+        return Ok(());
+    }
     let line = outputs
         .first()
         .and_then(|lines| lines.last())
@@ -209,28 +214,27 @@ fn pretraining_done(config: &Config) -> anyhow::Result<Option<u64>> {
 /// A result written under another section or from other weights: the job must be rerun in a
 /// fresh folder, which is never done behind the user's back.
 fn finished(config: &Config, job: &str) -> anyhow::Result<Option<serde_json::Value>> {
-    let dir = finetune::job_dir(config, job);
-    let Some(result) = finetune::read_result(&dir)? else {
+    let Some(result) = finetune::read_result(config, job)? else {
         return Ok(None);
     };
-    let section = serde_json::to_value(config.finetune.get(job))?;
+    let state = finetune::state_location(config, job);
+    let section = run_config::relative_to_run_dir(
+        &serde_json::to_value(config.finetune.get(job))?,
+        &run_dir(config).to_string_lossy(),
+    );
     if result["section"] != section {
         bail!(
-            "{}: written under another [finetune.{job}] section; move or delete {} to run the \
-             job again",
-            dir.join("result.json").display(),
-            dir.display()
+            "{state}/result.json: written under another [finetune.{job}] section; move or \
+             delete {state} to run the job again"
         );
     }
     if let Some(used) = result["init"]["weights"].as_str() {
         let now = pretrained(config)?.map(|m| m.group_hash("model"));
         if now.as_deref() != Some(used) {
             bail!(
-                "{}: fine-tuned from other pretrained weights ({used}, now {}); move or delete {} \
-                 to fine-tune the new ones",
-                dir.join("result.json").display(),
+                "{state}/result.json: fine-tuned from other pretrained weights ({used}, now {}); \
+                 move or delete {state} to fine-tune the new ones",
                 now.as_deref().unwrap_or("none"),
-                dir.display()
             );
         }
     }

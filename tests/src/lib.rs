@@ -128,6 +128,20 @@ pub fn arl_ok<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> std::p
     out
 }
 
+/// `--set` values of a small pipeline on the synthetic benchmark: 60 scenes, 4 pretraining
+/// steps, short fine-tunes.
+pub const SMALL_PIPELINE: [&str; 9] = [
+    "prepare.scenes=60",
+    "prepare.transe_epochs=5",
+    "train.steps=4",
+    "checkpoint.every_steps=4",
+    "finetune.vqa.epochs=1",
+    "finetune.vqa.global_batch=8",
+    "finetune.cls.epochs=2",
+    "finetune.irtr.epochs=1",
+    "finetune.irtr.negatives=2",
+];
+
 /// A TensorBoard log folder as TensorBoard's own reader sees it:
 /// `{"scalars": {tag: [[step, value], …]}, "images": {tag: [[step, width, height, bytes], …]}}`.
 ///

@@ -16,26 +16,16 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use arl_checkpoints::Checkpoints;
-use arl_tests::{arl_ok, release_binary, scratch_dir, tensorboard_log};
+use arl_tests::{SMALL_PIPELINE, arl_ok, release_binary, scratch_dir, tensorboard_log};
 use serde_json::Value;
 
 /// `--set` overrides of a small pipeline in run folder `run`.
 fn sets(run: &Path) -> Vec<String> {
     let mut args = Vec::new();
-    for set in [
-        format!("train.run_dir={:?}", run.to_string_lossy()),
-        "prepare.scenes=60".to_owned(),
-        "prepare.transe_epochs=5".to_owned(),
-        "train.steps=4".to_owned(),
-        "checkpoint.every_steps=4".to_owned(),
-        "finetune.vqa.epochs=1".to_owned(),
-        "finetune.vqa.global_batch=8".to_owned(),
-        "finetune.cls.epochs=2".to_owned(),
-        "finetune.irtr.epochs=1".to_owned(),
-        "finetune.irtr.negatives=2".to_owned(),
-    ] {
+    let run_dir = format!("train.run_dir={:?}", run.to_string_lossy());
+    for set in std::iter::once(run_dir.as_str()).chain(SMALL_PIPELINE) {
         args.push("--set".to_owned());
-        args.push(set);
+        args.push(set.to_owned());
     }
     args
 }

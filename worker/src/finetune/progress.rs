@@ -2,7 +2,6 @@
 //! initial weights and the job's section), and resuming a job from its newest checkpoint.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
 use arl_checkpoints::Checkpoints;
@@ -61,12 +60,13 @@ pub struct Resumed {
 /// step. Without a checkpoint, returns step 0 and `fresh`.
 ///
 /// # Errors
-/// An unreadable checkpoint, a job started otherwise (naming `dir`, to move it aside), or
+/// An unreadable checkpoint, a job started otherwise (naming `job_location`, where the job
+/// keeps its state, to move it aside), or
 /// ranks that see different checkpoints.
 #[allow(clippy::too_many_arguments)]
 pub fn resume(
     location: &str,
-    dir: &Path,
+    job_location: &str,
     job: &str,
     config_hash: &str,
     variables: &[Named],
@@ -97,7 +97,7 @@ pub fn resume(
                  delete {} to run it anew",
                 loaded.location,
                 saved.section,
-                dir.display()
+                job_location
             );
             let weights = |init: &Option<Value>| init.as_ref().map(|i| i["weights"].clone());
             ensure!(
@@ -107,7 +107,7 @@ pub fn resume(
                 loaded.location,
                 saved.init,
                 fresh.init,
-                dir.display()
+                job_location
             );
             resumed.progress = saved;
         }
@@ -126,7 +126,7 @@ pub fn resume(
              see the same {}",
             starts[other],
             starts[0],
-            dir.display()
+            job_location
         );
     }
     Ok(resumed)

@@ -5,13 +5,18 @@
 //! checkpoints that resume exactly), validated after every epoch, the best epoch's weights
 //! committed aside, and finally the selected weights evaluated on the test split. Rank 0 writes
 //! `<run_dir>/finetune/<job>/result.json` with the metric and the hashes it depends on.
+//! Checkpoints, best weights and a copy of the result go to the job's state location
+//! (`layout::finetune_location`: under `checkpoint.location` when set), which every node sees.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 use arl_c10d::ProcessGroup;
+use arl_checkpoints::layout::finetune_location;
 use arl_checkpoints::manifest::sha256_hex;
+use arl_checkpoints::run_config;
+use arl_checkpoints::target::Target;
 use arl_checkpoints::{Checkpoints, SaverConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -143,7 +148,11 @@ pub fn finetune(
     let tokenizer = TextTokenizer::from_file(&pre.data.tokenizer, cfg.max_text_len)?;
 
     // The model: pretraining's initialisation, the head, then the pretrained weights.
-    let section = serde_json::to_value(table.get("finetune").and_then(|f| f.get(job)))?;
+    // The job's section, with paths in the run folder relative to it (each node has its own).
+    let section = run_config::relative_to_run_dir(
+        &serde_json::to_value(table.get("finetune").and_then(|f| f.get(job)))?,
+        &pre.train.run_dir.to_string_lossy(),
+    );
     let (mut vs, net, graph, initial) = task_model(&pre, &model_cfg, &cfg, outputs)?;
     let progress = Progress {
         section,
@@ -182,13 +191,15 @@ pub fn finetune(
     };
 
     // Resume.
-    let location = dir.join("checkpoints").to_string_lossy().into_owned();
+    // Checkpoints, best weights and the result, where every node sees them.
+    let state = finetune_location(pre.checkpoint.location.as_deref(), &pre.train.run_dir, job);
+    let location = format!("{state}/checkpoints");
     let Resumed {
         start,
         mut progress,
     } = progress::resume(
         &location,
-        &dir,
+        &state,
         job,
         &config_hash,
         &variables,
@@ -206,7 +217,7 @@ pub fn finetune(
             total
         }
     };
-    let best_weights = BestWeights::open(&dir.join("best").to_string_lossy())?;
+    let best_weights = BestWeights::open(&format!("{state}/best"))?;
     if ranks.rank == 0 {
         // Best weights committed after the checkpoint resumed from belong to a lost future.
         best_weights.forget_after(start)?;
@@ -499,11 +510,16 @@ pub fn finetune(
             "world_size": ranks.world,
         });
         println!("{}", json!({"result": result}));
-        let path = dir.join("result.json");
-        let staged = dir.join(".result.json.tmp");
-        std::fs::write(&staged, serde_json::to_vec_pretty(&result)?)
-            .and_then(|()| std::fs::rename(&staged, &path))
-            .with_context(|| format!("writing {}", path.display()))?;
+        // In the state location, where every node's launcher looks, and in the job folder.
+        let bytes = serde_json::to_vec_pretty(&result)?;
+        let mut places = vec![state.clone()];
+        let local = dir.to_string_lossy().into_owned();
+        if local != state {
+            places.push(local);
+        }
+        for place in places {
+            Target::open(&place, &[])?.write("result.json", &[&bytes])?;
+        }
     }
     group.barrier()?;
     Ok(())

@@ -1,0 +1,118 @@
+//! Two "nodes" on one machine, as a cloud run without a shared file system: each node's `arl
+//! run` has its own run folder, and only the checkpoint location is shared. Pretraining and
+//! the fine-tunes (best weights, result) keep their state there, so every node resumes, loads
+//! the best weights and skips finished jobs alike. (Before, a node other than 0 failed `arl
+//! run`'s preflight, found no best weights, and judged finished jobs by its own folder.)
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use arl_tests::{SMALL_PIPELINE, free_port, release_binary, scratch_dir};
+
+/// `arl ARGS` on node `node` of two, with run folder `run` and the shared checkpoint location.
+fn node(args: &[&str], node: usize, run: &Path, shared: &Path, port: u16) -> Command {
+    let mut command = Command::new(release_binary("arl"));
+    command.args(args);
+    for set in [
+        format!("train.run_dir={:?}", run.to_string_lossy()),
+        format!("checkpoint.location={:?}", shared.to_string_lossy()),
+        "launch.nproc_per_node=1".to_owned(),
+        "launch.nnodes=2".to_owned(),
+        format!("launch.node_rank={node}"),
+        format!("launch.master_port={port}"),
+        "pipeline.jobs=[\"pretrain\", \"vqa\", \"irtr\"]".to_owned(),
+    ]
+    .iter()
+    .map(String::as_str)
+    .chain(SMALL_PIPELINE)
+    {
+        command.args(["--set", set]);
+    }
+    command
+        .env("TORCH_CPP_LOG_LEVEL", "ERROR")
+        .env("OMP_NUM_THREADS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs `arl ARGS` on both nodes at once; returns their outputs after checking that both
+/// succeeded.
+fn both(args: &[&str], runs: &[PathBuf; 2], shared: &Path) -> [Output; 2] {
+    let port = free_port();
+    let children = [0, 1].map(|i| {
+        node(args, i, &runs[i], shared, port)
+            .spawn()
+            .expect("starting arl")
+    });
+    children.map(|child| {
+        let out = child.wait_with_output().expect("waiting for arl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    })
+}
+
+/// The results table without its title line (which names the node's run folder).
+fn table(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().skip(1).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn two_nodes_without_a_shared_run_folder_fine_tune_and_skip_alike() {
+    let root = scratch_dir("multinode");
+    let runs = [root.join("node0"), root.join("node1")];
+    let shared = root.join("shared");
+
+    let first = both(&["run"], &runs, &shared);
+    assert!(table(&first[0]).contains("| vqa |"), "{}", table(&first[0]));
+    assert_eq!(table(&first[0]), table(&first[1]));
+    for job in ["vqa", "irtr"] {
+        let state = shared.join("finetune").join(job);
+        assert!(state.join("result.json").is_file(), "{job}");
+        assert!(state.join("checkpoints").is_dir(), "{job}");
+        // Node 0's folder has its copy of the result; neither has checkpoints of its own.
+        assert!(
+            runs[0]
+                .join("finetune")
+                .join(job)
+                .join("result.json")
+                .is_file()
+        );
+        for run in &runs {
+            assert!(!run.join("finetune").join(job).join("checkpoints").exists());
+        }
+    }
+    assert!(shared.join("finetune/vqa/best").is_dir());
+    assert!(!runs[1].join("checkpoints").exists());
+
+    // Both nodes see every job as done, and print the same table again.
+    let again = both(&["run"], &runs, &shared);
+    for out in &again {
+        let log = String::from_utf8_lossy(&out.stderr);
+        for line in [
+            "pretraining is complete (step 4); skipped",
+            "fine-tune vqa is complete; skipped",
+            "fine-tune irtr is complete; skipped",
+        ] {
+            assert!(log.contains(line), "{line}: {log}");
+        }
+        assert_eq!(table(out), table(&first[0]));
+    }
+
+    // A fine-tune stopped on both nodes resumes on both from the shared checkpoint.
+    both(
+        &["finetune", "--job", "cls", "--stop-at", "3"],
+        &runs,
+        &shared,
+    );
+    let resumed = both(&["finetune", "--job", "cls"], &runs, &shared);
+    let log = String::from_utf8_lossy(&resumed[0].stderr);
+    assert!(log.contains("resumed at step 3"), "{log}");
+    assert!(log.contains("arl finetune: cls done: accuracy"), "{log}");
+    assert!(shared.join("finetune/cls/result.json").is_file());
+}
