@@ -137,7 +137,10 @@ fn preflight(config: &Config) -> anyhow::Result<()> {
     let outputs = run_world(&spec).context("distributed preflight")?.stdout;
     if spec.topology.node_rank != 0 {
         // Global rank 0, which prints the report, runs on node 0.
-        eprintln!("arl run: preflight passed");
+        eprintln!(
+            "arl run: preflight passed on node {}",
+            spec.topology.node_rank
+        );
         return Ok(());
     }
     let line = outputs
@@ -197,11 +200,10 @@ fn pretraining_done(config: &Config) -> anyhow::Result<Option<u64>> {
             || "a checkpoint from an older arl that does not record it".to_owned(),
             |old| run_config::differences(old, &identity).join(", "),
         );
+        let location = checkpoint_location(config);
         bail!(
-            "{}: pretraining finished under another config ({changed}); set another \
-             train.run_dir, or move or delete {} to pretrain again",
-            checkpoint_location(config),
-            run_dir(config).display()
+            "{location}: pretraining finished under another config ({changed}); move or delete \
+             {location}, or set another train.run_dir (or checkpoint.location), to pretrain again"
         );
     }
     Ok(Some(manifest.state.step))
