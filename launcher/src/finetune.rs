@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::Value;
 
-use arl_checkpoints::layout::finetune_location;
+use arl_checkpoints::layout::{finetune_dir, finetune_location};
 use arl_checkpoints::target::Target;
 
 use crate::config::Config;
@@ -30,7 +30,7 @@ pub struct Finetuned {
 
 /// The folder of job `name`.
 pub fn job_dir(config: &Config, name: &str) -> PathBuf {
-    run_dir(config).join("finetune").join(name)
+    finetune_dir(&run_dir(config), name)
 }
 
 /// Where job `name` keeps what every node must see (checkpoints, best weights, `result.json`):

@@ -8,12 +8,11 @@
 //! Checkpoints, best weights and a copy of the result go to the job's state location
 //! (`layout::finetune_location`: under `checkpoint.location` when set), which every node sees.
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 use arl_c10d::ProcessGroup;
-use arl_checkpoints::layout::finetune_location;
+use arl_checkpoints::layout::{finetune_dir, finetune_location};
 use arl_checkpoints::manifest::sha256_hex;
 use arl_checkpoints::run_config;
 use arl_checkpoints::target::Target;
@@ -47,11 +46,6 @@ use crate::train_state;
 
 /// Consecutive steps with non-finite gradients after which the job stops.
 const MAX_NONFINITE_STEPS: u32 = 3;
-
-/// The folder of fine-tune job `name` in the run folder `run_dir`.
-pub fn job_dir(run_dir: &Path, name: &str) -> PathBuf {
-    run_dir.join("finetune").join(name)
-}
 
 /// What a fine-tune run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +95,7 @@ pub fn finetune(
         ranks.world,
         cfg.grad_accum
     );
-    let dir = job_dir(&pre.train.run_dir, job);
+    let dir = finetune_dir(&pre.train.run_dir, job);
     let cache = |split: &str| {
         dir.join("cache")
             .join(split)
