@@ -41,7 +41,12 @@ fn section<'a>(table: &'a mut toml::Table, key: &str) -> anyhow::Result<&'a mut 
 pub fn variant(base: &Config, name: &str, switches: Option<[bool; 3]>) -> anyhow::Result<Config> {
     let mut config = base.clone();
     config.prepare = None;
-    config.checkpoint.remove("location");
+    // Each variant keeps its state beside its run folder: under the base's checkpoint
+    // location when there is one (the nodes of a multi-node ablation share it), else in it.
+    if let Some(location) = base.checkpoint.get("location").and_then(|v| v.as_str()) {
+        let own = format!("{}/ablate/{name}", location.trim_end_matches('/'));
+        config.checkpoint.insert("location".into(), own.into());
+    }
     let dir = run_dir(base).join("ablate").join(name);
     config
         .train
@@ -181,4 +186,37 @@ pub fn ablate(config: &Config) -> anyhow::Result<String> {
     }
     eprintln!("arl ablate: table in {}", dir.join("ablation.md").display());
     Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn base(location: Option<&str>) -> Config {
+        let mut overrides = vec!["train.run_dir=\"runs/a\"".to_owned()];
+        if let Some(location) = location {
+            overrides.push(format!("checkpoint.location={location:?}"));
+        }
+        Config::load(None, &overrides).expect("the embedded default")
+    }
+
+    fn location(config: &Config) -> Option<&str> {
+        config.checkpoint.get("location").and_then(|v| v.as_str())
+    }
+
+    #[test]
+    fn variants_keep_their_state_apart() {
+        let shared = base(Some("s3://bucket/run/"));
+        let (one, scratch) = (
+            variant(&shared, "1", Some([false, false, false])).unwrap(),
+            variant(&shared, "scratch", None).unwrap(),
+        );
+        assert_eq!(location(&one), Some("s3://bucket/run/ablate/1"));
+        assert_eq!(location(&scratch), Some("s3://bucket/run/ablate/scratch"));
+        assert_eq!(run_dir(&one), Path::new("runs/a/ablate/1"));
+        // Without a location, each variant's run folder holds its checkpoints.
+        assert_eq!(location(&variant(&base(None), "1", None).unwrap()), None);
+    }
 }

@@ -9,10 +9,11 @@ use std::process::{Command, Output, Stdio};
 
 use arl_tests::{SMALL_PIPELINE, free_port, release_binary, scratch_dir};
 
-/// `arl ARGS` on node `node` of two, with run folder `run` and the shared checkpoint location.
+/// `arl ARGS` on node `node` of two, with run folder `run` and the shared checkpoint location
+/// (`ARGS`: the subcommand, then overrides that win over this file's small pipeline).
 fn node(args: &[&str], node: usize, run: &Path, shared: &Path, port: u16) -> Command {
     let mut command = Command::new(release_binary("arl"));
-    command.args(args);
+    command.arg(args[0]);
     for set in [
         format!("train.run_dir={:?}", run.to_string_lossy()),
         format!("checkpoint.location={:?}", shared.to_string_lossy()),
@@ -28,6 +29,7 @@ fn node(args: &[&str], node: usize, run: &Path, shared: &Path, port: u16) -> Com
     {
         command.args(["--set", set]);
     }
+    command.args(&args[1..]);
     command
         .env("TORCH_CPP_LOG_LEVEL", "ERROR")
         .env("OMP_NUM_THREADS", "1")
@@ -113,6 +115,55 @@ fn two_nodes_without_a_shared_run_folder_fine_tune_and_skip_alike() {
     let resumed = both(&["finetune", "--job", "cls"], &runs, &shared);
     let log = String::from_utf8_lossy(&resumed[0].stderr);
     assert!(log.contains("resumed at step 3"), "{log}");
+    // The nodes' run folders differ; the job's config does not.
+    for out in &resumed {
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(!log.contains("with a different config"), "{log}");
+    }
     assert!(log.contains("arl finetune: cls done: accuracy"), "{log}");
     assert!(shared.join("finetune/cls/result.json").is_file());
+}
+
+#[test]
+fn an_ablation_on_two_nodes_keeps_each_variant_in_the_shared_location() {
+    let root = scratch_dir("multinode-ablate");
+    let runs = [root.join("node0"), root.join("node1")];
+    let shared = root.join("shared");
+    let outs = both(
+        &[
+            "ablate",
+            "--set",
+            "pipeline.jobs=[\"pretrain\", \"cls\"]",
+            "--set",
+            "train.steps=2",
+            "--set",
+            "checkpoint.every_steps=2",
+            "--set",
+            "finetune.cls.epochs=1",
+        ],
+        &runs,
+        &shared,
+    );
+    let tables = outs.map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
+    assert!(tables[0].contains("| 8 | ✓ | ✓ | ✓ |"), "{}", tables[0]);
+    assert_eq!(tables[0], tables[1]);
+    assert!(runs[0].join("ablation.md").is_file());
+    for variant in ["1", "8", "scratch"] {
+        let state = shared.join("ablate").join(variant);
+        assert!(
+            state.join("finetune/cls/result.json").is_file(),
+            "{variant}"
+        );
+        for run in &runs {
+            assert!(
+                !run.join("ablate")
+                    .join(variant)
+                    .join("checkpoints")
+                    .exists()
+            );
+        }
+    }
+    // From scratch has no pretraining; every other variant pretrained into its own folder.
+    assert!(shared.join("ablate/8/step-000000000002").is_dir());
+    assert!(!shared.join("ablate/scratch/step-000000000002").exists());
 }

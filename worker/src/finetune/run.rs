@@ -101,9 +101,15 @@ pub fn finetune(
             .join(split)
             .join(format!("rank{}", ranks.rank))
     };
-    let config_hash = sha256_hex(&serde_json::to_vec(&json!({
-        "job": cfg, "model": model_cfg, "knowledge": pre.knowledge, "tokenizer": pre.data.tokenizer,
-    }))?);
+    // Paths in the run folder count relative to it: each node of a pipeline has its own.
+    let identity = run_config::relative_to_run_dir(
+        &json!({
+            "job": cfg, "model": model_cfg, "knowledge": pre.knowledge,
+            "tokenizer": pre.data.tokenizer,
+        }),
+        &pre.train.run_dir.to_string_lossy(),
+    );
+    let config_hash = sha256_hex(&serde_json::to_vec(&identity)?);
 
     // The splits: training streams; validation and test are read whole.
     let source = ShardSource::open(
