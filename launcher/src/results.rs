@@ -60,6 +60,59 @@ fn chance(recall: &Value) -> Option<([f64; 3], [f64; 3])> {
     Some(([t1, t5, t10], [i1, i5, i10]))
 }
 
+/// The probability that `n` independent trials, each a hit with probability `p`, give at
+/// least `hits` hits (the binomial upper tail), summed in log space so that large `n` neither
+/// underflows nor overflows.
+fn upper_tail(n: u64, p: f64, hits: u64) -> f64 {
+    if hits == 0 || p >= 1.0 {
+        return 1.0;
+    }
+    if p <= 0.0 || hits > n {
+        return 0.0;
+    }
+    let (ln_p, ln_q) = (p.ln(), (-p).ln_1p());
+    // ln C(n, x) p^x q^(n−x), stepped from x = 0.
+    let mut ln_pmf = n as f64 * ln_q;
+    let mut terms = Vec::new();
+    for x in 0..=n {
+        if x >= hits {
+            terms.push(ln_pmf);
+        }
+        ln_pmf += ((n - x) as f64 / (x + 1) as f64).ln() + ln_p - ln_q;
+    }
+    let top = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (top + terms.iter().map(|t| (t - top).exp()).sum::<f64>().ln())
+        .exp()
+        .min(1.0)
+}
+
+/// A probability in three decimals, or in scientific notation below 0.001.
+fn probability(p: f64) -> String {
+    if p >= 1e-3 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.1e}")
+    }
+}
+
+/// `recall`'s hits at K = 1, 5, 10 against a random ranking's, T2I then I2T, each cell "hits
+/// (P)": under random scores every caption's (T2I) or image's (I2T) hit is an independent
+/// draw with the chance row's probability, so P, the binomial probability of at least as many
+/// hits, says how clearly the model beats chance.
+fn against_chance(recall: &Value) -> Option<Vec<String>> {
+    let (t2i, i2t) = chance(recall)?;
+    let (images, texts) = (recall["images"].as_u64()?, recall["texts"].as_u64()?);
+    let mut cells = Vec::new();
+    for (measured, chance, n) in [(&recall["t2i"], t2i, texts), (&recall["i2t"], i2t, images)] {
+        for (k, chance) in chance.iter().enumerate() {
+            let hits = (measured[k].as_f64()? * n as f64 / 100.0).round() as u64;
+            let p = upper_tail(n, chance / 100.0, hits);
+            cells.push(format!("{hits} ({})", probability(p)));
+        }
+    }
+    Some(cells)
+}
+
 /// The Markdown tables of `results` (job name, result.json), titled with `run`.
 pub fn markdown(run: &str, results: &[(String, Value)]) -> String {
     let mut md = format!(
@@ -103,6 +156,7 @@ pub fn markdown(run: &str, results: &[(String, Value)]) -> String {
     let irtr = of("irtr");
     if !irtr.is_empty() {
         md.push_str("\n## Med-ITR (Recall@K)\n\n| job | model | px | pairs | T2I R@1 | R@5 | R@10 | I2T R@1 | R@5 | R@10 | weights | config | data |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        let mut notes = Vec::new();
         for (name, r) in irtr {
             let mut rows = Vec::new();
             if !r["zero_shot"].is_null() {
@@ -130,6 +184,14 @@ pub fn markdown(run: &str, results: &[(String, Value)]) -> String {
                 );
             }
             for (setting, size, recall, weights) in rows {
+                if let Some(cells) = against_chance(recall) {
+                    notes.push(format!(
+                        "| {name} | {setting} | {} / {} | {} |",
+                        recall["texts"],
+                        recall["images"],
+                        cells.join(" | ")
+                    ));
+                }
                 let _ = writeln!(
                     md,
                     "| {name} | {setting} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -143,6 +205,12 @@ pub fn markdown(run: &str, results: &[(String, Value)]) -> String {
                     cell(&recall["i2t"][2]),
                     provenance(r, weights)
                 );
+            }
+        }
+        if !notes.is_empty() {
+            md.push_str("\nHits (captions for T2I, images for I2T) and, in brackets, the probability that a random ranking has at least as many:\n\n| job | model | captions / images | T2I R@1 | R@5 | R@10 | I2T R@1 | R@5 | R@10 |\n|---|---|---|---|---|---|---|---|---|\n");
+            for note in &notes {
+                let _ = writeln!(md, "{note}");
             }
         }
     }
@@ -194,6 +262,34 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("Med-ITC"), "{md}");
+        // Zero-shot T2I R@1: 0.5 × 10 rounds to 1 hit, at least one by chance 1 − 0.9^10;
+        // R@5: 2.5 rounds to 3 hits (of 10 at one half each: 1 − 56/1024).
+        assert!(
+            md.contains("| roco | zero-shot | 10 / 10 | 1 (0.651) | 3 (0.945) | 5 (1.000) | 0 (1.000) | 3 (0.945) |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn chance_tail_matches_the_binomial() {
+        let close = |got: f64, want: f64| {
+            assert!(
+                (got - want).abs() < 1e-12 * want.max(1.0),
+                "{got} vs {want}"
+            )
+        };
+        // By hand: P(X ≥ 1) = 1 − 0.5² and P(X = 3) = 0.5³.
+        close(upper_tail(2, 0.5, 1), 0.75);
+        close(upper_tail(3, 0.5, 3), 0.125);
+        // Exact sums of C(n, x) p^x q^(n−x) (Python's math.comb).
+        close(upper_tail(50, 0.02, 4), 0.017_758_080_697_971_614);
+        close(upper_tail(10, 0.1, 5), 0.001_634_937_400_000_000_7);
+        // 0.5^10000 underflows a plain product; the tail at the mean is just above one half.
+        close(upper_tail(10_000, 0.5, 5_000), 0.503_989_323_069_691_1);
+        assert!((upper_tail(50, 0.02, 0) - 1.0).abs() < f64::EPSILON);
+        assert!(upper_tail(5, 0.2, 6).abs() < f64::EPSILON);
+        assert_eq!(probability(0.017_758), "0.018");
+        assert_eq!(probability(2.64e-5), "2.6e-5");
     }
 
     #[test]
