@@ -13,7 +13,6 @@ use std::time::Instant;
 use anyhow::{Context, bail, ensure};
 use arl_c10d::ProcessGroup;
 use arl_checkpoints::layout::{finetune_dir, finetune_location};
-use arl_checkpoints::manifest::sha256_hex;
 use arl_checkpoints::run_config;
 use arl_checkpoints::target::Target;
 use arl_checkpoints::{Checkpoints, SaverConfig};
@@ -109,7 +108,7 @@ pub fn finetune(
         }),
         &pre.train.run_dir.to_string_lossy(),
     );
-    let config_hash = sha256_hex(&serde_json::to_vec(&identity)?);
+    let config_hash = run_config::identity_hash(&identity);
 
     // The splits: training streams; validation and test are read whole.
     let source = ShardSource::open(
