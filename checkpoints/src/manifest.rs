@@ -128,7 +128,22 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
+/// The `extra` key under which a checkpoint lists older steps that retention must keep (for
+/// example the best epoch's checkpoint, which a fine-tune evaluates at its end).
+pub const PINNED: &str = "pinned";
+
 impl TrainingState {
+    /// The older steps this checkpoint pins against retention (`extra["pinned"]`).
+    ///
+    /// # Errors
+    /// The entry is not a list of steps.
+    pub fn pinned(&self) -> anyhow::Result<Vec<u64>> {
+        self.extra.get(PINNED).map_or(Ok(Vec::new()), |value| {
+            serde_json::from_value(value.clone())
+                .with_context(|| format!("extra.{PINNED} is not a list of steps: {value}"))
+        })
+    }
+
     /// The state at `step` of a run of `world_size` ranks, each with no generators yet.
     pub fn new(step: u64, world_size: u32) -> Self {
         Self {

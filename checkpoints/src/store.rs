@@ -353,20 +353,35 @@ impl Checkpoints {
         })
     }
 
-    /// Deletes the committed checkpoints that `retention` lets go, and every partial folder
-    /// (call it only when no save is in flight). Checkpoints that failed verification are
-    /// kept for inspection. Each deletion removes the commit marker first.
+    /// Deletes the committed checkpoints that `retention` lets go, except the steps the newest
+    /// committed checkpoint pins ([`TrainingState::pinned`]), and every partial folder (call it
+    /// only when no save is in flight). Checkpoints that failed verification are kept for
+    /// inspection. Each deletion removes the commit marker first.
     ///
     /// # Errors
-    /// Listing or a deletion fails (named).
+    /// Listing or a deletion fails, or the newest manifest's pins are malformed (named).
     pub fn retain(&self, retention: &Retention) -> anyhow::Result<Vec<u64>> {
         let listed = self.list()?;
-        let committed: Vec<u64> = listed
+        let committed: Vec<&Manifest> = listed
             .iter()
-            .filter(|l| matches!(l.status, Status::Committed(_)))
-            .map(|l| l.step)
+            .filter_map(|l| match &l.status {
+                Status::Committed(manifest) => Some(manifest.as_ref()),
+                _ => None,
+            })
             .collect();
-        let doomed = retention.doomed(&committed);
+        let pinned = match committed.last() {
+            Some(newest) => newest.state.pinned().with_context(|| {
+                self.target
+                    .describe(&Self::file(newest.state.step, MANIFEST))
+            })?,
+            None => Vec::new(),
+        };
+        let steps: Vec<u64> = committed.iter().map(|m| m.state.step).collect();
+        let doomed: Vec<u64> = retention
+            .doomed(&steps)
+            .into_iter()
+            .filter(|step| !pinned.contains(step))
+            .collect();
         for &step in &doomed {
             self.delete(step)?;
         }

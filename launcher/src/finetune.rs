@@ -1,7 +1,7 @@
 //! `arl finetune CONFIG --job NAME`: one fine-tune job of the config (`[finetune.NAME]`), as
 //! its own world of workers started from the pipeline's pretrained weights. Its folder is
 //! `<run_dir>/finetune/NAME` (logs, `rank0.jsonl`, TensorBoard, and `result.json` once the
-//! test split is evaluated); its checkpoints and best weights are there too, or under
+//! test split is evaluated); its checkpoints (the best epoch's among them) are there too, or under
 //! `<checkpoint.location>/finetune/NAME` when the config sets a location (with a copy of
 //! `result.json`), so that every node of a multi-node run sees them.
 
@@ -33,7 +33,7 @@ pub fn job_dir(config: &Config, name: &str) -> PathBuf {
     finetune_dir(&run_dir(config), name)
 }
 
-/// Where job `name` keeps what every node must see (checkpoints, best weights, `result.json`):
+/// Where job `name` keeps what every node must see (checkpoints, `result.json`):
 /// under `checkpoint.location` when the config sets one, else the job's folder.
 pub fn state_location(config: &Config, name: &str) -> String {
     let location = config.checkpoint.get("location").and_then(|v| v.as_str());

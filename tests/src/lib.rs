@@ -161,6 +161,17 @@ pub fn tensorboard_log(dir: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The steps of the committed checkpoints at `location`, oldest first.
+pub fn committed_steps(location: &Path) -> Vec<u64> {
+    arl_checkpoints::Checkpoints::open(&location.to_string_lossy())
+        .unwrap()
+        .committed()
+        .unwrap()
+        .iter()
+        .map(|m| m.state.step)
+        .collect()
+}
+
 /// A port that was free a moment ago (bound, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

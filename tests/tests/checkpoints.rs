@@ -1,19 +1,20 @@
 //! Checkpoints on a local disk: a process killed at random points of its saves never loses or
 //! corrupts the last committed checkpoint; one flipped byte in any file fails loading with the
 //! file named (and resuming falls back to the previous checkpoint); the writer reports a failed
-//! save at the next step; retention; model tensors and random generators restore exactly;
+//! save at the next step; retention, and the older steps a checkpoint pins against it; model tensors and random generators restore exactly;
 //! exported weights read back with Python's safetensors; `arl ckpt` lists, verifies, exports.
 
 use std::path::Path;
 use std::process::Command;
 
 use arl_checkpoints::export::export_weights;
+use arl_checkpoints::manifest::PINNED;
 use arl_checkpoints::{
     AsyncSaver, Checkpoints, Dtype, Retention, SaverConfig, Staging, Status, TensorSpec,
     TrainingState,
 };
 use arl_tests::checkpoint_child::{KillTarget, kill_during_saves};
-use arl_tests::{python, release_binary, scratch_dir};
+use arl_tests::{committed_steps, python, release_binary, scratch_dir};
 use arl_worker::train_state::{self, Named};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -149,14 +150,11 @@ fn the_writer_waits_for_the_save_in_flight_and_reports_a_failed_one_next() {
         .collect();
     assert_eq!(steps, [1, 2, 3, 4, 5, 6, 7], "each outcome reported once");
     assert!(saver.poll().is_empty());
-    let kept: Vec<u64> = Checkpoints::open(&location)
-        .unwrap()
-        .committed()
-        .unwrap()
-        .iter()
-        .map(|m| m.state.step)
-        .collect();
-    assert_eq!(kept, [3, 6, 7], "keep the last 2 and every 3rd");
+    assert_eq!(
+        committed_steps(&dir),
+        [3, 6, 7],
+        "keep the last 2 and every 3rd"
+    );
 
     // A file where step 8's folder should go makes that save fail.
     std::fs::write(dir.join("step-000000000008"), b"in the way").unwrap();
@@ -176,6 +174,52 @@ fn the_writer_waits_for_the_save_in_flight_and_reports_a_failed_one_next() {
     let checkpoints = Checkpoints::open(&location).unwrap();
     assert_eq!(checkpoints.latest().unwrap().unwrap().state.step, 7);
     checkpoints.load(7).unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn retention_keeps_the_steps_the_newest_checkpoint_pins() {
+    let dir = scratch_dir("ckpt-pinned");
+    let checkpoints = Checkpoints::open(&dir.to_string_lossy()).unwrap();
+    let keep_last_two = Retention {
+        keep_last: 2,
+        keep_every: 0,
+    };
+    // Step 2 is the best; every later checkpoint pins it.
+    for step in 1..=5 {
+        let mut state = state(step);
+        if step >= 2 {
+            state
+                .extra
+                .insert(PINNED.to_owned(), serde_json::json!([2]));
+        }
+        checkpoints.save(&staged(step), &state).unwrap();
+        checkpoints.retain(&keep_last_two).unwrap();
+    }
+    assert_eq!(committed_steps(&dir), [2, 4, 5]);
+    assert_eq!(checkpoints.load(2).unwrap().manifest.state.step, 2);
+
+    // A newer best moves the pin: the old one goes with the next retention.
+    let mut newer_best = state(6);
+    newer_best
+        .extra
+        .insert(PINNED.to_owned(), serde_json::json!([6]));
+    checkpoints.save(&staged(6), &newer_best).unwrap();
+    assert_eq!(checkpoints.retain(&keep_last_two).unwrap(), [2, 4]);
+    assert_eq!(committed_steps(&dir), [5, 6]);
+
+    // A malformed pin list stops retention with the manifest named; nothing is deleted.
+    let mut malformed = state(7);
+    malformed
+        .extra
+        .insert(PINNED.to_owned(), serde_json::json!("best"));
+    checkpoints.save(&staged(7), &malformed).unwrap();
+    let error = format!("{:#}", checkpoints.retain(&keep_last_two).unwrap_err());
+    assert!(
+        error.contains("step-000000000007") && error.contains("extra.pinned"),
+        "{error}"
+    );
+    assert_eq!(committed_steps(&dir), [5, 6, 7]);
     let _ = std::fs::remove_dir_all(dir);
 }
 

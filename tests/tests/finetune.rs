@@ -16,7 +16,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use arl_checkpoints::Checkpoints;
-use arl_tests::{SMALL_PIPELINE, arl_ok, release_binary, scratch_dir, tensorboard_log};
+use arl_tests::{
+    SMALL_PIPELINE, arl_ok, committed_steps, release_binary, scratch_dir, tensorboard_log,
+};
 use serde_json::Value;
 
 /// `--set` overrides of a small pipeline in run folder `run`.
@@ -266,9 +268,22 @@ fn steps(job_dir: &Path) -> Vec<Value> {
 #[test]
 fn a_stopped_fine_tune_resumes_to_exactly_the_straight_result() {
     let straight = copy_of("straight");
-    arl("finetune", &straight, &["--job", "cls"]);
+    // Keeping only the newest checkpoint, the best epoch's stays too: every later one pins it.
+    arl(
+        "finetune",
+        &straight,
+        &["--job", "cls", "--set", "checkpoint.retention.keep_last=1"],
+    );
+    let selected = json(&straight.join("finetune/cls/result.json"))["selected"]["step"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        committed_steps(&straight.join("finetune/cls/checkpoints")),
+        [selected, 12],
+        "the best epoch (step {selected}) and the last"
+    );
     let resumed = copy_of("resumed");
-    // 48 training items, 8 per step: epoch 1 ends at step 6 (validation, best weights), and
+    // 48 training items, 8 per step: epoch 1 ends at step 6 (validation, best epoch so far), and
     // the job stops at 8, in epoch 2.
     arl("finetune", &resumed, &["--job", "cls", "--stop-at", "8"]);
     let job = resumed.join("finetune/cls");
@@ -333,12 +348,12 @@ fn fine_tunes_run_at_another_resolution_and_from_scratch() {
         &run,
         &["--job", "vqa", "--set", "finetune.vqa.image_size=48"],
     );
-    let best = Checkpoints::open(&run.join("finetune/vqa/best").to_string_lossy())
+    let last = Checkpoints::open(&run.join("finetune/vqa/checkpoints").to_string_lossy())
         .unwrap()
         .resume()
         .unwrap()
-        .expect("best weights");
-    let tensors = best.tensors("model").unwrap();
+        .expect("a fine-tune checkpoint");
+    let tensors = last.tensors("model").unwrap();
     let (_, positions) = tensors
         .iter()
         .find(|(name, _)| name == "vision_encoder.visual.positional_embedding")

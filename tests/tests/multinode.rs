@@ -1,7 +1,7 @@
 //! Two "nodes" on one machine, as a cloud run without a shared file system: each node's `arl
 //! run` has its own run folder, and only the checkpoint location is shared. Pretraining and
-//! the fine-tunes (best weights, result) keep their state there, so every node resumes, loads
-//! the best weights and skips finished jobs alike. (Before, a node other than 0 failed `arl
+//! the fine-tunes (checkpoints, result) keep their state there, so every node resumes, tests
+//! the same best epoch and skips finished jobs alike. (Before, a node other than 0 failed `arl
 //! run`'s preflight, found no best weights, and judged finished jobs by its own folder.)
 
 use std::path::{Path, PathBuf};
@@ -89,7 +89,17 @@ fn two_nodes_without_a_shared_run_folder_fine_tune_and_skip_alike() {
             assert!(!run.join("finetune").join(job).join("checkpoints").exists());
         }
     }
-    assert!(shared.join("finetune/vqa/best").is_dir());
+    // The best epoch's checkpoint, which the test split was evaluated on, is kept there.
+    let vqa = shared.join("finetune/vqa");
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(vqa.join("result.json")).unwrap()).unwrap();
+    assert_eq!(result["selected"]["rule"], "best validation epoch");
+    let best = result["selected"]["step"].as_u64().unwrap();
+    assert!(
+        vqa.join(format!("checkpoints/step-{best:012}/COMMITTED"))
+            .is_file(),
+        "{result}"
+    );
     assert!(!runs[1].join("checkpoints").exists());
 
     // Both nodes see every job as done, and print the same table again.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail, ensure};
 use arl_checkpoints::Checkpoints;
+use arl_checkpoints::manifest::PINNED;
 use serde_json::{Value, json};
 
 use super::eval::Metric;
@@ -21,8 +22,6 @@ pub struct Best {
     pub epoch: u64,
     /// The validation metric.
     pub metric: Metric,
-    /// Hash of the weights committed aside (rank 0; empty on the others).
-    pub weights: String,
 }
 
 /// What a checkpoint keeps besides tensors, so a resumed job reports the same results.
@@ -40,9 +39,14 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// The checkpoint manifest's extra entries.
+    /// The checkpoint manifest's extra entries: this progress, and the best epoch's step
+    /// pinned against retention.
     pub fn extra(&self) -> anyhow::Result<BTreeMap<String, Value>> {
-        Ok([("finetune".to_owned(), serde_json::to_value(self)?)].into())
+        let mut extra = BTreeMap::from([("finetune".to_owned(), serde_json::to_value(self)?)]);
+        if let Some(best) = &self.best {
+            extra.insert(PINNED.to_owned(), json!([best.step]));
+        }
+        Ok(extra)
     }
 }
 

@@ -2,10 +2,10 @@
 //! started from the pipeline's pretrained weights (or from scratch), trained data-parallel for
 //! `epochs` passes with the pretraining loop's guarantees (one all-rank decision per step on
 //! non-finite gradients and stop signals, rank-mean gradients, replica checksums, asynchronous
-//! checkpoints that resume exactly), validated after every epoch, the best epoch's weights
-//! committed aside, and finally the selected weights evaluated on the test split. Rank 0 writes
-//! `<run_dir>/finetune/<job>/result.json` with the metric and the hashes it depends on.
-//! Checkpoints, best weights and a copy of the result go to the job's state location
+//! checkpoints that resume exactly), validated after every epoch, the best epoch's checkpoint
+//! pinned against retention, and finally the selected weights evaluated on the test split. Rank
+//! 0 writes `<run_dir>/finetune/<job>/result.json` with the metric and the hashes it depends on.
+//! Checkpoints and a copy of the result go to the job's state location
 //! (`layout::finetune_location`: under `checkpoint.location` when set), which every node sees.
 
 use std::time::Instant;
@@ -26,7 +26,7 @@ use super::config::{FinetuneConfig, Select, Task};
 use super::eval::{Evaluator, Split, read_split};
 use super::progress::{self, Best, Progress, Resumed};
 use super::task::{Targets, TaskModel, Texts};
-use super::weights::{self, BestWeights};
+use super::weights;
 use crate::data::sampler;
 use crate::data::stream::{Sample, ShardSource};
 use crate::data::text::TextTokenizer;
@@ -190,7 +190,7 @@ pub fn finetune(
     };
 
     // Resume.
-    // Checkpoints, best weights and the result, where every node sees them.
+    // Checkpoints (the best epoch's among them) and the result, where every node sees them.
     let state = finetune_location(pre.checkpoint.location.as_deref(), &pre.train.run_dir, job);
     let location = format!("{state}/checkpoints");
     let Resumed {
@@ -216,11 +216,6 @@ pub fn finetune(
             total
         }
     };
-    let best_weights = BestWeights::open(&format!("{state}/best"))?;
-    if ranks.rank == 0 {
-        // Best weights committed after the checkpoint resumed from belong to a lost future.
-        best_weights.forget_after(start)?;
-    }
     let mut events = if ranks.rank == 0 && pre.train.tensorboard {
         Some(EventWriter::create(
             &dir.join("tensorboard"),
@@ -401,16 +396,11 @@ pub fn finetune(
                     log(done, metric.scalars("val"));
                 }
                 if better {
-                    let hash = if ranks.rank == 0 && cfg.select == Select::Best {
-                        best_weights.save(done, metric.headline(), &variables)?
-                    } else {
-                        String::new()
-                    };
+                    // This epoch's checkpoint, saved below, is the best one: the later ones pin it.
                     progress.best = Some(Best {
                         step: done,
                         epoch,
                         metric,
-                        weights: hash,
                     });
                 }
             }
@@ -441,10 +431,11 @@ pub fn finetune(
                 return Ok(());
             }
         }
-        group.barrier()?;
         if let Some(checkpointer) = checkpointer {
             checkpointer.finish()?;
         }
+        // Every rank may now read the checkpoints, the best epoch's included.
+        group.barrier()?;
         if end < total {
             return Ok(());
         }
@@ -455,17 +446,18 @@ pub fn finetune(
     // The test split, on the selected weights.
     let (weights, selected) = match cfg.select {
         Select::Best => {
-            let (hash, step) = best_weights.load(&variables)?;
-            let expected = progress.best.as_ref().map(|b| b.step);
-            ensure!(
-                expected == Some(step),
-                "{}: the best weights are of step {step}, the job's record says {expected:?}",
-                dir.join("best").display()
-            );
+            let best = progress
+                .best
+                .as_ref()
+                .with_context(|| format!("{location}: the job's record names no best epoch"))?;
+            let loaded = Checkpoints::open(&location)?
+                .load(best.step)
+                .context("the best epoch's checkpoint")?;
+            train_state::restore(&loaded, "model", &variables)?;
             (
-                hash,
-                json!({"rule": "best validation epoch", "step": step,
-                "epoch": step / steps_per_epoch, "val": progress.best.as_ref().map(|b| b.metric)}),
+                weights::model_hash(&loaded.manifest),
+                json!({"rule": "best validation epoch", "step": best.step,
+                "epoch": best.epoch, "val": best.metric}),
             )
         }
         Select::Last => {

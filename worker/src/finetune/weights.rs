@@ -1,12 +1,11 @@
-//! The weights a fine-tune starts from and the ones it keeps: the pretrained model read from
-//! the pipeline's newest committed pretraining checkpoint (the vision positions interpolated
-//! to the fine-tuning resolution; the task head starts fresh), and the best epoch's weights,
-//! committed as a checkpoint of their own.
+//! The weights a fine-tune starts from, the pretrained model read from the pipeline's newest
+//! committed pretraining checkpoint (the vision positions interpolated to the fine-tuning
+//! resolution; the task head starts fresh), and the model hash the results cite.
 
 use std::collections::BTreeSet;
 
 use anyhow::{Context, ensure};
-use arl_checkpoints::{Checkpoints, Loaded, Manifest, Retention, Staging, TrainingState};
+use arl_checkpoints::{Checkpoints, Loaded, Manifest};
 
 use crate::model::vision::interpolate_positions;
 use crate::train_state::{self, Named};
@@ -87,76 +86,4 @@ pub fn copy_model(
             .with_context(what)?;
     }
     Ok(())
-}
-
-/// The best weights so far, committed at `location` (the older ones deleted).
-pub struct BestWeights {
-    checkpoints: Checkpoints,
-}
-
-impl BestWeights {
-    /// The store at `location`.
-    ///
-    /// # Errors
-    /// As [`Checkpoints::open`].
-    pub fn open(location: &str) -> anyhow::Result<Self> {
-        Ok(Self {
-            checkpoints: Checkpoints::open(location)?,
-        })
-    }
-
-    /// Commits `variables` as the weights of `step` with `metric`, then deletes older ones.
-    ///
-    /// # Errors
-    /// The save fails (named).
-    pub fn save(&self, step: u64, metric: f64, variables: &[Named]) -> anyhow::Result<String> {
-        let mut staging = Staging::default();
-        staging.reserve(&train_state::layout("model", variables)?);
-        train_state::snapshot(&mut staging, "model", variables)?;
-        let mut state = TrainingState::new(step, 1);
-        state
-            .extra
-            .insert("metric".to_owned(), serde_json::json!(metric));
-        if !matches!(self.checkpoints.latest()?, Some(m) if m.state.step == step) {
-            self.checkpoints.save(&staging, &state)?;
-        }
-        self.checkpoints.retain(&Retention {
-            keep_last: 1,
-            keep_every: 0,
-        })?;
-        let latest = self
-            .checkpoints
-            .latest()?
-            .context("the best weights just saved")?;
-        Ok(model_hash(&latest))
-    }
-
-    /// Deletes best weights of steps after `step` (committed by a run that then died before
-    /// its checkpoint of that step: the resumed run redoes those epochs).
-    ///
-    /// # Errors
-    /// The store cannot be listed or changed.
-    pub fn forget_after(&self, step: u64) -> anyhow::Result<()> {
-        for manifest in self.checkpoints.committed()? {
-            if manifest.state.step > step {
-                self.checkpoints.delete(manifest.state.step)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Loads the best weights into `variables`; returns their hash and step.
-    ///
-    /// # Errors
-    /// None saved, or they do not match.
-    pub fn load(&self, variables: &[Named]) -> anyhow::Result<(String, u64)> {
-        let loaded = self.checkpoints.resume()?.with_context(|| {
-            format!(
-                "{}: no best weights were saved",
-                self.checkpoints.location()
-            )
-        })?;
-        train_state::restore(&loaded, "model", variables)?;
-        Ok((model_hash(&loaded.manifest), loaded.manifest.state.step))
-    }
 }
