@@ -128,6 +128,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
+/// The groups of `files`, in file order, each once.
+pub fn groups_of<'a>(files: impl IntoIterator<Item = &'a FileEntry>) -> Vec<&'a str> {
+    let mut groups: Vec<&str> = Vec::new();
+    for file in files {
+        if !groups.contains(&file.group.as_str()) {
+            groups.push(&file.group);
+        }
+    }
+    groups
+}
+
 /// The `extra` key under which a checkpoint lists older steps that retention must keep (for
 /// example the best epoch's checkpoint, which a fine-tune evaluates at its end).
 pub const PINNED: &str = "pinned";
@@ -230,13 +241,7 @@ impl Manifest {
 
     /// The groups of tensor files, in file order, each once.
     pub fn groups(&self) -> Vec<&str> {
-        let mut groups: Vec<&str> = Vec::new();
-        for file in &self.files {
-            if !groups.contains(&file.group.as_str()) {
-                groups.push(&file.group);
-            }
-        }
-        groups
+        groups_of(&self.files)
     }
 
     /// Bytes of all tensor files.

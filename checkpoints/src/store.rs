@@ -9,7 +9,7 @@ use safetensors::SafeTensors;
 use safetensors::tensor::TensorView;
 
 use crate::layout::{self, COMMIT, FORMAT, MANIFEST, REJECTED};
-use crate::manifest::{Commit, FileEntry, Manifest, TrainingState, sha256_hex};
+use crate::manifest::{Commit, FileEntry, Manifest, TrainingState, groups_of, sha256_hex};
 use crate::retention::Retention;
 use crate::staging::Staging;
 use crate::target::Target;
@@ -192,6 +192,19 @@ impl Checkpoints {
     /// # Errors
     /// Not committed, or a file missing, unreadable, or not as recorded (named).
     pub fn load(&self, step: u64) -> anyhow::Result<Loaded> {
+        self.load_files(step, |_| true)
+    }
+
+    /// As [`Checkpoints::load`], reading and verifying only the files of tensor group `group`
+    /// (for example the model without its optimiser state).
+    ///
+    /// # Errors
+    /// As [`Checkpoints::load`], for the marker, the manifest and that group's files.
+    pub fn load_group(&self, step: u64, group: &str) -> anyhow::Result<Loaded> {
+        self.load_files(step, |entry| entry.group == group)
+    }
+
+    fn load_files(&self, step: u64, wanted: impl Fn(&FileEntry) -> bool) -> anyhow::Result<Loaded> {
         let folder = self.target.describe(&layout::step_dir(step));
         let marker = self
             .target
@@ -199,7 +212,7 @@ impl Checkpoints {
             .with_context(|| format!("{folder}: not committed (no {COMMIT})"))?;
         let manifest = self.committed_manifest(step, &marker)?;
         let mut files = Vec::with_capacity(manifest.files.len());
-        for entry in &manifest.files {
+        for entry in manifest.files.iter().filter(|entry| wanted(entry)) {
             let name = Self::file(step, &entry.name);
             let what = self.target.describe(&name);
             let bytes = self
@@ -416,9 +429,9 @@ fn is_io(error: &anyhow::Error) -> bool {
 }
 
 impl Loaded {
-    /// The groups of tensor files.
+    /// The groups of the tensor files read.
     pub fn groups(&self) -> Vec<&str> {
-        self.manifest.groups()
+        groups_of(self.files.iter().map(|(entry, _)| entry))
     }
 
     /// The tensors of `group`, by name, borrowed from the loaded files.

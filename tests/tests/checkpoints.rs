@@ -1,7 +1,8 @@
 //! Checkpoints on a local disk: a process killed at random points of its saves never loses or
 //! corrupts the last committed checkpoint; one flipped byte in any file fails loading with the
 //! file named (and resuming falls back to the previous checkpoint); the writer reports a failed
-//! save at the next step; retention, and the older steps a checkpoint pins against it; model tensors and random generators restore exactly;
+//! save at the next step; retention, and the older steps a checkpoint pins against it; model
+//! tensors and random generators restore exactly; one group loads without reading the others;
 //! exported weights read back with Python's safetensors; `arl ckpt` lists, verifies, exports.
 
 use std::path::Path;
@@ -220,6 +221,30 @@ fn retention_keeps_the_steps_the_newest_checkpoint_pins() {
         "{error}"
     );
     assert_eq!(committed_steps(&dir), [5, 6, 7]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn one_group_loads_without_reading_the_others() {
+    let dir = scratch_dir("ckpt-group");
+    let checkpoints = Checkpoints::open(&dir.to_string_lossy()).unwrap();
+    checkpoints.save(&staged(4), &state(4)).unwrap();
+    // A corrupt optimiser file fails a whole load, not a load of the model alone.
+    flip_byte(&dir.join("step-000000000004/optim-00000.safetensors"));
+    let error = format!("{:#}", checkpoints.load(4).unwrap_err());
+    assert!(error.contains("optim-00000.safetensors"), "{error}");
+    let model = checkpoints.load_group(4, "model").unwrap();
+    assert_eq!(model.groups(), ["model"]);
+    let tensors = model.tensors("model").unwrap();
+    let names: Vec<&str> = tensors.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["b", "w"]);
+    assert!(
+        tensors
+            .iter()
+            .all(|(_, t)| t.data().iter().all(|&b| b == 4))
+    );
+    let error = format!("{:#}", model.tensors("optim").unwrap_err());
+    assert!(error.contains("no tensor group \"optim\""), "{error}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -451,7 +451,7 @@ pub fn finetune(
                 .as_ref()
                 .with_context(|| format!("{location}: the job's record names no best epoch"))?;
             let loaded = Checkpoints::open(&location)?
-                .load(best.step)
+                .load_group(best.step, "model")
                 .context("the best epoch's checkpoint")?;
             train_state::restore(&loaded, "model", &variables)?;
             (
