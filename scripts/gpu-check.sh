@@ -13,7 +13,9 @@ export TORCH_CPP_LOG_LEVEL=ERROR
 port=$((29000 + RANDOM % 1000))
 env1=(RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 LOCAL_WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port)
 
-preflight=$(env "${env1[@]}" timeout 300 target/release/arl-worker preflight --backend nccl)
+resolved=$(mktemp -d)/config.toml
+target/release/arl check --set launch.backend=nccl --set launch.nproc_per_node=1 >"$resolved"
+preflight=$(env "${env1[@]}" timeout 300 target/release/arl-worker preflight --config "$resolved")
 bench=$(env "${env1[@]}" MASTER_PORT=$((port + 1)) timeout 300 \
   target/release/arl-worker bench-allreduce --backend nccl --sizes-mb 16,128 --warmup 3 --iters 20)
 matmul=$(timeout 300 target/release/arl-worker bench-matmul --kind bf16 --size 8192 --iters 20)

@@ -1,7 +1,5 @@
 //! Names inside a checkpoint location.
 
-use std::path::{Path, PathBuf};
-
 /// The manifest of a checkpoint.
 pub const MANIFEST: &str = "manifest.json";
 /// The commit marker, written last.
@@ -22,22 +20,6 @@ pub fn parse_step_dir(name: &str) -> Option<u64> {
     (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
         .then(|| digits.parse().ok())
         .flatten()
-}
-
-/// The folder of fine-tune `job` in the run folder `run_dir`: `<run_dir>/finetune/<job>`.
-pub fn finetune_dir(run_dir: &Path, job: &str) -> PathBuf {
-    run_dir.join("finetune").join(job)
-}
-
-/// Where fine-tune `job` of a run keeps what every node must see (its checkpoints, best
-/// weights and `result.json`): `<checkpoint location>/finetune/<job>` when the run sets a
-/// checkpoint location (shared storage, as pretraining's), else its folder ([`finetune_dir`]).
-/// Scans of the pretraining location skip the `finetune` folder.
-pub fn finetune_location(checkpoint_location: Option<&str>, run_dir: &Path, job: &str) -> String {
-    match checkpoint_location {
-        Some(location) => format!("{}/finetune/{job}", location.trim_end_matches('/')),
-        None => finetune_dir(run_dir, job).to_string_lossy().into_owned(),
-    }
 }
 
 /// The `index`-th tensor file of `group`: `model-00000.safetensors`.

@@ -21,7 +21,6 @@ pub mod export;
 pub mod layout;
 pub mod manifest;
 pub mod retention;
-pub mod run_config;
 pub mod saver;
 pub mod staging;
 pub mod store;

@@ -4,13 +4,17 @@
 //! `<run_dir>/ablate/<variant>/`, then one table, `<run_dir>/ablation.md` and `ablation.json`.
 //! Inputs are prepared once and shared; complete variants are skipped on a rerun.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use arl_contract::config::finetune::Init;
+use arl_contract::config::prepare::PipelineConfig;
+use arl_contract::events::JobResult;
+use arl_contract::metrics::Metric;
+use arl_contract::{JobConfig, PRETRAIN_JOB};
+use serde::Serialize;
 
-use crate::config::{Config, PRETRAIN_JOB};
-use crate::pretrain::run_dir;
 use crate::run::{Outcome, prepared, run_jobs};
 
 /// One row of the ablation: its name and (AK, RK, LK), or `None` for from scratch.
@@ -26,36 +30,20 @@ pub const VARIANTS: [(&str, Option<[bool; 3]>); 9] = [
     ("8", Some([true, true, true])),
 ];
 
-fn section<'a>(table: &'a mut toml::Table, key: &str) -> anyhow::Result<&'a mut toml::Table> {
-    table
-        .entry(key)
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-        .as_table_mut()
-        .with_context(|| format!("{key} is not a table"))
-}
-
 /// The prepared `base` config for one variant.
-///
-/// # Errors
-/// A config whose sections are not tables.
-pub fn variant(base: &Config, name: &str, switches: Option<[bool; 3]>) -> anyhow::Result<Config> {
+pub fn variant(base: &JobConfig, name: &str, switches: Option<[bool; 3]>) -> JobConfig {
     let mut config = base.clone();
     config.prepare = None;
     // Each variant keeps its state beside its run folder: under the base's checkpoint
     // location when there is one (the nodes of a multi-node ablation share it), else in it.
-    if let Some(location) = base.checkpoint.get("location").and_then(|v| v.as_str()) {
-        let own = format!("{}/ablate/{name}", location.trim_end_matches('/'));
-        config.checkpoint.insert("location".into(), own.into());
-    }
-    let dir = run_dir(base).join("ablate").join(name);
-    config
-        .train
-        .insert("run_dir".into(), dir.to_string_lossy().into_owned().into());
+    let (dir, location) = base.locations().ablation_variant(name);
+    config.train.run_dir = dir;
+    config.checkpoint.location = location;
     match switches {
         Some([ak, rk, lk]) => {
-            config.pretext.insert("align".into(), ak.into());
-            config.pretext.insert("entity_masking".into(), lk.into());
-            section(&mut config.model, "fusion")?.insert("knowledge".into(), rk.into());
+            config.pretext.align = ak;
+            config.pretext.entity_masking = lk;
+            config.model.fusion.knowledge = rk;
         }
         None => {
             let jobs: Vec<String> = config
@@ -64,42 +52,42 @@ pub fn variant(base: &Config, name: &str, switches: Option<[bool; 3]>) -> anyhow
                 .filter(|j| j != PRETRAIN_JOB)
                 .collect();
             for job in &jobs {
-                section(&mut config.finetune, job)?.insert("init".into(), "scratch".into());
+                if let Some(section) = config.finetune.get_mut(job) {
+                    section.init = Some(Init::Scratch);
+                }
             }
-            config.pipeline = Some(crate::config::PipelineConfig { jobs });
+            config.pipeline = Some(PipelineConfig { jobs });
         }
     }
-    Ok(config)
+    config
 }
 
-fn cell(value: &Value) -> String {
-    value
-        .as_f64()
-        .map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"))
+fn cell(value: f64) -> String {
+    format!("{value:.2}")
 }
 
 /// The headline numbers of one fine-tune result, with their column names.
-fn numbers(job: &str, result: &Value) -> Vec<(String, String)> {
-    let test = &result["test"];
-    if let Some(vqa) = test.get("vqa") {
-        ["open", "closed", "overall"]
-            .iter()
-            .map(|k| (format!("{job} {k}"), cell(&vqa[*k])))
-            .collect()
-    } else if let Some(cls) = test.get("cls") {
-        vec![(format!("{job} accuracy"), cell(&cls["accuracy"]))]
-    } else {
-        let recall = &test["irtr"];
-        vec![
-            (format!("{job} T2I R@1"), cell(&recall["t2i"][0])),
-            (format!("{job} I2T R@1"), cell(&recall["i2t"][0])),
+fn numbers(job: &str, result: &JobResult) -> Vec<(String, String)> {
+    match &result.test {
+        Metric::Vqa(vqa) => [
+            ("open", vqa.open),
+            ("closed", vqa.closed),
+            ("overall", Some(vqa.overall)),
         ]
+        .iter()
+        .map(|(k, v)| (format!("{job} {k}"), v.map_or_else(|| "–".to_owned(), cell)))
+        .collect(),
+        Metric::Cls { accuracy, .. } => vec![(format!("{job} accuracy"), cell(*accuracy))],
+        Metric::Irtr(recall) => vec![
+            (format!("{job} T2I R@1"), cell(recall.t2i[0])),
+            (format!("{job} I2T R@1"), cell(recall.i2t[0])),
+        ],
     }
 }
 
 /// One variant's row: its name, (AK, RK, LK) (`None`: from scratch) and its fine-tunes'
 /// results by job.
-pub type Row = (String, Option<[bool; 3]>, Vec<(String, Value)>);
+pub type Row = (String, Option<[bool; 3]>, Vec<(String, JobResult)>);
 
 /// The ablation table of `rows`.
 pub fn markdown(rows: &[Row]) -> String {
@@ -129,8 +117,7 @@ pub fn markdown(rows: &[Row]) -> String {
         let [ak, rk, lk] = switches.map_or(["–"; 3], |s| s.map(mark));
         let parameters = results
             .first()
-            .and_then(|(_, r)| r["parameters"].as_u64())
-            .map_or_else(|| "–".to_owned(), |p| p.to_string());
+            .map_or_else(|| "–".to_owned(), |(_, r)| r.parameters.to_string());
         let values: Vec<String> = results
             .iter()
             .flat_map(|(job, r)| numbers(job, r).into_iter().map(|(_, v)| v))
@@ -149,32 +136,41 @@ pub fn markdown(rows: &[Row]) -> String {
     md
 }
 
+/// One row of `ablation.json`.
+#[derive(Serialize)]
+struct AblationRow<'a> {
+    variant: &'a str,
+    ak_rk_lk: Option<[bool; 3]>,
+    jobs: BTreeMap<&'a str, &'a JobResult>,
+}
+
 /// Runs every variant (skipping what is complete) and writes the table; returns it.
 ///
 /// # Errors
 /// A config without fine-tunes, a job that fails (named), or a variant stopped by a signal.
-pub fn ablate(config: &Config) -> anyhow::Result<String> {
+pub fn ablate(config: &JobConfig) -> anyhow::Result<String> {
     let jobs = config.jobs();
     if jobs.first().map(String::as_str) != Some(PRETRAIN_JOB) || jobs.len() < 2 {
         bail!("pipeline.jobs must be \"pretrain\" followed by fine-tunes to compare ({jobs:?})");
     }
-    let base = prepared(config)?;
+    prepared(config)?;
     let mut rows = Vec::new();
     for (name, switches) in VARIANTS {
         eprintln!("arl ablate: variant {name}");
-        let (outcome, results) = run_jobs(&variant(&base, name, switches)?)?;
+        let (outcome, results) = run_jobs(&variant(config, name, switches))?;
         if let Outcome::Stopped { job, .. } = outcome {
             bail!("variant {name} was stopped in job {job}; run the same command to resume");
         }
         rows.push((name.to_owned(), switches, results));
     }
     let md = markdown(&rows);
-    let dir = run_dir(&base);
-    let json_rows: Vec<Value> = rows
+    let dir = config.locations().run_dir().to_owned();
+    let json_rows: Vec<AblationRow> = rows
         .iter()
-        .map(|(name, switches, results)| {
-            json!({"variant": name, "ak_rk_lk": switches,
-                "jobs": results.iter().cloned().collect::<serde_json::Map<_, _>>()})
+        .map(|(name, switches, results)| AblationRow {
+            variant: name,
+            ak_rk_lk: *switches,
+            jobs: results.iter().map(|(job, r)| (job.as_str(), r)).collect(),
         })
         .collect();
     for (file, bytes) in [
@@ -194,29 +190,36 @@ mod tests {
 
     use super::*;
 
-    fn base(location: Option<&str>) -> Config {
+    fn base(location: Option<&str>) -> JobConfig {
         let mut overrides = vec!["train.run_dir=\"runs/a\"".to_owned()];
         if let Some(location) = location {
             overrides.push(format!("checkpoint.location={location:?}"));
         }
-        Config::load(None, &overrides).expect("the embedded default")
-    }
-
-    fn location(config: &Config) -> Option<&str> {
-        config.checkpoint.get("location").and_then(|v| v.as_str())
+        JobConfig::load(None, &overrides).expect("the embedded default")
     }
 
     #[test]
     fn variants_keep_their_state_apart() {
         let shared = base(Some("s3://bucket/run/"));
         let (one, scratch) = (
-            variant(&shared, "1", Some([false, false, false])).unwrap(),
-            variant(&shared, "scratch", None).unwrap(),
+            variant(&shared, "1", Some([false, false, false])),
+            variant(&shared, "scratch", None),
         );
-        assert_eq!(location(&one), Some("s3://bucket/run/ablate/1"));
-        assert_eq!(location(&scratch), Some("s3://bucket/run/ablate/scratch"));
-        assert_eq!(run_dir(&one), Path::new("runs/a/ablate/1"));
+        let location = |c: &JobConfig| c.checkpoint.location.clone();
+        assert_eq!(location(&one).as_deref(), Some("s3://bucket/run/ablate/1"));
+        assert_eq!(
+            location(&scratch).as_deref(),
+            Some("s3://bucket/run/ablate/scratch")
+        );
+        assert_eq!(one.train.run_dir, Path::new("runs/a/ablate/1"));
+        assert!(!one.model.fusion.knowledge && !one.pretext.align);
+        assert!(
+            scratch
+                .finetune
+                .values()
+                .all(|job| job.init == Some(Init::Scratch))
+        );
         // Without a location, each variant's run folder holds its checkpoints.
-        assert_eq!(location(&variant(&base(None), "1", None).unwrap()), None);
+        assert_eq!(location(&variant(&base(None), "1", None)), None);
     }
 }

@@ -1,92 +1,112 @@
 //! What every multi-worker job of a pipeline shares: the resolved config written into the run
-//! folder, the worker's check of it before any rank starts, and this node's world with rank 0's
-//! JSON lines appended to the job's `rank0.jsonl` and turned into progress as they come.
+//! folder for the ranks to read, and this node's world with rank 0's events appended to the
+//! job's `rank0.jsonl` and shown as they come.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use arl_contract::locations::{events_log, logs_dir};
+use arl_contract::{Event, JobConfig};
 
-use crate::config::Config;
 use crate::console;
-use crate::paths;
+use crate::progress;
+use crate::spawn::WorldSpec;
+use crate::spawn::worker_binary;
 use crate::topology::Topology;
-use crate::world::{WorldOutput, WorldSpec, log_dir, run_world};
+use crate::world::run_world;
 
-/// Writes `config` as `<dir>/config.toml` (whole, then renamed into place: the other nodes of
-/// a job may be reading it); returns its path.
+/// Writes `config` as the run folder's `config.toml` (whole, then renamed into place: the other
+/// nodes of a job may be reading it); returns its path.
 ///
 /// # Errors
 /// The folder or the file cannot be written.
-pub fn write_resolved(config: &Config, dir: &Path) -> anyhow::Result<PathBuf> {
+pub fn write_resolved(config: &JobConfig) -> anyhow::Result<PathBuf> {
+    let resolved = config.locations().resolved_config();
+    let dir = resolved.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let resolved = dir.join("config.toml");
     let staged = dir.join(format!(".config.toml.{}", std::process::id()));
-    std::fs::write(&staged, toml::to_string(config)?)
+    std::fs::write(&staged, config.resolved_toml()?)
         .and_then(|()| std::fs::rename(&staged, &resolved))
         .with_context(|| format!("writing {}", resolved.display()))?;
     Ok(resolved)
 }
 
-/// Runs `arl-worker ARGS` once, as a check: its error message becomes ours.
-///
-/// # Errors
-/// The check fails (the worker's message), or the worker cannot start.
-pub fn worker_check(args: &[&str]) -> anyhow::Result<()> {
-    let check = std::process::Command::new(paths::worker_binary()?)
-        .args(args)
-        .output()?;
-    if !check.status.success() {
-        bail!("{}", String::from_utf8_lossy(&check.stderr).trim());
-    }
-    Ok(())
+/// How a job's world ended without a failure.
+#[derive(Debug, Default)]
+pub struct JobOutput {
+    /// Rank 0's events (on the node of rank 0).
+    pub events: Vec<Event>,
+    /// The signal that stopped the job early, if one did.
+    pub stopped_by: Option<i32>,
 }
 
-/// Runs this node's ranks of `arl-worker ARGS`; rank 0's lines are appended to
-/// `<dir>/rank0.jsonl` (one log across restarts) and handed to `progress`; the ranks' logs go
-/// to `<dir>/logs`.
+impl JobOutput {
+    /// The signal that stopped the job and the step of its last checkpoint, if one did.
+    pub fn stopped(&self) -> Option<(i32, Option<u64>)> {
+        let signal = self.stopped_by?;
+        let step = self.events.iter().rev().find_map(|event| match event {
+            Event::Stopped { step, .. } => Some(*step),
+            _ => None,
+        });
+        Some((signal, step))
+    }
+}
+
+/// Runs this node's ranks of `arl-worker ARGS`; rank 0's events are appended to
+/// `<dir>/rank0.jsonl` (one log across restarts) and shown; the ranks' logs go to
+/// `<dir>/logs`. A line of rank 0 that is not an event is shown as a warning, never dropped.
 ///
 /// # Errors
 /// A rank that fails (named, with the tail of its log).
-pub fn run_job(
-    config: &Config,
-    args: Vec<String>,
-    dir: &Path,
-    progress: fn(&str),
-) -> anyhow::Result<WorldOutput> {
-    let log = dir.join("rank0.jsonl");
+pub fn run_job(config: &JobConfig, args: Vec<String>, dir: &Path) -> anyhow::Result<JobOutput> {
+    let log = events_log(dir);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log)
         .with_context(|| format!("opening {}", log.display()))?;
     let file = Mutex::new(file);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let collected = events.clone();
     let on_line = move |line: &str| {
         let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(error) = writeln!(file, "{line}") {
             console::line(&format!("arl: writing {}: {error}", log.display()));
         }
-        progress(line);
+        match Event::parse(line) {
+            Ok(event) => {
+                progress::show(&event);
+                collected
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(event);
+            }
+            Err(error) => console::line(&format!("arl: warning: rank 0 printed {error:#}")),
+        }
     };
     let spec = WorldSpec {
-        program: paths::worker_binary()?,
+        program: worker_binary()?,
         args,
         topology: Topology::of(&config.launch)?,
         env: Vec::new(),
         on_rank0_line: Some(Arc::new(on_line)),
-        log_dir: Some(log_dir(dir)),
+        log_dir: Some(logs_dir(dir)),
     };
     let outcome = run_world(&spec);
     console::finish_bar();
-    outcome
+    let stopped_by = outcome?.stopped_by;
+    let events = std::mem::take(&mut *events.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(JobOutput { events, stopped_by })
 }
 
-/// The step of the last `{"stopped": STEP}` line of rank 0.
-pub fn stopped_at(output: &WorldOutput) -> Option<u64> {
-    output.stdout.first()?.iter().rev().find_map(|line| {
-        serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v["stopped"].as_u64())
-    })
+/// The command line of `arl-worker SUBCOMMAND --config <resolved config>`.
+pub fn worker_args(subcommand: &str, resolved: &Path) -> Vec<String> {
+    vec![
+        subcommand.to_owned(),
+        "--config".to_owned(),
+        resolved.to_string_lossy().into_owned(),
+    ]
 }

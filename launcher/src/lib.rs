@@ -1,18 +1,22 @@
 //! The `arl` launcher: trains ARL (knowledge-enhanced medical vision-language pretraining) end
 //! to end by launching one `arl-worker` per device, then the fine-tunes, then a results table.
-//! This library holds the config, the local world of rank processes, and the benchmarks.
+//! The job contract (config, locations, events) is the `arl_contract` crate; this library holds
+//! one module per user command, the worker processes (spawned in `spawn`, supervised in
+//! `world`), the progress display and the results tables, and the benchmarks.
 
 pub mod ablate;
 pub mod bench;
+pub mod check;
 pub mod ckpt;
-pub mod config;
 pub mod console;
 pub mod finetune;
 pub mod job;
 pub mod paths;
 pub mod prepare;
 pub mod pretrain;
+pub mod progress;
 pub mod results;
 pub mod run;
+pub mod spawn;
 pub mod topology;
 pub mod world;

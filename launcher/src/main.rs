@@ -1,6 +1,7 @@
 //! `arl`: the command-line front of the launcher (see the `arl_launcher` library).
 
-use arl_launcher::{bench, ckpt, config, finetune, run};
+use arl_contract::{JobConfig, PRETRAIN_JOB};
+use arl_launcher::{bench, check::check, ckpt, finetune, run};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +26,8 @@ enum Command {
     /// The paper's ablation (Table 4): the pipeline for every AK/RK/LK combination and from
     /// scratch, then one table (`<run_dir>/ablation.md`).
     Ablate(ConfigArgs),
-    /// Validate a config and print it fully resolved.
+    /// Validate the whole config (every section, every job of the pipeline) and print it fully
+    /// resolved.
     Check(ConfigArgs),
     /// Side-by-side benchmarks against the Python reference.
     #[command(subcommand)]
@@ -62,10 +64,10 @@ enum Command {
         #[arg(long)]
         job: String,
     },
-    /// Datasets: the synthetic benchmark, inspection, converters (issue 6).
+    /// Datasets: the synthetic benchmark, tokenizers, inspection, converters.
     #[command(subcommand)]
     Data(DataCommand),
-    /// Knowledge: link concepts in a text; build the graph and TransE embeddings (issue 4).
+    /// Knowledge: link concepts in a text; build the graph and TransE embeddings.
     #[command(subcommand)]
     Knowledge(KnowledgeCommand),
     /// Checkpoints: list, verify, export weights.
@@ -186,65 +188,61 @@ enum KnowledgeCommand {
     },
 }
 
+/// The data tools are the worker's: `arl data COMMAND --help` lists each one's options.
 #[derive(Subcommand)]
 enum DataCommand {
     /// Write the synthetic chest-radiograph benchmark (pretraining pairs, VQA, classification,
-    /// retrieval; train/val/test each) to a folder or object-store URL.
-    Synth {
-        /// Output folder or URL (s3://, gs://, az://, file://).
-        #[arg(long)]
-        output: String,
-        /// Seed: the same seed gives byte-identical shards.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Scenes (images).
-        #[arg(long, default_value_t = 2000)]
-        size: usize,
-        /// Image side in pixels.
-        #[arg(long, default_value_t = 256)]
-        image_size: u32,
-        /// Rendering threads (default: every core).
-        #[arg(long)]
-        threads: Option<usize>,
-    },
-    /// Learn a RoBERTa-style byte-level BPE tokenizer (`<s>` 0, `<pad>` 1, `</s>` 2, `<unk>` 3,
-    /// `<mask>` 4) from text files, such as the synthetic benchmark's corpus.txt.
-    Tokenizer {
-        /// Text files.
-        #[arg(long, required = true, num_args = 1..)]
-        corpus: Vec<PathBuf>,
-        /// Vocabulary size (the `tiny` preset has 1000).
-        #[arg(long, default_value_t = 1000)]
-        vocab_size: usize,
-        /// The `tokenizer.json` to write.
-        #[arg(long)]
-        output: PathBuf,
-    },
+    /// retrieval; train/val/test each) to a folder or object-store URL; `--ontology` defaults to
+    /// data/hpo/hp.obo.
+    #[command(disable_help_flag = true)]
+    Synth(Forwarded),
+    /// Learn a RoBERTa-style byte-level BPE tokenizer from text files, such as the synthetic
+    /// benchmark's corpus.txt.
+    #[command(disable_help_flag = true)]
+    Tokenizer(Forwarded),
     /// Print a dataset's manifest, counts and first samples with their entities, and write a
     /// contact sheet PNG of its images.
-    Inspect {
-        /// Dataset folder or URL.
-        url: String,
-        /// Samples to print.
-        #[arg(long, default_value_t = 3)]
-        samples: usize,
-        /// Images on the contact sheet.
-        #[arg(long, default_value_t = 16)]
-        images: usize,
-        /// Contact sheet file.
-        #[arg(long, default_value = "contact-sheet.png")]
-        sheet: PathBuf,
-    },
+    #[command(disable_help_flag = true)]
+    Inspect(Forwarded),
     /// Convert a published dataset in its released layout to shards, one dataset per split
     /// (roco, roco-retrieval, medicat, mimic-cxr, vqa-rad, slake, vqa-med-2019, melinda,
-    /// pydicom-data). The options are the worker's: `arl data convert --help` lists them;
-    /// `--ontology` defaults to data/hpo/hp.obo.
+    /// pydicom-data); `--ontology` defaults to data/hpo/hp.obo.
     #[command(disable_help_flag = true)]
-    Convert {
-        /// --dataset, --input, --output and the dataset's options.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    Convert(Forwarded),
+}
+
+/// A worker tool's arguments, passed on as they are.
+#[derive(clap::Args)]
+struct Forwarded {
+    /// The tool's options (`--help` lists them).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+impl DataCommand {
+    /// The worker subcommand, its arguments, and whether it takes the ontology.
+    fn worker_command(self) -> (&'static str, Vec<String>, bool) {
+        match self {
+            Self::Synth(f) => ("synth", f.args, true),
+            Self::Tokenizer(f) => ("train-tokenizer", f.args, false),
+            Self::Inspect(f) => ("inspect", f.args, false),
+            Self::Convert(f) => ("convert", f.args, true),
+        }
+    }
+}
+
+/// Runs worker tool `subcommand` with `args` (and data/hpo/hp.obo as `--ontology` when the tool
+/// takes one and none is given, unless asking for help).
+fn worker_tool(subcommand: &str, args: &[String], ontology: bool) -> anyhow::Result<ExitCode> {
+    let mut command = std::process::Command::new(arl_launcher::spawn::worker_binary()?);
+    command.arg(subcommand).args(args);
+    let given = |flag: &str| args.iter().any(|a| a.split('=').next() == Some(flag));
+    if ontology && !given("--ontology") && !given("--help") && !given("-h") {
+        command
+            .arg("--ontology")
+            .arg(arl_launcher::paths::project_file("data/hpo/hp.obo")?);
+    }
+    Ok(exit_code(command.status()?))
 }
 
 fn main() -> ExitCode {
@@ -268,33 +266,43 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
 
 /// `arl finetune` and `arl eval`: one job, then its result.
 fn finetune_command(
-    config: &config::Config,
+    config: &JobConfig,
     job: &str,
     mode: finetune::Mode,
 ) -> anyhow::Result<ExitCode> {
-    let mut config = config.clone();
-    if let Some(prepare) = config.prepare.clone().filter(|p| p.synthetic) {
-        arl_launcher::prepare::prepare(&mut config, &prepare)?;
+    check(config, &[job.to_owned()])?;
+    if config.prepare.as_ref().is_some_and(|p| p.synthetic) {
+        arl_launcher::prepare::prepare(config)?;
     }
-    let finetuned = finetune::finetune(&config, job, mode)?;
-    if let Some(code) = stopped("finetune", finetuned.stopped) {
+    let finetuned = finetune::finetune(config, job, mode)?;
+    if let Some(code) = stopped("finetune", finetuned.stopped()) {
         return Ok(code);
     }
-    match finetune::read_result(&config, job)? {
+    match finetune::read_result(config, job)? {
         Some(result) => eprintln!(
             "arl finetune: {job} done: {}; {}",
-            finetune::describe(&result["test"]),
-            finetuned.dir.join("result.json").display()
+            result.test.describe(),
+            config
+                .locations()
+                .finetune_dir(job)
+                .join("result.json")
+                .display()
         ),
         None => eprintln!("arl finetune: {job} stopped before its end"),
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// `config` after the check of its pipeline ([`check`]).
+fn checked(config: JobConfig) -> anyhow::Result<JobConfig> {
+    check(&config, &config.jobs())?;
+    Ok(config)
+}
+
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
-    let load = |args: &ConfigArgs| config::Config::load(args.config.as_deref(), &args.overrides());
+    let load = |args: &ConfigArgs| JobConfig::load(args.config.as_deref(), &args.overrides());
     match command {
-        Command::Run(args) => match run::run(&load(&args)?)? {
+        Command::Run(args) => match run::run(&checked(load(&args)?)?)? {
             run::Outcome::Stopped { job, stopped: at } => {
                 eprintln!("arl run: job {job} was stopped");
                 Ok(stopped("run", Some(at)).unwrap_or(ExitCode::FAILURE))
@@ -307,11 +315,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Ablate(args) => {
-            print!("{}", arl_launcher::ablate::ablate(&load(&args)?)?);
+            print!("{}", arl_launcher::ablate::ablate(&checked(load(&args)?)?)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => {
-            print!("{}", toml::to_string(&load(&args)?)?);
+            print!("{}", checked(load(&args)?)?.resolved_toml()?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Allreduce(args)) => {
@@ -343,7 +351,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             config,
             entities,
         }) => {
-            let mut command = std::process::Command::new(arl_launcher::paths::worker_binary()?);
+            let mut command = std::process::Command::new(arl_launcher::spawn::worker_binary()?);
             command.args([
                 "model-summary",
                 "--preset",
@@ -357,15 +365,17 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(exit_code(command.status()?))
         }
         Command::Pretrain { config, stop_at } => {
-            let pretrained = arl_launcher::pretrain::pretrain(&load(&config)?, stop_at)?;
-            if let Some(code) = stopped("pretrain", pretrained.stopped) {
+            let config = load(&config)?;
+            check(&config, &[PRETRAIN_JOB.to_owned()])?;
+            let pretrained = arl_launcher::pretrain::pretrain(&config, stop_at)?;
+            if let Some(code) = stopped("pretrain", pretrained.stopped()) {
                 return Ok(code);
             }
-            let dir = &pretrained.dir;
+            let dir = config.locations().run_dir().to_owned();
             eprintln!(
                 "arl pretrain: done; step log {}, TensorBoard: tensorboard --logdir {}",
-                dir.join("rank0.jsonl").display(),
-                dir.join("tensorboard").display()
+                arl_contract::locations::events_log(&dir).display(),
+                arl_contract::locations::tensorboard_dir(&dir).display()
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -378,73 +388,16 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             finetune_command(&load(&config)?, &job, finetune::Mode::Evaluate)
         }
 
-        Command::Data(DataCommand::Synth {
-            output,
-            seed,
-            size,
-            image_size,
-            threads,
-        }) => {
-            let mut command = std::process::Command::new(arl_launcher::paths::worker_binary()?);
-            command
-                .args(["synth", "--output", &output, "--seed", &seed.to_string()])
-                .args(["--size", &size.to_string()])
-                .args(["--image-size", &image_size.to_string()])
-                .arg("--ontology")
-                .arg(arl_launcher::paths::project_file("data/hpo/hp.obo")?);
-            if let Some(threads) = threads {
-                command.args(["--threads", &threads.to_string()]);
-            }
-            Ok(exit_code(command.status()?))
-        }
-        Command::Data(DataCommand::Tokenizer {
-            corpus,
-            vocab_size,
-            output,
-        }) => {
-            let status = std::process::Command::new(arl_launcher::paths::worker_binary()?)
-                .arg("train-tokenizer")
-                .arg("--corpus")
-                .args(corpus)
-                .args(["--vocab-size", &vocab_size.to_string()])
-                .arg("--output")
-                .arg(output)
-                .status()?;
-            Ok(exit_code(status))
-        }
-        Command::Data(DataCommand::Inspect {
-            url,
-            samples,
-            images,
-            sheet,
-        }) => {
-            let status = std::process::Command::new(arl_launcher::paths::worker_binary()?)
-                .args(["inspect", &url, "--samples", &samples.to_string()])
-                .args(["--images", &images.to_string()])
-                .arg("--sheet")
-                .arg(sheet)
-                .status()?;
-            Ok(exit_code(status))
-        }
-        Command::Data(DataCommand::Convert { args }) => {
-            let mut command = std::process::Command::new(arl_launcher::paths::worker_binary()?);
-            command.arg("convert").args(&args);
-            if !args
-                .iter()
-                .any(|a| a.split('=').next() == Some("--ontology"))
-            {
-                command
-                    .arg("--ontology")
-                    .arg(arl_launcher::paths::project_file("data/hpo/hp.obo")?);
-            }
-            Ok(exit_code(command.status()?))
+        Command::Data(command) => {
+            let (subcommand, args, ontology) = command.worker_command();
+            worker_tool(subcommand, &args, ontology)
         }
         Command::Knowledge(KnowledgeCommand::Link { text, ontology }) => {
             let ontology = match ontology {
                 Some(path) => path,
                 None => arl_launcher::paths::project_file("data/hpo/hp.obo")?,
             };
-            let status = std::process::Command::new(arl_launcher::paths::worker_binary()?)
+            let status = std::process::Command::new(arl_launcher::spawn::worker_binary()?)
                 .arg("knowledge-link")
                 .arg("--ontology")
                 .arg(ontology)
@@ -453,7 +406,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(exit_code(status))
         }
         Command::Knowledge(KnowledgeCommand::Build { config }) => {
-            let status = std::process::Command::new(arl_launcher::paths::worker_binary()?)
+            let status = std::process::Command::new(arl_launcher::spawn::worker_binary()?)
                 .arg("knowledge-build")
                 .arg("--config")
                 .arg(config)

@@ -1,27 +1,8 @@
-//! Where the launcher finds its helpers: the `arl-worker` binary and the venv's Python.
+//! Where the launcher finds its helpers: the venv's Python and files of the project checkout.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
-
-/// `arl-worker`: `$ARL_WORKER_BIN`, else beside this executable.
-///
-/// # Errors
-/// If neither exists.
-pub fn worker_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("ARL_WORKER_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe().context("locating the arl executable")?;
-    let worker = exe.with_file_name("arl-worker");
-    if !worker.exists() {
-        bail!(
-            "arl-worker not found beside {} (build it, or set ARL_WORKER_BIN)",
-            exe.display()
-        );
-    }
-    Ok(worker)
-}
+use anyhow::Context;
 
 /// The Python with torch: `explicit`, else `$ARL_PYTHON`, else `$VIRTUAL_ENV/bin/python3`,
 /// else the project's `.venv/bin/python3` above this executable (made by `scripts/setup`).

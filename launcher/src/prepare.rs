@@ -1,44 +1,21 @@
 //! `[prepare] synthetic = true` (the embedded default): before pretraining, `arl run` makes its
 //! own inputs in the run folder, each skipped when already there: the synthetic benchmark
 //! (`synth/`), a tokenizer learned from its reports (`tokenizer.json`) and the HPO knowledge
-//! linked over them (`knowledge/`, TransE at the model's entity width). The `[data]` and
-//! `[knowledge]` paths that are not set point at them, and so does the `data` of every
-//! `[finetune.NAME]` job that has none (`synth/<task>`).
+//! linked over them (`knowledge/`, TransE at the model's entity width). The config's unset
+//! paths already point at them (`JobConfig::point_at_prepared`).
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
+use arl_contract::JobConfig;
 
-use crate::config::Config;
 use crate::paths;
-use crate::pretrain::run_dir;
-
-/// `[prepare]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrepareConfig {
-    /// Make the synthetic inputs.
-    pub synthetic: bool,
-    /// Scenes (images) of the synthetic benchmark.
-    pub scenes: usize,
-    /// Their side in pixels.
-    pub image_size: u32,
-    /// Tokens of the learned tokenizer (at most the model's vocabulary).
-    pub vocab_size: usize,
-    /// TransE width: the model's entity width (`tiny`: 32, `base`: 256).
-    pub entity_dim: usize,
-    /// TransE epochs.
-    pub transe_epochs: usize,
-}
-
-/// The synthetic benchmark's fine-tuning datasets, named as the tasks.
-const TASKS: [&str; 3] = ["vqa", "cls", "irtr"];
+use crate::spawn::worker_binary;
 
 fn worker(args: &[&str], what: &str) -> anyhow::Result<()> {
     eprintln!("arl run: {what}");
-    let out = Command::new(paths::worker_binary()?).args(args).output()?;
+    let out = Command::new(worker_binary()?).args(args).output()?;
     if !out.status.success() {
         bail!(
             "{what} failed: {}",
@@ -52,14 +29,16 @@ fn text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Makes what is missing and points the config's unset paths at it.
+/// Makes what is missing of `config`'s `[prepare]` inputs.
 ///
 /// # Errors
 /// A step that fails (named), or a folder that cannot be written.
-pub fn prepare(config: &mut Config, prepare: &PrepareConfig) -> anyhow::Result<()> {
-    let dir = run_dir(config);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let synth = dir.join("synth");
+pub fn prepare(config: &JobConfig) -> anyhow::Result<()> {
+    let prepare = config.prepare.clone().unwrap_or_default();
+    let at = config.locations();
+    let dir = at.run_dir();
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let synth = at.synth();
     if !synth.join("synth.json").exists() {
         let ontology = paths::project_file("data/hpo/hp.obo")?;
         worker(
@@ -81,7 +60,7 @@ pub fn prepare(config: &mut Config, prepare: &PrepareConfig) -> anyhow::Result<(
         )?;
     }
     let corpus = synth.join("corpus.txt");
-    let tokenizer = dir.join("tokenizer.json");
+    let tokenizer = at.tokenizer();
     if !tokenizer.exists() {
         worker(
             &[
@@ -96,9 +75,9 @@ pub fn prepare(config: &mut Config, prepare: &PrepareConfig) -> anyhow::Result<(
             "learning a tokenizer from the reports",
         )?;
     }
-    let knowledge = dir.join("knowledge");
+    let knowledge = at.knowledge();
     if !knowledge.join("knowledge.json").exists() {
-        let spec = dir.join("knowledge.toml");
+        let spec = at.knowledge_spec();
         let mut section = toml::Table::new();
         let ontology = paths::project_file("data/hpo/hp.obo")?;
         section.insert("ontology".into(), text(&ontology).into());
@@ -119,31 +98,6 @@ pub fn prepare(config: &mut Config, prepare: &PrepareConfig) -> anyhow::Result<(
             &["knowledge-build", "--config", &text(&spec)],
             "linking the reports to HPO and training TransE",
         )?;
-    }
-    let pretrain = synth.join("pretrain").join("train");
-    config
-        .data
-        .entry("train")
-        .or_insert_with(|| text(&pretrain).into());
-    config
-        .data
-        .entry("tokenizer")
-        .or_insert_with(|| text(&tokenizer).into());
-    config
-        .knowledge
-        .entry("dir")
-        .or_insert_with(|| text(&knowledge).into());
-    // Fine-tunes without data use the benchmark's dataset of their task.
-    for (name, job) in &mut config.finetune {
-        let job = job
-            .as_table_mut()
-            .with_context(|| format!("[finetune.{name}] is not a table"))?;
-        if let Some(task) = job.get("task").and_then(|t| t.as_str()).map(str::to_owned)
-            && TASKS.contains(&task.as_str())
-        {
-            job.entry("data")
-                .or_insert_with(|| text(&synth.join(task)).into());
-        }
     }
     Ok(())
 }

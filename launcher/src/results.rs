@@ -4,46 +4,42 @@
 //! fine-tuned). Every row names the weights it measured, the config and the data manifests by
 //! hash (the first 12 hex digits in the Markdown, whole in the JSON).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use serde_json::{Value, json};
+use arl_contract::events::JobResult;
+use arl_contract::metrics::{Metric, Recall};
+use serde::Serialize;
 
-fn cell(value: &Value) -> String {
-    value
-        .as_f64()
-        .map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"))
+fn cell(value: f64) -> String {
+    format!("{value:.2}")
 }
 
-fn whole(value: &Value) -> String {
-    value
-        .as_u64()
-        .map_or_else(|| "–".to_owned(), |v| v.to_string())
+fn maybe(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_owned(), cell)
 }
 
-fn short(value: &Value) -> String {
-    value
-        .as_str()
-        .map_or_else(|| "–".to_owned(), |s| s.chars().take(12).collect())
+fn short(hash: &str) -> String {
+    hash.chars().take(12).collect()
 }
 
 /// The hashes of a result's row: weights, config, and the test split's manifest.
-fn provenance(result: &Value, weights: &Value) -> String {
+fn provenance(result: &JobResult, weights: &str) -> String {
     format!(
         "`{}` | `{}` | `{}`",
         short(weights),
-        short(&result["config_hash"]),
-        short(&result["data"]["test"])
+        short(&result.config_hash),
+        short(&result.data.test)
     )
 }
 
-/// Recall@1/5/10 (%) of a random ranking over the pairs of `recall` (its `images` and
-/// `texts`): T2I, one gold image per caption, K/images; I2T, g = texts/images gold captions
-/// per image, 1 − C(texts − g, K) / C(texts, K); `None` where the counts are missing or the
-/// captions are not spread evenly over the images.
-fn chance(recall: &Value) -> Option<([f64; 3], [f64; 3])> {
-    let (images, texts) = (recall["images"].as_u64()?, recall["texts"].as_u64()?);
+/// Recall@1/5/10 (%) of a random ranking over the pairs of `recall`: T2I, one gold image per
+/// caption, K/images; I2T, g = texts/images gold captions per image, 1 − C(texts − g, K) /
+/// C(texts, K); `None` where the captions are not spread evenly over the images.
+fn chance(recall: &Recall) -> Option<([f64; 3], [f64; 3])> {
+    let (images, texts) = (recall.images as u64, recall.texts as u64);
     if images == 0 || texts % images != 0 {
         return None;
     }
@@ -99,13 +95,13 @@ fn probability(p: f64) -> String {
 /// (P)": under random scores every caption's (T2I) or image's (I2T) hit is an independent
 /// draw with the chance row's probability, so P, the binomial probability of at least as many
 /// hits, says how clearly the model beats chance.
-fn against_chance(recall: &Value) -> Option<Vec<String>> {
+fn against_chance(recall: &Recall) -> Option<Vec<String>> {
     let (t2i, i2t) = chance(recall)?;
-    let (images, texts) = (recall["images"].as_u64()?, recall["texts"].as_u64()?);
+    let (images, texts) = (recall.images as u64, recall.texts as u64);
     let mut cells = Vec::new();
-    for (measured, chance, n) in [(&recall["t2i"], t2i, texts), (&recall["i2t"], i2t, images)] {
+    for (measured, chance, n) in [(recall.t2i, t2i, texts), (recall.i2t, i2t, images)] {
         for (k, chance) in chance.iter().enumerate() {
-            let hits = (measured[k].as_f64()? * n as f64 / 100.0).round() as u64;
+            let hits = (measured[k] * n as f64 / 100.0).round() as u64;
             let p = upper_tail(n, chance / 100.0, hits);
             cells.push(format!("{hits} ({})", probability(p)));
         }
@@ -113,72 +109,80 @@ fn against_chance(recall: &Value) -> Option<Vec<String>> {
     Some(cells)
 }
 
-/// The Markdown tables of `results` (job name, result.json), titled with `run`.
-pub fn markdown(run: &str, results: &[(String, Value)]) -> String {
+/// The Markdown tables of `results` (job name, result), titled with `run`.
+pub fn markdown(run: &str, results: &[(String, JobResult)]) -> String {
     let mut md = format!(
         "# Results of {run}\n\nAll numbers are percentages on each job's test split; `weights` is the hash of the evaluated model tensors, `config` of the job's resolved settings, `data` of the test split's manifest.\n"
     );
-    let of = |task: &str| -> Vec<&(String, Value)> {
-        results.iter().filter(|(_, r)| r["task"] == task).collect()
-    };
-    let vqa = of("vqa");
+    let vqa: Vec<_> = results
+        .iter()
+        .filter_map(|(name, r)| match &r.test {
+            Metric::Vqa(score) => Some((name, r, score)),
+            _ => None,
+        })
+        .collect();
     if !vqa.is_empty() {
         md.push_str("\n## Med-VQA (accuracy)\n\n| job | open | closed | overall | questions | selected | weights | config | data |\n|---|---|---|---|---|---|---|---|---|\n");
-        for (name, r) in vqa {
-            let score = &r["test"]["vqa"];
+        for (name, r, score) in vqa {
             let _ = writeln!(
                 md,
-                "| {name} | {} | {} | {} | {} | epoch {} | {} |",
-                cell(&score["open"]),
-                cell(&score["closed"]),
-                cell(&score["overall"]),
-                score["questions"],
-                r["selected"]["epoch"],
-                provenance(r, &r["weights"])
+                "| {name} | {} | {} | {} | {} | {} | {} |",
+                maybe(score.open),
+                maybe(score.closed),
+                cell(score.overall),
+                score.questions,
+                selected(r),
+                provenance(r, &r.weights)
             );
         }
     }
-    let cls = of("cls");
+    let cls: Vec<_> = results
+        .iter()
+        .filter_map(|(name, r)| match &r.test {
+            Metric::Cls { accuracy, items } => Some((name, r, *accuracy, *items)),
+            _ => None,
+        })
+        .collect();
     if !cls.is_empty() {
         md.push_str("\n## Med-ITC (accuracy)\n\n| job | accuracy | items | selected | weights | config | data |\n|---|---|---|---|---|---|---|\n");
-        for (name, r) in cls {
-            let score = &r["test"]["cls"];
+        for (name, r, accuracy, items) in cls {
             let _ = writeln!(
                 md,
-                "| {name} | {} | {} | epoch {} | {} |",
-                cell(&score["accuracy"]),
-                score["items"],
-                r["selected"]["epoch"],
-                provenance(r, &r["weights"])
+                "| {name} | {} | {items} | {} | {} |",
+                cell(accuracy),
+                selected(r),
+                provenance(r, &r.weights)
             );
         }
     }
-    let irtr = of("irtr");
+    let irtr: Vec<_> = results
+        .iter()
+        .filter_map(|(name, r)| match &r.test {
+            Metric::Irtr(recall) => Some((name, r, recall)),
+            _ => None,
+        })
+        .collect();
     if !irtr.is_empty() {
         md.push_str("\n## Med-ITR (Recall@K)\n\n| job | model | px | pairs | T2I R@1 | R@5 | R@10 | I2T R@1 | R@5 | R@10 | weights | config | data |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         let mut notes = Vec::new();
-        for (name, r) in irtr {
+        for (name, r, test) in irtr {
             let mut rows = Vec::new();
-            if !r["zero_shot"].is_null() {
-                rows.push((
-                    "zero-shot",
-                    &r["zero_shot_image_size"],
-                    &r["zero_shot"]["irtr"],
-                    &r["init"]["weights"],
-                ));
+            if let Some(Metric::Irtr(zero)) = &r.zero_shot {
+                let weights = r.init.weights().unwrap_or("–");
+                rows.push(("zero-shot", r.zero_shot_image_size, zero, weights));
             }
             rows.push((
                 "fine-tuned",
-                &r["image_size"],
-                &r["test"]["irtr"],
-                &r["weights"],
+                Some(i64::from(r.image_size)),
+                test,
+                r.weights.as_str(),
             ));
-            if let Some((t2i, i2t)) = chance(&r["test"]["irtr"]) {
-                let cells = |r: [f64; 3]| r.map(|v| format!("{v:.2}")).join(" | ");
+            if let Some((t2i, i2t)) = chance(test) {
+                let cells = |r: [f64; 3]| r.map(cell).join(" | ");
                 let _ = writeln!(
                     md,
                     "| {name} | chance | – | {} | {} | {} | – | – | – |",
-                    r["test"]["irtr"]["texts"],
+                    test.texts,
                     cells(t2i),
                     cells(i2t)
                 );
@@ -187,22 +191,18 @@ pub fn markdown(run: &str, results: &[(String, Value)]) -> String {
                 if let Some(cells) = against_chance(recall) {
                     notes.push(format!(
                         "| {name} | {setting} | {} / {} | {} |",
-                        recall["texts"],
-                        recall["images"],
+                        recall.texts,
+                        recall.images,
                         cells.join(" | ")
                     ));
                 }
                 let _ = writeln!(
                     md,
-                    "| {name} | {setting} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    whole(size),
-                    recall["texts"],
-                    cell(&recall["t2i"][0]),
-                    cell(&recall["t2i"][1]),
-                    cell(&recall["t2i"][2]),
-                    cell(&recall["i2t"][0]),
-                    cell(&recall["i2t"][1]),
-                    cell(&recall["i2t"][2]),
+                    "| {name} | {setting} | {} | {} | {} | {} | {} |",
+                    size.map_or_else(|| "–".to_owned(), |s| s.to_string()),
+                    recall.texts,
+                    recall.t2i.map(cell).join(" | "),
+                    recall.i2t.map(cell).join(" | "),
                     provenance(r, weights)
                 );
             }
@@ -217,18 +217,31 @@ pub fn markdown(run: &str, results: &[(String, Value)]) -> String {
     md
 }
 
+/// The selected weights in a few words: `epoch N`, or `final`.
+fn selected(result: &JobResult) -> String {
+    result
+        .selected
+        .epoch
+        .map_or_else(|| "final".to_owned(), |epoch| format!("epoch {epoch}"))
+}
+
+/// `results.json`: every job's result by name.
+#[derive(Serialize)]
+struct Results<'a> {
+    jobs: BTreeMap<&'a str, &'a JobResult>,
+}
+
 /// Writes `results.json` and `results.md` into `run_dir`; returns the Markdown.
 ///
 /// # Errors
 /// A file cannot be written (named).
-pub fn write(run_dir: &Path, results: &[(String, Value)]) -> anyhow::Result<String> {
+pub fn write(run_dir: &Path, results: &[(String, JobResult)]) -> anyhow::Result<String> {
     let md = markdown(&run_dir.display().to_string(), results);
-    let jobs: serde_json::Map<String, Value> = results.iter().cloned().collect();
+    let json = Results {
+        jobs: results.iter().map(|(name, r)| (name.as_str(), r)).collect(),
+    };
     for (name, bytes) in [
-        (
-            "results.json",
-            serde_json::to_vec_pretty(&json!({ "jobs": jobs }))?,
-        ),
+        ("results.json", serde_json::to_vec_pretty(&json)?),
         ("results.md", md.clone().into_bytes()),
     ] {
         let path = run_dir.join(name);
@@ -241,18 +254,48 @@ pub fn write(run_dir: &Path, results: &[(String, Value)]) -> anyhow::Result<Stri
 mod tests {
     use super::*;
 
+    use serde_json::{Value, json};
+
+    /// A result with `fields` over neutral values of the others.
+    fn result(fields: Value) -> JobResult {
+        let mut all = json!({"job": "x", "section": {}, "task": "vqa", "test_split": "test",
+            "val_split": "val", "zero_shot": null, "zero_shot_image_size": null,
+            "image_size": 32, "selected": {"rule": "best validation epoch", "step": 4},
+            "init": "scratch", "data": {"train": "t", "val": "v", "test": "cccccccccccccccc"},
+            "parameters": 1, "epochs": 1, "steps": 4, "world_size": 2});
+        for (key, value) in fields.as_object().unwrap() {
+            all[key] = value.clone();
+        }
+        serde_json::from_value(all).unwrap()
+    }
+
+    fn recall(images: usize, texts: usize) -> Recall {
+        Recall {
+            i2t: [0.0; 3],
+            t2i: [0.0; 3],
+            images,
+            texts,
+        }
+    }
+
     #[test]
     fn tables_follow_the_paper_and_cite_hashes() {
-        let vqa = json!({"task": "vqa", "test": {"vqa": {"open": 50.0, "closed": null,
-            "overall": 62.5, "questions": 8}}, "selected": {"epoch": 2},
-            "weights": "aaaaaaaaaaaaaaaa", "config_hash": "bbbbbbbbbbbbbbbb",
-            "data": {"test": "cccccccccccccccc"}});
-        let irtr = json!({"task": "irtr", "test": {"irtr": {"t2i": [10.0, 50.0, 100.0],
+        let vqa = result(
+            json!({"task": "vqa", "test": {"vqa": {"open": 50.0, "closed": null,
+            "overall": 62.5, "questions": 8}},
+            "selected": {"rule": "best validation epoch", "step": 4, "epoch": 2},
+            "weights": "aaaaaaaaaaaaaaaa", "config_hash": "bbbbbbbbbbbbbbbb"}),
+        );
+        let irtr = result(
+            json!({"task": "irtr", "test": {"irtr": {"t2i": [10.0, 50.0, 100.0],
             "i2t": [20.0, 60.0, 100.0], "images": 10, "texts": 10}},
             "zero_shot": {"irtr": {"t2i": [5.0, 25.0, 50.0], "i2t": [0.0, 30.0, 70.0],
-            "images": 10, "texts": 10}}, "init": {"weights": "dddddddddddddddd"},
+            "images": 10, "texts": 10}},
+            "init": {"pretrained": "p", "step": 3, "weights": "dddddddddddddddd"},
             "zero_shot_image_size": 288, "image_size": 384,
-            "weights": "eeeeeeeeeeeeeeee", "config_hash": "ffff", "data": {"test": "9999"}});
+            "weights": "eeeeeeeeeeeeeeee", "config_hash": "ffff",
+            "data": {"train": "t", "val": "v", "test": "9999"}}),
+        );
         let md = markdown("runs/x", &[("rad".into(), vqa), ("roco".into(), irtr)]);
         assert!(md.contains("| rad | 50.00 | – | 62.50 | 8 | epoch 2 | `aaaaaaaaaaaa` | `bbbbbbbbbbbb` | `cccccccccccc` |"), "{md}");
         assert!(md.contains("| roco | zero-shot | 288 | 10 | 5.00 | 25.00 | 50.00 | 0.00 | 30.00 | 70.00 | `dddddddddddd` |"), "{md}");
@@ -294,7 +337,7 @@ mod tests {
 
     #[test]
     fn chance_recall_counts_every_gold_caption() {
-        let of = |images: u64, texts: u64| chance(&json!({"images": images, "texts": texts}));
+        let of = |images: usize, texts: usize| chance(&recall(images, texts));
         let close = |got: [f64; 3], want: [f64; 3]| {
             assert!(
                 got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-9),
@@ -314,6 +357,6 @@ mod tests {
             [20.0, 100.0 * (1.0 - 56.0 / 252.0), 100.0],
         );
         assert_eq!(of(3, 10), None);
-        assert_eq!(chance(&json!({})), None);
+        assert_eq!(of(0, 0), None);
     }
 }

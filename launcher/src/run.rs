@@ -4,24 +4,19 @@
 //! is skipped, and an interrupted one resumes from its newest committed checkpoint, so running
 //! the same command again continues where a pipeline stopped.
 
-use anyhow::Context;
-use serde::Deserialize;
+use anyhow::{Context, bail};
+use arl_checkpoints::{Checkpoints, Manifest};
+use arl_contract::events::JobResult;
+use arl_contract::identity::{EXTRA_KEY, differences, identity_hash};
+use arl_contract::locations::{events_log, tensorboard_dir};
+use arl_contract::{Event, JobConfig, PRETRAIN_JOB};
 
-use anyhow::bail;
-use arl_checkpoints::{Checkpoints, Manifest, run_config};
-
-use crate::config::{Config, PRETRAIN_JOB};
 use crate::finetune;
-use crate::paths;
-use crate::pretrain::run_dir;
+use crate::job;
+use crate::spawn::WorldSpec;
+use crate::spawn::worker_binary;
 use crate::topology::Topology;
-use crate::world::{WorldSpec, run_world};
-
-#[derive(Deserialize)]
-struct PreflightReport {
-    world_size: usize,
-    rank_sum: i64,
-}
+use crate::world::run_world;
 
 /// How `arl run` ended.
 #[derive(Debug)]
@@ -37,29 +32,26 @@ pub enum Outcome {
     },
 }
 
-/// Runs the preflight, the preparation and every job of the pipeline.
+/// Runs the preflight, the preparation and every job of the pipeline of a checked config.
 ///
 /// # Errors
-/// A rank that fails (named), a preflight report that cannot be read, or a finished job whose
-/// result no longer matches the config.
-pub fn run(config: &Config) -> anyhow::Result<Outcome> {
-    let config = prepared(config)?;
-    let (outcome, _) = run_jobs(&config)?;
+/// A rank that fails (named), or a finished job whose result no longer matches the config.
+pub fn run(config: &JobConfig) -> anyhow::Result<Outcome> {
+    prepared(config)?;
+    let (outcome, _) = run_jobs(config)?;
     Ok(outcome)
 }
 
-/// `config` after the preflight and the preparation of its inputs (`[prepare]`), which point
-/// its unset paths at them.
+/// The preflight, then the preparation of the config's inputs (`[prepare]`).
 ///
 /// # Errors
 /// A rank that fails the preflight, or a preparation step that fails (named).
-pub fn prepared(config: &Config) -> anyhow::Result<Config> {
+pub fn prepared(config: &JobConfig) -> anyhow::Result<()> {
     preflight(config)?;
-    let mut config = config.clone();
-    if let Some(prepare) = config.prepare.clone().filter(|p| p.synthetic) {
-        crate::prepare::prepare(&mut config, &prepare)?;
+    if config.prepare.as_ref().is_some_and(|p| p.synthetic) {
+        crate::prepare::prepare(config)?;
     }
-    Ok(config)
+    Ok(())
 }
 
 /// Runs every job of a prepared config's pipeline, then writes its results table; returns how
@@ -67,50 +59,45 @@ pub fn prepared(config: &Config) -> anyhow::Result<Config> {
 ///
 /// # Errors
 /// A rank that fails (named), or a finished job whose result no longer matches the config.
-pub fn run_jobs(config: &Config) -> anyhow::Result<(Outcome, Vec<(String, serde_json::Value)>)> {
-    let config = config.clone();
+pub fn run_jobs(config: &JobConfig) -> anyhow::Result<(Outcome, Vec<(String, JobResult)>)> {
     let mut results = Vec::new();
     for job in config.jobs() {
         if job == PRETRAIN_JOB {
-            if config.data.is_empty() {
-                eprintln!("arl run: the config has no [data] section: nothing to pretrain");
-                continue;
-            }
-            if let Some(step) = pretraining_done(&config)? {
+            if let Some(step) = pretraining_done(config)? {
                 eprintln!("arl run: pretraining is complete (step {step}); skipped");
                 continue;
             }
-            let pretrained = crate::pretrain::pretrain(&config, None)?;
-            if let Some(stopped) = pretrained.stopped {
+            let pretrained = crate::pretrain::pretrain(config, None)?;
+            if let Some(stopped) = pretrained.stopped() {
                 return Ok((Outcome::Stopped { job, stopped }, results));
             }
-            let dir = &pretrained.dir;
+            let at = config.locations();
             eprintln!(
                 "arl run: pretraining done: checkpoints in {}, step log {}, TensorBoard: \
                  tensorboard --logdir {}",
-                checkpoint_location(&config),
-                dir.join("rank0.jsonl").display(),
-                dir.join("tensorboard").display()
+                at.checkpoints(),
+                events_log(at.run_dir()).display(),
+                tensorboard_dir(at.run_dir()).display()
             );
             continue;
         }
-        if let Some(result) = finished(&config, &job)? {
+        if let Some(result) = finished(config, &job)? {
             eprintln!("arl run: fine-tune {job} is complete; skipped");
             results.push((job, result));
             continue;
         }
-        let finetuned = finetune::finetune(&config, &job, finetune::Mode::Train(None))?;
-        if let Some(stopped) = finetuned.stopped {
+        let finetuned = finetune::finetune(config, &job, finetune::Mode::Train(None))?;
+        if let Some(stopped) = finetuned.stopped() {
             return Ok((Outcome::Stopped { job, stopped }, results));
         }
-        let result = finetune::read_result(&config, &job)?
+        let result = finetune::read_result(config, &job)?
             .with_context(|| format!("fine-tune {job} ended without a result.json"))?;
         results.push((job, result));
     }
     if results.is_empty() {
         return Ok((Outcome::Done(None), results));
     }
-    let dir = run_dir(&config);
+    let dir = config.locations().run_dir().to_owned();
     let md = crate::results::write(&dir, &results)?;
     eprintln!(
         "arl run: results in {} and {}",
@@ -121,10 +108,11 @@ pub fn run_jobs(config: &Config) -> anyhow::Result<(Outcome, Vec<(String, serde_
 }
 
 /// Starts every rank once and checks that an all-reduce of the ranks adds up.
-fn preflight(config: &Config) -> anyhow::Result<()> {
+fn preflight(config: &JobConfig) -> anyhow::Result<()> {
+    let resolved = job::write_resolved(config)?;
     let spec = WorldSpec {
-        program: paths::worker_binary()?,
-        args: worker_args("preflight", config),
+        program: worker_binary()?,
+        args: job::worker_args("preflight", &resolved),
         topology: Topology::of(&config.launch)?,
         env: Vec::new(),
         on_rank0_line: None,
@@ -136,7 +124,7 @@ fn preflight(config: &Config) -> anyhow::Result<()> {
     );
     let outputs = run_world(&spec).context("distributed preflight")?.stdout;
     if spec.topology.node_rank != 0 {
-        // Global rank 0, which prints the report, runs on node 0.
+        // Global rank 0, which reports, runs on node 0.
         eprintln!(
             "arl run: preflight passed on node {}",
             spec.topology.node_rank
@@ -147,60 +135,41 @@ fn preflight(config: &Config) -> anyhow::Result<()> {
         .first()
         .and_then(|lines| lines.last())
         .context("rank 0 printed no preflight report")?;
-    let report: PreflightReport =
-        serde_json::from_str(line).with_context(|| format!("reading {line:?}"))?;
-    eprintln!(
-        "arl run: preflight passed: {} ranks joined, all-reduced rank sum {}",
-        report.world_size, report.rank_sum
-    );
+    match Event::parse(line)? {
+        Event::Preflight {
+            world_size,
+            rank_sum,
+        } => eprintln!(
+            "arl run: preflight passed: {world_size} ranks joined, all-reduced rank sum \
+             {rank_sum}"
+        ),
+        other => bail!("rank 0 reported {other:?} instead of the preflight"),
+    }
     Ok(())
 }
 
-/// Where pretraining commits its checkpoints.
-fn checkpoint_location(config: &Config) -> String {
-    config
-        .checkpoint
-        .get("location")
-        .and_then(|v| v.as_str())
-        .map_or_else(
-            || {
-                run_dir(config)
-                    .join("checkpoints")
-                    .to_string_lossy()
-                    .into_owned()
-            },
-            str::to_owned,
-        )
-}
-
 /// The newest pretraining checkpoint, if one is committed.
-fn pretrained(config: &Config) -> anyhow::Result<Option<Manifest>> {
-    Checkpoints::open(&checkpoint_location(config))?.latest()
+fn pretrained(config: &JobConfig) -> anyhow::Result<Option<Manifest>> {
+    Checkpoints::open(&config.locations().checkpoints())?.latest()
 }
 
 /// The step of the final pretraining checkpoint, if pretraining is complete for this config:
-/// `train.steps` reached under the same pretraining identity ([`run_config::identity`]).
+/// `train.steps` reached under the same pretraining identity.
 ///
 /// # Errors
 /// A final checkpoint written under another pretraining config (the keys named): the run must
 /// go to a fresh folder, which is never done behind the user's back.
-fn pretraining_done(config: &Config) -> anyhow::Result<Option<u64>> {
-    // `train.steps` defaults to 100 in the worker's TrainConfig.
-    let steps = config
-        .train
-        .get("steps")
-        .and_then(toml::Value::as_integer)
-        .unwrap_or(100);
-    let Some(manifest) = pretrained(config)?.filter(|m| m.state.step >= steps.max(0) as u64) else {
+fn pretraining_done(config: &JobConfig) -> anyhow::Result<Option<u64>> {
+    let Some(manifest) = pretrained(config)?.filter(|m| m.state.step >= config.train.steps) else {
         return Ok(None);
     };
-    let identity = run_config::identity(&serde_json::to_value(config)?);
-    if manifest.state.config_hash != run_config::identity_hash(&identity) {
-        let changed = manifest.state.extra.get(run_config::EXTRA_KEY).map_or_else(
+    let identity = config.pretraining_identity();
+    if manifest.state.config_hash != identity_hash(&identity) {
+        let changed = manifest.state.extra.get(EXTRA_KEY).map_or_else(
             || "a checkpoint from an older arl that does not record it".to_owned(),
-            |old| run_config::differences(old, &identity).join(", "),
+            |old| differences(old, &identity).join(", "),
         );
-        let location = checkpoint_location(config);
+        let location = config.locations().checkpoints();
         bail!(
             "{location}: pretraining finished under another config ({changed}); move or delete \
              {location}, or set another train.run_dir (or checkpoint.location), to pretrain again"
@@ -215,22 +184,18 @@ fn pretraining_done(config: &Config) -> anyhow::Result<Option<u64>> {
 /// # Errors
 /// A result written under another section or from other weights: the job must be rerun in a
 /// fresh folder, which is never done behind the user's back.
-fn finished(config: &Config, job: &str) -> anyhow::Result<Option<serde_json::Value>> {
+fn finished(config: &JobConfig, job: &str) -> anyhow::Result<Option<JobResult>> {
     let Some(result) = finetune::read_result(config, job)? else {
         return Ok(None);
     };
-    let state = finetune::state_location(config, job);
-    let section = run_config::relative_to_run_dir(
-        &serde_json::to_value(config.finetune.get(job))?,
-        &run_dir(config).to_string_lossy(),
-    );
-    if result["section"] != section {
+    let state = config.locations().finetune_state(job);
+    if result.section != config.finetune_section(job) {
         bail!(
             "{state}/result.json: written under another [finetune.{job}] section; move or \
              delete {state} to run the job again"
         );
     }
-    if let Some(used) = result["init"]["weights"].as_str() {
+    if let Some(used) = result.init.weights() {
         let now = pretrained(config)?.map(|m| m.group_hash("model"));
         if now.as_deref() != Some(used) {
             bail!(
@@ -241,28 +206,4 @@ fn finished(config: &Config, job: &str) -> anyhow::Result<Option<serde_json::Val
         }
     }
     Ok(Some(result))
-}
-
-/// `arl-worker SUBCOMMAND` with the process-group settings of `config`.
-pub(crate) fn worker_args(subcommand: &str, config: &Config) -> Vec<String> {
-    let dist = &config.dist;
-    let mut args: Vec<String> = [
-        subcommand,
-        "--backend",
-        &config.launch.backend,
-        "--init-timeout-s",
-        &dist.init_timeout_s.to_string(),
-        "--timeout-s",
-        &dist.timeout_s.to_string(),
-        "--bucket-mb",
-        &dist.bucket_mb.to_string(),
-        "--gloo-hostname",
-        &config.launch.master_addr,
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    if !dist.verify_layout {
-        args.push("--skip-layout-check".to_owned());
-    }
-    args
 }

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, bail, ensure};
 
-use crate::config::LaunchConfig;
+use arl_contract::config::launch::LaunchConfig;
 
 /// The resolved layout of the job as seen from this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,7 +177,7 @@ mod tests {
     use super::*;
 
     fn launch() -> LaunchConfig {
-        crate::config::Config::load(None, &[]).unwrap().launch
+        arl_contract::JobConfig::load(None, &[]).unwrap().launch
     }
 
     fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {

@@ -591,3 +591,31 @@ pub mod checkpoint_child {
         report
     }
 }
+
+/// The steps of a job's rank-0 event log (`<dir>/rank0.jsonl`), each as JSON with `step`,
+/// `loss`, every loss part by name (`mlm`, …), `lr` (the base group's), `grad_norm`,
+/// `samples_per_s` and `data_wait`.
+///
+/// # Panics
+/// If the log cannot be read, or a line of it is not an event.
+pub fn step_reports(job_dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(job_dir.join("rank0.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|line| match arl_contract::Event::parse(line).unwrap() {
+            arl_contract::Event::Step(report) => Some(report),
+            _ => None,
+        })
+        .map(|report| {
+            let mut step = serde_json::json!({
+                "step": report.step, "loss": report.loss, "lr": report.lr["base"],
+                "grad_norm": report.grad_norm, "samples_per_s": report.samples_per_s,
+                "data_wait": report.data_wait,
+            });
+            for (name, value) in &report.losses {
+                step[name] = (*value).into();
+            }
+            step
+        })
+        .collect()
+}

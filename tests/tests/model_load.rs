@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
+use arl_contract::config::model::ModelConfig;
 use arl_worker::model::arl::ArlModel;
-use arl_worker::model::config::ModelConfig;
 use arl_worker::model::load::{self, METER_TO_ARL, Weights};
 use arl_worker::model::vision::{ClipVision, interpolate_positions};
 use tch::{Device, Kind, Tensor, nn};
@@ -117,7 +117,7 @@ fn meter_weights_load_through_the_map_with_knowledge_starting_fresh() {
 #[test]
 fn openai_clip_weights_drop_the_text_tower_and_resize_positions() {
     let cfg = ModelConfig::tiny().vision; // 32 px, 3 blocks, the last one not built
-    let full = arl_worker::model::config::VisionConfig {
+    let full = arl_contract::config::model::VisionConfig {
         keep_last_layer: true,
         ..cfg.clone()
     };
@@ -137,7 +137,7 @@ fn openai_clip_weights_drop_the_text_tower_and_resize_positions() {
             Tensor::zeros([2], (Kind::Float, Device::Cpu)),
         );
     }
-    let at_48 = arl_worker::model::config::VisionConfig {
+    let at_48 = arl_contract::config::model::VisionConfig {
         image_size: 48,
         ..cfg.clone()
     };

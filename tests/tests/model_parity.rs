@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use arl_contract::config::model::{CrossSource, FusionConfig};
+use arl_contract::config::model::{TextConfig, VisionConfig};
 use arl_tests::model_fixtures;
-use arl_worker::model::config::{TextConfig, VisionConfig};
-use arl_worker::model::fusion::{CrossSource, FusionConfig, FusionLayer, FusionMasks};
+use arl_worker::model::fusion::{FusionLayer, FusionMasks};
 use arl_worker::model::gat::{GatConv, LoopedEdges};
 use arl_worker::model::heads::{patchify_normalised, sincos_positions_2d};
 use arl_worker::model::layers::additive_mask;

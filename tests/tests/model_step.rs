@@ -1,8 +1,8 @@
 //! One pretraining step of the tiny model: all four objectives run, give finite losses, and
 //! every trainable module receives gradient except the one the reference also leaves unused.
 
+use arl_contract::config::model::ModelConfig;
 use arl_worker::model::arl::ArlModel;
-use arl_worker::model::config::ModelConfig;
 use arl_worker::model::pretext::{PretrainBatch, pretrain_losses};
 use std::sync::Mutex;
 use tch::{Device, Kind, Tensor, nn};

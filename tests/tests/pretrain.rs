@@ -13,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use arl_tests::{arl_ok, release_binary, scratch_dir, tensorboard_log, workspace_root};
+use arl_tests::{
+    arl_ok, release_binary, scratch_dir, step_reports, tensorboard_log, workspace_root,
+};
 use serde_json::Value;
 
 /// The synthetic corpus, its tokenizer and its knowledge, made once for all tests here.
@@ -100,18 +102,8 @@ fn straight() -> &'static Path {
     STRAIGHT.get_or_init(|| pretrain("straight", &[]))
 }
 
-/// The step lines of a run's rank-0 log.
-fn steps(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("rank0.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v.get("loss").is_some())
-        .collect()
-}
-
 fn losses(run: &Path) -> Vec<f64> {
-    steps(run)
+    step_reports(run)
         .iter()
         .map(|s| s["loss"].as_f64().unwrap())
         .collect()
@@ -143,7 +135,7 @@ fn series(log: &Value, tag: &str) -> Vec<(u64, f64)> {
 #[test]
 fn two_workers_pretrain_and_a_resumed_run_matches_a_straight_one_bit_for_bit() {
     let straight_run = straight();
-    let straight = steps(straight_run);
+    let straight = step_reports(straight_run);
     assert_eq!(straight.len(), 6);
     let first = straight[0]["loss"].as_f64().unwrap();
     let last = straight[5]["loss"].as_f64().unwrap();
@@ -160,7 +152,7 @@ fn two_workers_pretrain_and_a_resumed_run_matches_a_straight_one_bit_for_bit() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("step 3/3:"));
     let out = arl_ok(&["pretrain", &resumed_config.to_string_lossy()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("resumed at step 3"));
-    let resumed = steps(&resumed_run);
+    let resumed = step_reports(&resumed_run);
     assert_eq!(resumed.len(), 6, "{resumed:?}");
     for (straight, resumed) in straight.iter().zip(&resumed) {
         assert_eq!(straight["step"], resumed["step"]);
@@ -284,7 +276,7 @@ fn the_papers_ablation_switches_train_without_alignment_reasoning_or_entity_mask
             "pretext.mlm_budget=text",
         ],
     );
-    let steps = steps(&run);
+    let steps = step_reports(&run);
     assert_eq!(steps.len(), 6);
     for step in &steps {
         let value = |k: &str| step[k].as_f64().unwrap();
@@ -409,7 +401,7 @@ fn sigterm_checkpoints_at_the_step_boundary_and_a_rerun_resumes() {
     assert!(status.success());
     let (code, stderr) = finish(child);
     assert_eq!(code, Some(128 + 15), "{stderr}");
-    let stopped = steps(&run).last().unwrap()["step"].as_u64().unwrap();
+    let stopped = step_reports(&run).last().unwrap()["step"].as_u64().unwrap();
     assert!(
         stderr.contains(&format!(
             "stopped by signal 15 with a checkpoint at step {stopped}"
@@ -434,7 +426,7 @@ fn sigterm_checkpoints_at_the_step_boundary_and_a_rerun_resumes() {
         "{stderr}"
     );
     assert_eq!(
-        steps(&run).last().unwrap()["step"].as_u64(),
+        step_reports(&run).last().unwrap()["step"].as_u64(),
         Some(stopped + 1)
     );
 }

@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 
+use arl_contract::config::train::OptimConfig;
 use arl_tests::adamw_fixtures;
-use arl_worker::train::optim::{AdamW, GROUPS, OptimConfig};
+use arl_worker::train::optim::{AdamW, GROUPS};
 use arl_worker::train::schedule::Schedule;
 use tch::{Device, Kind, Tensor, nn};
 

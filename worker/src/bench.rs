@@ -11,9 +11,11 @@ use tch::{Device, Kind, Tensor, nn};
 
 use crate::knowledge::linker::Linker;
 use crate::model::arl::ArlModel;
-use crate::model::config::ModelConfig;
 use crate::model::pretext::{PretrainBatch, pretrain_losses};
-use crate::train::optim::{AdamW, GROUPS, OptimConfig, group_of};
+use arl_contract::config::model::ModelConfig;
+use arl_contract::config::train::OptimConfig;
+
+use crate::train::optim::{AdamW, GROUPS, group_of};
 
 /// One size's result (printed by rank 0 as a JSON line).
 #[derive(Debug, serde::Serialize)]

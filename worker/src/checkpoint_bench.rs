@@ -12,8 +12,10 @@ use arl_checkpoints::{AsyncSaver, Checkpoints, Retention, SaverConfig, TrainingS
 use tch::{Device, Kind, Tensor, nn};
 
 use crate::model::arl::ArlModel;
-use crate::model::config::ModelConfig;
-use crate::train::optim::{AdamW, OptimConfig};
+use arl_contract::config::model::ModelConfig;
+use arl_contract::config::train::OptimConfig;
+
+use crate::train::optim::AdamW;
 use crate::train_state::{self, Named};
 
 /// Per-save figures (medians and worst), printed as a JSON line.

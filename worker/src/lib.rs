@@ -1,5 +1,6 @@
 //! The per-rank side of arl: joining the process group, the ARL model, and the work one rank
-//! does (preflight, benchmarks; training arrives with issue 8).
+//! does: the preflight, the shared step loop, pretraining and the fine-tunes, and the tools
+//! behind `arl data`, `arl knowledge`, `arl model` and `arl bench`.
 
 pub mod bench;
 pub mod checkpoint_bench;

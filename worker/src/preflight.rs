@@ -5,7 +5,7 @@ use arl_c10d::{ProcessGroup, ReduceOp};
 use tch::{Device, Tensor};
 
 /// What rank 0 reports after a successful preflight.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug)]
 pub struct PreflightReport {
     /// Ranks that took part.
     pub world_size: usize,

@@ -12,8 +12,9 @@ use serde::Deserialize;
 
 use super::compare::{alternate, median, paired_ratio};
 use crate::paths;
+use crate::spawn::WorldSpec;
 use crate::topology::Topology;
-use crate::world::{WorldSpec, run_world};
+use crate::world::run_world;
 
 const TORCH_PEER: &str = include_str!("torch_allreduce.py");
 
@@ -83,7 +84,7 @@ pub fn run(args: &AllreduceArgs) -> anyhow::Result<()> {
         "--skip-layout-check",
     ];
     let ours = world(
-        paths::worker_binary()?,
+        crate::spawn::worker_binary()?,
         &worker_args[..if args.verify_layout { 3 } else { 4 }],
         vec![quiet.clone()],
     );

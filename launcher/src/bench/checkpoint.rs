@@ -55,7 +55,7 @@ fn ours(
     layout: &Path,
     env: &[(&str, String)],
 ) -> anyhow::Result<serde_json::Value> {
-    let out = Command::new(paths::worker_binary()?)
+    let out = Command::new(crate::spawn::worker_binary()?)
         .args(["bench-checkpoint", "--location", location])
         .args(["--preset", &args.preset])
         .args(["--saves", &args.saves.to_string()])

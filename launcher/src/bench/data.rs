@@ -105,7 +105,7 @@ fn stream(args: &DataArgs) -> anyhow::Result<()> {
             args.stream_mb
         );
         let work = std::env::temp_dir().join(format!("arl-bench-stream-{}", std::process::id()));
-        let out = Command::new(paths::worker_binary()?)
+        let out = Command::new(crate::spawn::worker_binary()?)
             .args([
                 "bench-stream",
                 "--url",
@@ -155,7 +155,7 @@ fn images(args: &DataArgs) -> anyhow::Result<()> {
         "data",
         args.rounds,
         || {
-            let out = Command::new(paths::worker_binary()?)
+            let out = Command::new(crate::spawn::worker_binary()?)
                 .args(["bench-images", "--size", &size, "--passes", &passes])
                 .args(&files)
                 .output()?;

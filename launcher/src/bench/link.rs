@@ -22,7 +22,7 @@ struct Throughput {
 /// # Errors
 /// Missing data (run scripts/setup), or a failing worker.
 pub fn run(passes: usize) -> anyhow::Result<()> {
-    let out = Command::new(paths::worker_binary()?)
+    let out = Command::new(crate::spawn::worker_binary()?)
         .arg("bench-link")
         .arg("--ontology")
         .arg(paths::project_file("data/hpo/hp.obo")?)

@@ -155,7 +155,7 @@ pub fn run_pretrain(args: &ModelArgs) -> anyhow::Result<()> {
 
 /// Both sides' timings of `step`, round by round.
 fn measure(args: &ModelArgs, step: Step) -> anyhow::Result<(Vec<StepTiming>, Vec<StepTiming>)> {
-    let worker = paths::worker_binary()?;
+    let worker = crate::spawn::worker_binary()?;
     let python = paths::python(args.python.as_deref())?;
     let dir =
         std::env::temp_dir().join(format!("arl-bench-{}-{}", step.name(), std::process::id()));

@@ -1,19 +1,19 @@
 //! What a fine-tune job trains: the task model (pretrained weights, head, frozen unused heads)
 //! and a rank's training data.
 
-use serde_json::{Value, json};
+use arl_contract::JobConfig;
+use arl_contract::config::finetune::{FinetuneConfig, Init, TrainTransform};
+use arl_contract::config::model::ModelConfig;
+use arl_contract::events::{InitialWeights, Scratch};
 use tch::nn;
 
-use super::config::{FinetuneConfig, Init, TrainTransform};
 use super::task::{Head, TaskModel, UNUSED_HEADS};
 use super::weights;
 use crate::data::loader::{Loader, LoaderConfig, Transform};
 use crate::data::sampler::{self, Sampler, SamplerConfig};
 use crate::data::stream::{RankStream, Sample, ShardSource};
 use crate::knowledge::vocab::KnowledgeGraph;
-use crate::model::config::ModelConfig;
 use crate::train::collate::EntityMap;
-use crate::train::config::PretrainConfig;
 use crate::train::init::{self, Built};
 use crate::train::rank::Rank;
 use crate::train_state;
@@ -34,12 +34,13 @@ pub struct TrainData {
 /// scratch, the retrieval head copied from the ITM "match" row, unused heads frozen. Also
 /// returns the entity graph and the record of the initial weights.
 pub fn task_model(
-    pre: &PretrainConfig,
+    config: &JobConfig,
     model_cfg: &ModelConfig,
     cfg: &FinetuneConfig,
     outputs: i64,
-) -> anyhow::Result<(nn::VarStore, TaskModel, KnowledgeGraph, Value)> {
-    let Built { vs, model, graph } = init::build(&pre.knowledge.dir, model_cfg, pre.train.seed)?;
+) -> anyhow::Result<(nn::VarStore, TaskModel, KnowledgeGraph, InitialWeights)> {
+    let Built { vs, model, graph } =
+        init::build(config.knowledge_dir()?, model_cfg, config.train.seed)?;
     tch::manual_seed(cfg.seed as i64);
     let head = Head::new(
         &vs.root(),
@@ -50,16 +51,20 @@ pub fn task_model(
     );
     let variables = train_state::sorted_variables(&vs);
     let init = if cfg.init == Init::Pretrained {
-        let location = pre.checkpoint_location();
-        let (hash, step) = weights::load_pretrained(
+        let location = config.locations().checkpoints();
+        let (weights, step) = weights::load_pretrained(
             &location,
             &variables,
             cfg.task.head(),
             model_cfg.vision.grid(),
         )?;
-        json!({"pretrained": location, "step": step, "weights": hash})
+        InitialWeights::Pretrained {
+            pretrained: location,
+            step,
+            weights,
+        }
     } else {
-        json!("scratch")
+        InitialWeights::Scratch(Scratch::Scratch)
     };
     if let Head::Retrieval(retrieval) = &head {
         retrieval.copy_match_row(&model.itm_head);
@@ -76,7 +81,7 @@ pub fn task_model(
 #[allow(clippy::too_many_arguments)]
 pub fn train_data(
     cfg: &FinetuneConfig,
-    pre: &PretrainConfig,
+    threads: usize,
     source: ShardSource,
     ranks: &Rank<'_>,
     vocabulary: &std::collections::HashMap<&str, i64>,
@@ -104,7 +109,7 @@ pub fn train_data(
     let loader = Loader::start(
         RankStream::new(source, sampler, 2),
         LoaderConfig {
-            threads: pre.data.threads,
+            threads,
             queue_depth: 2,
             transform,
             max_bad_fraction: 0.01,

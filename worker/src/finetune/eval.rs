@@ -12,8 +12,10 @@ use std::path::Path;
 use anyhow::{Context, ensure};
 use tch::{Device, Kind, Tensor};
 
-use super::config::Task;
-use super::metrics::{self, Recall, VqaScore};
+use arl_contract::config::finetune::Task;
+use arl_contract::metrics::{Metric, Recall};
+
+use super::metrics;
 use super::task::{TaskModel, Texts, answer_type, class_label, vqa_target};
 use crate::data::image;
 use crate::data::loader;
@@ -98,66 +100,6 @@ pub fn clip_images(samples: &[&Sample], size: u32) -> anyhow::Result<Tensor> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Tensor::stack(&tensors, 0))
-}
-
-/// A metric of one evaluation.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Metric {
-    /// VQA accuracy by answer type.
-    Vqa(VqaScore),
-    /// Classification accuracy (%).
-    Cls {
-        /// Accuracy.
-        accuracy: f64,
-        /// Items scored.
-        items: usize,
-    },
-    /// Retrieval recall.
-    Irtr(Recall),
-}
-
-impl Metric {
-    /// The number that selects the best epoch: overall accuracy, accuracy, mean recall.
-    pub fn headline(&self) -> f64 {
-        match self {
-            Self::Vqa(score) => score.overall,
-            Self::Cls { accuracy, .. } => *accuracy,
-            Self::Irtr(recall) => recall.mean(),
-        }
-    }
-
-    /// Every number of the metric as TensorBoard scalars under `prefix`: `overall`, `open`,
-    /// `closed` (VQA); `accuracy` (classification); `i2t_r1` … `t2i_r10` and `mean_recall`
-    /// (retrieval).
-    pub fn scalars(&self, prefix: &str) -> Vec<(String, f64)> {
-        let named: Vec<(String, f64)> = match self {
-            Self::Vqa(score) => [
-                Some(("overall", score.overall)),
-                score.open.map(|v| ("open", v)),
-                score.closed.map(|v| ("closed", v)),
-            ]
-            .into_iter()
-            .flatten()
-            .map(|(name, value)| (name.to_owned(), value))
-            .collect(),
-            Self::Cls { accuracy, .. } => vec![("accuracy".to_owned(), *accuracy)],
-            Self::Irtr(recall) => [("i2t", recall.i2t), ("t2i", recall.t2i)]
-                .into_iter()
-                .flat_map(|(direction, values)| {
-                    [1, 5, 10]
-                        .into_iter()
-                        .zip(values)
-                        .map(move |(k, value)| (format!("{direction}_r{k}"), value))
-                })
-                .chain([("mean_recall".to_owned(), recall.mean())])
-                .collect(),
-        };
-        named
-            .into_iter()
-            .map(|(name, value)| (format!("{prefix}/{name}"), value))
-            .collect()
-    }
 }
 
 /// What evaluation runs with.

@@ -6,7 +6,7 @@
 //! candidate that scores exactly as high as the gold one is ranked above it, so a model that
 //! scores everything alike gets recall 0, not 1 (`torch.topk` would break such ties by position).
 
-use serde::{Deserialize, Serialize};
+use arl_contract::metrics::{RECALL_KS, Recall, VqaScore};
 
 /// The first index of the largest value (`None` for an empty row; NaN is never the largest).
 pub fn argmax(row: &[f32]) -> Option<usize> {
@@ -17,20 +17,6 @@ pub fn argmax(row: &[f32]) -> Option<usize> {
         }
     }
     best.map(|(i, _)| i)
-}
-
-/// VQA accuracy (%) of closed questions, open questions and all of them; `None` where a split
-/// has no question (VQA-Med-2019 has only open ones).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct VqaScore {
-    /// Questions of type 1.
-    pub open: Option<f64>,
-    /// Questions of type 0.
-    pub closed: Option<f64>,
-    /// Every question.
-    pub overall: f64,
-    /// Questions scored.
-    pub questions: usize,
 }
 
 /// `VQARADScore`: each question scores its target value at the predicted class (1.0 or 0 for
@@ -93,29 +79,6 @@ pub fn accuracy(logits: &[f32], classes: usize, labels: &[i64]) -> f64 {
         .filter(|&(row, &label)| argmax(row).map(|c| c as i64) == Some(label))
         .count();
     100.0 * correct as f64 / labels.len() as f64
-}
-
-/// The cut-offs of Recall@K.
-pub const RECALL_KS: [usize; 3] = [1, 5, 10];
-
-/// Recall@1/5/10 (%) in both directions.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Recall {
-    /// Image → text (the reference's `tr_r@k`): per image, a gold caption among the top k.
-    pub i2t: [f64; 3],
-    /// Text → image (`ir_r@k`): per caption, its image among the top k.
-    pub t2i: [f64; 3],
-    /// Images (rows) scored.
-    pub images: usize,
-    /// Captions (columns) scored.
-    pub texts: usize,
-}
-
-impl Recall {
-    /// The mean of the six recalls (the reference's `irtr` validation metric).
-    pub fn mean(&self) -> f64 {
-        self.i2t.iter().chain(&self.t2i).sum::<f64>() / 6.0
-    }
 }
 
 /// Whether a candidate scoring `score` ranks above a gold one scoring `gold`: when it scores at

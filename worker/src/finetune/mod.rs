@@ -3,7 +3,6 @@
 //! data-parallel job started from the pipeline's pretrained weights.
 
 pub mod build;
-pub mod config;
 pub mod eval;
 pub mod metrics;
 pub mod progress;

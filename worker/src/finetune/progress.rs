@@ -6,11 +6,14 @@ use std::collections::BTreeMap;
 use anyhow::{Context, bail, ensure};
 use arl_checkpoints::Checkpoints;
 use arl_checkpoints::manifest::PINNED;
+use arl_contract::Event;
+use arl_contract::events::InitialWeights;
+use arl_contract::metrics::Metric;
 use serde_json::{Value, json};
 
-use super::eval::Metric;
 use crate::train::optim::AdamW;
 use crate::train::rank::Rank;
+use crate::train::report::emit;
 use crate::train_state::{self, Named};
 
 /// The best validation result so far.
@@ -32,7 +35,7 @@ pub struct Progress {
     /// The zero-shot retrieval result, measured before the first update.
     pub zero_shot: Option<Metric>,
     /// The record of the initial weights.
-    pub init: Option<Value>,
+    pub init: Option<InitialWeights>,
     /// The `[finetune.NAME]` section the job was started with.
     #[serde(default)]
     pub section: Value,
@@ -103,7 +106,9 @@ pub fn resume(
                 saved.section,
                 job_location
             );
-            let weights = |init: &Option<Value>| init.as_ref().map(|i| i["weights"].clone());
+            let weights = |init: &Option<InitialWeights>| {
+                init.as_ref().and_then(|i| i.weights().map(str::to_owned))
+            };
             ensure!(
                 weights(&saved.init) == weights(&fresh.init),
                 "{}: the job was started from other weights ({:?}, now {:?}); move or delete {} \
@@ -116,10 +121,10 @@ pub fn resume(
             resumed.progress = saved;
         }
         if ranks.rank == 0 {
-            println!(
-                "{}",
-                json!({"resumed": resumed.start, "from": loaded.location})
-            );
+            emit(Event::Resumed {
+                step: resumed.start,
+                from: loaded.location.clone(),
+            });
         }
     }
     // Every rank must continue from the same step (each resumes from the folder it sees).

@@ -1,28 +1,30 @@
 //! One rank of a fine-tune job (ARL_SPEC.md §5.5–5.6): the ARL model with the task's head,
 //! started from the pipeline's pretrained weights (or from scratch), trained data-parallel for
-//! `epochs` passes with the pretraining loop's guarantees (one all-rank decision per step on
-//! non-finite gradients and stop signals, rank-mean gradients, replica checksums, asynchronous
-//! checkpoints that resume exactly), validated after every epoch, the best epoch's checkpoint
-//! pinned against retention, and finally the selected weights evaluated on the test split. Rank
-//! 0 writes `<run_dir>/finetune/<job>/result.json` with the metric and the hashes it depends on.
-//! Checkpoints and a copy of the result go to the job's state location
-//! (`layout::finetune_location`: under `checkpoint.location` when set), which every node sees.
+//! `epochs` passes by the shared step loop ([`crate::train::step_loop`]), validated after every
+//! epoch, the best epoch's checkpoint pinned against retention, and finally the selected
+//! weights evaluated on the test split. Rank 0 reports the [`JobResult`] and writes it as
+//! `result.json` into the job's state location (`Locations::finetune_state`: under
+//! `checkpoint.location` when set, which every node sees) and its folder.
 
-use std::time::Instant;
+use std::collections::BTreeMap;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use arl_c10d::ProcessGroup;
-use arl_checkpoints::layout::{finetune_dir, finetune_location};
-use arl_checkpoints::run_config;
 use arl_checkpoints::target::Target;
 use arl_checkpoints::{Checkpoints, SaverConfig};
-use rand::{Rng, SeedableRng};
+use arl_contract::config::finetune::{FinetuneConfig, Select, Task};
+use arl_contract::config::model::ModelConfig;
+use arl_contract::events::{DataHashes, JobResult, Selected};
+use arl_contract::identity::identity_hash;
+use arl_contract::locations::tensorboard_dir;
+use arl_contract::validate::batch_split;
+use arl_contract::{Event, JobConfig};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::json;
+use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
 use super::build::{TrainData, task_model, train_data};
-use super::config::{FinetuneConfig, Select, Task};
 use super::eval::{Evaluator, Split, read_split};
 use super::progress::{self, Best, Progress, Resumed};
 use super::task::{Targets, TaskModel, Texts};
@@ -30,21 +32,16 @@ use super::weights;
 use crate::data::sampler;
 use crate::data::stream::{Sample, ShardSource};
 use crate::data::text::TextTokenizer;
-use crate::model::config::ModelConfig;
 use crate::train::checkpointing::{Checkpointer, RunIdentity};
 use crate::train::collate::EntityMap;
-use crate::train::config::PretrainConfig;
 use crate::train::init;
-use crate::train::optim::{AdamW, GROUPS};
-use crate::train::pretrain::step_seed;
-use crate::train::rank::{GradientSync, Rank};
+use crate::train::optim::AdamW;
+use crate::train::rank::Rank;
+use crate::train::report::{Reporter, emit};
 use crate::train::schedule::Schedule;
-use crate::train::stop::{StopRequest, signal_name};
-use crate::train::tensorboard::EventWriter;
-use crate::train_state;
-
-/// Consecutive steps with non-finite gradients after which the job stops.
-const MAX_NONFINITE_STEPS: u32 = 3;
+use crate::train::step_loop::{Described, Ended, Forward, Job, StepLoop};
+use crate::train::stop::StopRequest;
+use crate::train_state::{self, Named};
 
 /// What a fine-tune run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,66 +52,44 @@ pub enum Mode {
     Evaluate,
 }
 
-/// Runs fine-tune job `job` of the config `table` on this rank until the end (or the step of
-/// `mode`, or a stop signal), then evaluates it.
+/// Runs fine-tune job `job` of `config` on this rank until the end (or the step of `mode`, or
+/// a stop signal), then evaluates it.
 ///
 /// # Errors
 /// A bad config or input (named), no pretrained checkpoint, a diverged rank, or a failed
 /// collective.
 pub fn finetune(
-    table: &toml::Table,
+    config: &JobConfig,
     group: &ProcessGroup,
     device: Device,
     job: &str,
     mode: Mode,
     stop: &StopRequest,
 ) -> anyhow::Result<()> {
-    let cfg = FinetuneConfig::from_table(table, job)?;
-    let pre = PretrainConfig::from_table(table)?;
-    let mut model_cfg = ModelConfig::from_section(
-        table
-            .get("model")
-            .and_then(|v| v.as_table())
-            .unwrap_or(&toml::Table::new()),
-    )?;
+    let cfg = config.finetune_job(job)?;
+    let mut model_cfg = config.model.clone();
     let pretrained_vision = model_cfg.vision.clone();
     if let Some(size) = cfg.image_size {
         model_cfg.vision.image_size = size;
     }
     let ranks = Rank::new(group, device);
-    let bf16 = init::bf16(pre.train.precision, device, ranks.rank)?;
-    let per_rank = cfg.global_batch / ranks.world;
-    ensure!(
-        per_rank * ranks.world == cfg.global_batch
-            && per_rank.is_multiple_of(cfg.grad_accum)
-            && per_rank >= cfg.grad_accum,
-        "[finetune.{job}] global_batch = {} must split evenly over {} ranks and grad_accum = {} \
-         micro-batches each",
+    let bf16 = init::bf16(config.train.precision, device, ranks.rank)?;
+    batch_split(
+        &format!("finetune.{job}.global_batch"),
         cfg.global_batch,
         ranks.world,
-        cfg.grad_accum
-    );
-    let dir = finetune_dir(&pre.train.run_dir, job);
-    let cache = |split: &str| {
-        dir.join("cache")
-            .join(split)
-            .join(format!("rank{}", ranks.rank))
-    };
-    // Paths in the run folder count relative to it: each node of a pipeline has its own.
-    let identity = run_config::relative_to_run_dir(
-        &json!({
-            "job": cfg, "model": model_cfg, "knowledge": pre.knowledge,
-            "tokenizer": pre.data.tokenizer,
-        }),
-        &pre.train.run_dir.to_string_lossy(),
-    );
-    let config_hash = run_config::identity_hash(&identity);
+        cfg.grad_accum,
+        1,
+    )?;
+    let at = config.locations();
+    let cache = |split: &str| at.finetune_cache(job, split, ranks.rank);
+    let config_hash = identity_hash(&config.finetune_identity(&cfg, &model_cfg));
 
     // The splits: training streams; validation and test are read whole.
     let source = ShardSource::open(
         &cfg.split_url("train"),
         &cache("train"),
-        pre.data.cache_mb << 20,
+        config.data.cache_mb << 20,
     )?;
     let train_manifest = source.manifest().clone();
     let train_hash = train_manifest.hash()?;
@@ -144,17 +119,12 @@ pub fn finetune(
             cfg.split_url("train")
         );
     }
-    let tokenizer = TextTokenizer::from_file(&pre.data.tokenizer, cfg.max_text_len)?;
+    let tokenizer = TextTokenizer::from_file(config.tokenizer()?, cfg.max_text_len)?;
 
     // The model: pretraining's initialisation, the head, then the pretrained weights.
-    // The job's section, with paths in the run folder relative to it (each node has its own).
-    let section = run_config::relative_to_run_dir(
-        &serde_json::to_value(table.get("finetune").and_then(|f| f.get(job)))?,
-        &pre.train.run_dir.to_string_lossy(),
-    );
-    let (mut vs, net, graph, initial) = task_model(&pre, &model_cfg, &cfg, outputs)?;
-    let progress = Progress {
-        section,
+    let (mut vs, net, graph, initial) = task_model(config, &model_cfg, &cfg, outputs)?;
+    let fresh = Progress {
+        section: config.finetune_section(job),
         init: Some(initial),
         ..Progress::default()
     };
@@ -170,7 +140,7 @@ pub fn finetune(
     let steps_per_epoch = total_items / cfg.global_batch as u64;
     ensure!(
         steps_per_epoch > 0,
-        "{}: {total_items} items, fewer than [finetune.{job}] global_batch = {}",
+        "{}: {total_items} items, fewer than finetune.{job}.global_batch = {}",
         cfg.split_url("train"),
         cfg.global_batch
     );
@@ -189,10 +159,9 @@ pub fn finetune(
         bf16,
     };
 
-    // Resume.
-    // Checkpoints (the best epoch's among them) and the result, where every node sees them.
-    let state = finetune_location(pre.checkpoint.location.as_deref(), &pre.train.run_dir, job);
-    let location = format!("{state}/checkpoints");
+    // Resume: checkpoints (the best epoch's among them) and the result, where every node sees them.
+    let state = at.finetune_state(job);
+    let location = at.finetune_checkpoints(job);
     let Resumed {
         start,
         mut progress,
@@ -203,7 +172,7 @@ pub fn finetune(
         &config_hash,
         &variables,
         &mut optimizer,
-        progress,
+        fresh,
         &ranks,
     )?;
     let end = match mode {
@@ -216,21 +185,16 @@ pub fn finetune(
             total
         }
     };
-    let mut events = if ranks.rank == 0 && pre.train.tensorboard {
-        Some(EventWriter::create(
-            &dir.join("tensorboard"),
+    let dir = at.finetune_dir(job);
+    let mut reporter = if ranks.rank == 0 {
+        let events = tensorboard_dir(&dir);
+        Some(Reporter::new(
+            config.train.tensorboard.then_some(events.as_path()),
             (start > 0).then_some(start),
+            0,
         )?)
     } else {
         None
-    };
-    let mut log = |step: u64, scalars: Vec<(String, f64)>| {
-        if let Some(writer) = events.as_mut()
-            && let Err(error) = writer.scalars(step, &scalars).and_then(|()| writer.flush())
-        {
-            tracing::warn!("TensorBoard disabled: {error:#}");
-            events = None;
-        }
     };
 
     // Zero-shot retrieval: the pretrained model before any update, at its own resolution.
@@ -239,7 +203,7 @@ pub fn finetune(
             vision: pretrained_vision.clone(),
             ..model_cfg.clone()
         };
-        let (mut vs, net, _, _) = task_model(&pre, &pretrained_cfg, &cfg, outputs)?;
+        let (mut vs, net, _, _) = task_model(config, &pretrained_cfg, &cfg, outputs)?;
         init::broadcast(&mut vs, device, group)?;
         let metric = Evaluator {
             model: &net,
@@ -247,9 +211,9 @@ pub fn finetune(
             ..evaluator(&test_map)
         }
         .evaluate(&test.samples)?;
-        if ranks.rank == 0 {
-            println!("{}", json!({"zero_shot": metric}));
-            log(0, metric.scalars("zero_shot"));
+        if let Some(reporter) = reporter.as_mut() {
+            emit(Event::ZeroShot { metric });
+            reporter.scalars(0, &metric.scalars("zero_shot"));
         }
         progress.zero_shot = Some(metric);
     }
@@ -263,7 +227,7 @@ pub fn finetune(
         };
         let data = train_data(
             &cfg,
-            &pre,
+            config.data.threads,
             source,
             &ranks,
             &vocabulary,
@@ -271,12 +235,16 @@ pub fn finetune(
             image_size,
             pool,
         )?;
-        let mut checkpointer = if ranks.rank == 0 {
-            println!("{}", json!({"start": start, "end": end, "job": job}));
+        let checkpointer = if ranks.rank == 0 {
+            emit(Event::Start {
+                job: job.to_owned(),
+                start,
+                end,
+            });
             Some(Checkpointer::new(
                 Checkpoints::open(&location)?,
                 SaverConfig {
-                    retention: pre.checkpoint.retention,
+                    retention: config.checkpoint.retention,
                 },
                 RunIdentity {
                     seed: cfg.seed,
@@ -290,153 +258,39 @@ pub fn finetune(
         } else {
             None
         };
-        let position_at = |step| sampler::state_after(&items, cfg.global_batch, step);
-        let mut nonfinite_run = 0;
-        for step in start..end {
-            let done = step + 1;
-            let started = Instant::now();
-            let batch = data.loader.next_batch()?;
-            for bad in &batch.bad {
-                tracing::warn!(rank = ranks.rank, step, reason = %bad.reason, "skipped a sample");
-            }
-            let samples = batch.samples.len();
-            ensure!(
-                samples >= cfg.grad_accum,
-                "rank {} has {samples} usable samples at step {done}, fewer than grad_accum",
-                ranks.rank
-            );
-            let seed = step_seed(cfg.seed, step, ranks.rank);
-            tch::manual_seed(seed as i64);
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            optimizer.zero_grad();
-            let mut loss_sum = Tensor::zeros([1], (Kind::Double, device));
-            for k in 0..cfg.grad_accum {
-                let (from, to) = (
-                    k * samples / cfg.grad_accum,
-                    (k + 1) * samples / cfg.grad_accum,
-                );
-                let images = batch
-                    .images
-                    .narrow(0, from as i64, (to - from) as i64)
-                    .to_device(device);
-                let micro = &batch.samples[from..to];
-                let loss = tch::autocast(bf16, || {
-                    training_loss(
-                        &net, &cfg, &tokenizer, &data, micro, &images, outputs, &mut rng,
-                    )
-                })?;
-                (&loss / cfg.grad_accum as f64).backward();
-                loss_sum += loss.detach().to_kind(Kind::Double) / cfg.grad_accum as f64;
-            }
-            let grads = optimizer.grads();
-            let GradientSync {
-                bad_ranks,
-                stop: stop_signal,
-            } = ranks.sync_gradients(&grads, stop.signal())?;
-            let loss = ranks.sum(&loss_sum)?[0] / ranks.world as f64;
-            if bad_ranks.is_empty() {
-                nonfinite_run = 0;
-                let grad_norm = optimizer.grad_norm();
-                let factor = schedule.factor(optimizer.steps());
-                optimizer.step(factor);
-                if ranks.rank == 0 {
-                    let lr = factor * optimizer.peak_lr(0);
-                    let samples_per_s =
-                        (samples * ranks.world) as f64 / started.elapsed().as_secs_f64();
-                    println!(
-                        "{}",
-                        json!({"step": done, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-                            "samples_per_s": samples_per_s})
-                    );
-                    let mut scalars = vec![
-                        ("loss".to_owned(), loss),
-                        ("grad_norm".to_owned(), grad_norm),
-                        ("throughput/samples_per_s".to_owned(), samples_per_s),
-                    ];
-                    scalars.extend(
-                        GROUPS
-                            .iter()
-                            .enumerate()
-                            .map(|(g, name)| (format!("lr/{name}"), factor * optimizer.peak_lr(g))),
-                    );
-                    log(done, scalars);
-                }
-            } else {
-                nonfinite_run += 1;
-                if ranks.rank == 0 {
-                    println!(
-                        "{}",
-                        json!({"step": done, "skipped": "non-finite gradients", "ranks": bad_ranks})
-                    );
-                }
-                if nonfinite_run >= MAX_NONFINITE_STEPS {
-                    bail!(
-                        "non-finite gradients on ranks {bad_ranks:?} for {nonfinite_run} steps \
-                         in a row (last: step {done})"
-                    );
-                }
-            }
-            let epoch_end = done % steps_per_epoch == 0;
-            if epoch_end || done == end || stop_signal.is_some() {
-                ranks.check_replicas(&variables, done)?;
-            }
-            // Validation selects the best epoch; the final weights need none.
-            if epoch_end && cfg.select == Select::Best {
-                let epoch = done / steps_per_epoch;
-                let metric = evaluator(&val_map).evaluate(&val.samples)?;
-                let better = progress
-                    .best
-                    .as_ref()
-                    .is_none_or(|b| metric.headline() > b.metric.headline());
-                if ranks.rank == 0 {
-                    println!(
-                        "{}",
-                        json!({"epoch": epoch, "step": done, "val": metric, "best": better})
-                    );
-                    log(done, metric.scalars("val"));
-                }
-                if better {
-                    // This epoch's checkpoint, saved below, is the best one: the later ones pin it.
-                    progress.best = Some(Best {
-                        step: done,
-                        epoch,
-                        metric,
-                    });
-                }
-            }
-            if let Some(checkpointer) = checkpointer.as_mut() {
-                checkpointer.poll()?;
-                if epoch_end || done == end || stop_signal.is_some() {
-                    checkpointer.save(
-                        done,
-                        position_at(done),
-                        &variables,
-                        &optimizer,
-                        &schedule,
-                        progress.extra()?,
-                    )?;
-                }
-            }
-            if let Some(signal) = stop_signal {
-                if ranks.rank == 0 {
-                    println!(
-                        "{}",
-                        json!({"stopped": done, "signal": signal_name(signal)})
-                    );
-                }
-                group.barrier()?;
-                if let Some(checkpointer) = checkpointer {
-                    checkpointer.finish()?;
-                }
-                return Ok(());
-            }
-        }
-        if let Some(checkpointer) = checkpointer {
-            checkpointer.finish()?;
-        }
-        // Every rank may now read the checkpoints, the best epoch's included.
-        group.barrier()?;
-        if end < total {
+        let position = |step| sampler::state_after(&items, cfg.global_batch, step);
+        let mut finetuning = Finetuning {
+            net: &net,
+            cfg: &cfg,
+            tokenizer: &tokenizer,
+            data: &data,
+            outputs,
+            device,
+            steps_per_epoch,
+            validation: evaluator(&val_map),
+            val: &val,
+            progress,
+        };
+        let mut steps = StepLoop {
+            ranks: &ranks,
+            variables: &variables,
+            optimizer: &mut optimizer,
+            schedule: &schedule,
+            loader: &data.loader,
+            position: &position,
+            grad_accum: cfg.grad_accum,
+            seed: cfg.seed,
+            max_grad_norm: cfg.optim.max_grad_norm,
+            bf16,
+            stop,
+            checkpointer,
+            reporter: reporter.take(),
+        };
+        let ended = steps.run(&mut finetuning, start, end)?;
+        // Once trained, every rank reads the checkpoints (the best epoch's among them).
+        reporter = steps.close(ended == Ended::Done)?;
+        progress = finetuning.progress;
+        if ended == Ended::Stopped || end < total {
             return Ok(());
         }
     } else if start < total {
@@ -444,65 +298,43 @@ pub fn finetune(
     }
 
     // The test split, on the selected weights.
-    let (weights, selected) = match cfg.select {
-        Select::Best => {
-            let best = progress
-                .best
-                .as_ref()
-                .with_context(|| format!("{location}: the job's record names no best epoch"))?;
-            let loaded = Checkpoints::open(&location)?
-                .load_group(best.step, "model")
-                .context("the best epoch's checkpoint")?;
-            train_state::restore(&loaded, "model", &variables)?;
-            (
-                weights::model_hash(&loaded.manifest),
-                json!({"rule": "best validation epoch", "step": best.step,
-                "epoch": best.epoch, "val": best.metric}),
-            )
-        }
-        Select::Last => {
-            // Rank 0 committed the final checkpoint (the others have no use for its hash).
-            let hash = if ranks.rank == 0 {
-                let latest = Checkpoints::open(&location)?
-                    .latest()?
-                    .context("the final checkpoint")?;
-                weights::model_hash(&latest)
-            } else {
-                String::new()
-            };
-            (hash, json!({"rule": "final weights", "step": total}))
-        }
-    };
+    let (weights, selected) =
+        select_weights(&cfg, total, &progress, &location, &variables, &ranks)?;
     let metric = evaluator(&test_map).evaluate(&test.samples)?;
-    if ranks.rank == 0 {
-        log(total, metric.scalars("test"));
-        let result = json!({
-            "job": job,
-            "section": progress.section,
-            "task": cfg.task,
-            "test": metric,
-            "test_split": cfg.test_split,
-            "val_split": cfg.val_split,
-            "zero_shot": progress.zero_shot,
-            "zero_shot_image_size": progress.zero_shot.is_some().then_some(pretrained_vision.image_size),
-            "image_size": image_size,
-            "selected": selected,
-            "weights": weights,
-            "init": progress.init,
-            "config_hash": config_hash,
-            "data": {
-                "train": train_hash,
-                "val": val.hash,
-                "test": test.hash,
+    if let Some(reporter) = reporter.as_mut() {
+        reporter.scalars(total, &metric.scalars("test"));
+        let result = JobResult {
+            job: job.to_owned(),
+            section: progress.section,
+            task: cfg.task,
+            test: metric,
+            test_split: cfg.test_split.clone(),
+            val_split: cfg.val_split.clone(),
+            zero_shot: progress.zero_shot,
+            zero_shot_image_size: progress
+                .zero_shot
+                .is_some()
+                .then_some(pretrained_vision.image_size),
+            image_size,
+            selected,
+            weights,
+            init: progress
+                .init
+                .context("the job's record of its initial weights")?,
+            config_hash,
+            data: DataHashes {
+                train: train_hash,
+                val: val.hash.clone(),
+                test: test.hash.clone(),
             },
-            "parameters": variables.iter().map(|(_, t)| t.numel() as u64).sum::<u64>(),
-            "epochs": cfg.epochs,
-            "steps": total,
-            "world_size": ranks.world,
-        });
-        println!("{}", json!({"result": result}));
+            parameters: variables.iter().map(|(_, t)| t.numel() as u64).sum::<u64>(),
+            epochs: cfg.epochs,
+            steps: total,
+            world_size: ranks.world,
+        };
         // In the state location, where every node's launcher looks, and in the job folder.
         let bytes = serde_json::to_vec_pretty(&result)?;
+        emit(Event::Result(Box::new(result)));
         let mut places = vec![state.clone()];
         let local = dir.to_string_lossy().into_owned();
         if local != state {
@@ -514,6 +346,152 @@ pub fn finetune(
     }
     group.barrier()?;
     Ok(())
+}
+
+/// Loads the weights the test split measures into `variables`: the best epoch's checkpoint or
+/// the final weights (step `total`); returns their model hash (rank 0's, for the final weights) and the rule.
+fn select_weights(
+    cfg: &FinetuneConfig,
+    total: u64,
+    progress: &Progress,
+    location: &str,
+    variables: &[Named],
+    ranks: &Rank,
+) -> anyhow::Result<(String, Selected)> {
+    Ok(match cfg.select {
+        Select::Best => {
+            let best = progress
+                .best
+                .as_ref()
+                .with_context(|| format!("{location}: the job's record names no best epoch"))?;
+            let loaded = Checkpoints::open(location)?
+                .load_group(best.step, "model")
+                .context("the best epoch's checkpoint")?;
+            train_state::restore(&loaded, "model", variables)?;
+            (
+                weights::model_hash(&loaded.manifest),
+                Selected {
+                    rule: "best validation epoch".to_owned(),
+                    step: best.step,
+                    epoch: Some(best.epoch),
+                    val: Some(best.metric),
+                },
+            )
+        }
+        Select::Last => {
+            // Rank 0 committed the final checkpoint (the others have no use for its hash).
+            let hash = if ranks.rank == 0 {
+                let latest = Checkpoints::open(location)?
+                    .latest()?
+                    .context("the final checkpoint")?;
+                weights::model_hash(&latest)
+            } else {
+                String::new()
+            };
+            (
+                hash,
+                Selected {
+                    rule: "final weights".to_owned(),
+                    step: total,
+                    epoch: None,
+                    val: None,
+                },
+            )
+        }
+    })
+}
+
+/// What a fine-tune brings to the step loop: the task's loss and the epoch-end validation.
+struct Finetuning<'a> {
+    net: &'a TaskModel,
+    cfg: &'a FinetuneConfig,
+    tokenizer: &'a TextTokenizer,
+    data: &'a TrainData,
+    outputs: i64,
+    device: Device,
+    steps_per_epoch: u64,
+    validation: Evaluator<'a>,
+    val: &'a Split,
+    progress: Progress,
+}
+
+impl Job for Finetuning<'_> {
+    fn forward(
+        &mut self,
+        images: &Tensor,
+        samples: &[Sample],
+        rng: &mut ChaCha8Rng,
+        _: bool,
+    ) -> anyhow::Result<Forward> {
+        let images = images.to_device(self.device);
+        let loss = training_loss(
+            self.net,
+            self.cfg,
+            self.tokenizer,
+            self.data,
+            samples,
+            &images,
+            self.outputs,
+            rng,
+        )?;
+        Ok(Forward {
+            logged: vec![loss.shallow_clone()],
+            loss,
+            picture: None,
+        })
+    }
+
+    fn describe(&self, logged: &[f64]) -> Described {
+        Described {
+            loss: logged[0],
+            losses: BTreeMap::new(),
+            accuracy: BTreeMap::new(),
+        }
+    }
+
+    fn checks_replicas_at(&self, done: u64) -> bool {
+        done.is_multiple_of(self.steps_per_epoch)
+    }
+
+    fn checkpoints_at(&self, done: u64) -> bool {
+        done.is_multiple_of(self.steps_per_epoch)
+    }
+
+    /// Validation at each epoch's end selects the best epoch; the final weights need none.
+    fn after_step(&mut self, done: u64, reporter: Option<&mut Reporter>) -> anyhow::Result<()> {
+        if !done.is_multiple_of(self.steps_per_epoch) || self.cfg.select != Select::Best {
+            return Ok(());
+        }
+        let epoch = done / self.steps_per_epoch;
+        let metric = self.validation.evaluate(&self.val.samples)?;
+        let best = self
+            .progress
+            .best
+            .as_ref()
+            .is_none_or(|b| metric.headline() > b.metric.headline());
+        if let Some(reporter) = reporter {
+            emit(Event::Validation {
+                epoch,
+                step: done,
+                metric,
+                best,
+            });
+            reporter.scalars(done, &metric.scalars("val"));
+        }
+        if best {
+            // This epoch's checkpoint, saved next, is the best one: the later ones pin it.
+            self.progress.best = Some(Best {
+                step: done,
+                epoch,
+                metric,
+            });
+        }
+        Ok(())
+    }
+
+    fn extra(&self) -> anyhow::Result<BTreeMap<String, Value>> {
+        self.progress.extra()
+    }
 }
 
 /// The loss of one micro-batch: classification of each (image, text) pair, or for retrieval

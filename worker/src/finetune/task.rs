@@ -6,7 +6,6 @@
 use anyhow::{Context, ensure};
 use tch::{Device, Kind, Tensor, nn};
 
-use super::config::Task;
 use crate::data::labels::Labels;
 use crate::data::stream::Sample;
 use crate::data::text::TextTokenizer;
@@ -15,6 +14,7 @@ use crate::model::align::AlignHead;
 use crate::model::arl::ArlModel;
 use crate::model::heads::{ClassifierHead, RetrievalHead};
 use crate::train::collate::{EntityMap, tokenize_sample};
+use arl_contract::config::finetune::Task;
 
 /// Pretraining heads that fine-tuning does not use; they are frozen (the reference does not
 /// build them, and keeps the ITM head it copies the retrieval head from frozen).

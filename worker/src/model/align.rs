@@ -2,30 +2,11 @@
 //! LayerNorm and a two-layer GAT over the whole graph give every entity a vector; two-layer
 //! ReLU MLPs turn the image CLS and text `<s>` vectors into queries scored against all entities.
 
+use arl_contract::config::model::EntityConfig;
 use tch::{Kind, Tensor, nn};
 
 use super::gat::{GatConv, LoopedEdges};
 use super::layers::{layer_norm, linear};
-
-/// Settings of the entity graph encoder.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EntityConfig {
-    /// Entity vector width (TransE dimension).
-    pub width: i64,
-    /// Heads of the first GAT layer (its per-head width is `width / heads`).
-    pub gat_heads: i64,
-    /// Dropout on the table, between the GAT layers and on attention coefficients.
-    pub dropout: f64,
-    /// A ReLU after the second layer of the image and text alignment MLPs (the reference
-    /// code); off: a plain projection before the dot product, closer to the paper's linear map.
-    #[serde(default = "final_relu_on")]
-    pub final_relu: bool,
-}
-
-fn final_relu_on() -> bool {
-    true
-}
 
 /// The align head: `x`, `embedding_ln`, `conv1`, `conv2`, `img_linear1/2`, `txt_linear1/2`.
 #[derive(Debug)]

@@ -5,12 +5,12 @@
 use tch::{Tensor, nn};
 
 use super::align::AlignHead;
-use super::config::ModelConfig;
 use super::fusion::{FusionLayer, FusionMasks};
 use super::heads::{ItmHead, MimDecoder, MlmHead};
 use super::layers::{NORMAL_002, additive_mask, linear};
 use super::text::TextEncoder;
 use super::vision::ClipVision;
+use arl_contract::config::model::ModelConfig;
 
 /// The pretraining model.
 #[derive(Debug)]

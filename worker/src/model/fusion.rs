@@ -3,55 +3,11 @@
 //! cross-attention reads the other stream's *input* to the layer (the reference code, after
 //! METER); [`CrossSource::SameLayer`] reads its self-attention output instead (the paper).
 
-use serde::{Deserialize, Serialize};
+use arl_contract::config::model::{CrossSource, FusionConfig};
 use tch::{Tensor, nn};
 
 use super::layers::linear;
 use super::text::{BertAttention, FeedForward, SelfOutput};
-
-/// What a stream's cross-attention attends to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CrossSource {
-    /// The other stream's input to this layer (reference code).
-    PreviousLayer,
-    /// The other stream's self-attention output in this layer (paper, eqs. 6-7 and 16).
-    SameLayer,
-}
-
-/// Settings of the fusion module.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FusionConfig {
-    /// Width of both streams.
-    pub hidden: i64,
-    /// Attention heads of both streams.
-    pub heads: i64,
-    /// Feed-forward width.
-    pub intermediate: i64,
-    /// Co-attention layers.
-    pub layers: i64,
-    /// Entity (knowledge) width.
-    pub entity_hidden: i64,
-    /// Knowledge attention heads.
-    pub entity_heads: i64,
-    /// Knowledge feed-forward width.
-    pub entity_intermediate: i64,
-    /// LayerNorm epsilon of every sublayer.
-    pub layer_norm_eps: f64,
-    /// Dropout on hidden states and attention probabilities.
-    pub dropout: f64,
-    /// Where cross-attention reads the other stream.
-    pub cross_source: CrossSource,
-    /// Reason with knowledge (the paper's RK): the text layers carry the knowledge sublayers.
-    /// Off: METER's text layer, and the entity stream passes through unchanged.
-    #[serde(default = "knowledge_on")]
-    pub knowledge: bool,
-}
-
-fn knowledge_on() -> bool {
-    true
-}
 
 /// Masks of one fusion pass, additive, shaped (B, 1, 1, L).
 pub struct FusionMasks<'a> {

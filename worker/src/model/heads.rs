@@ -1,6 +1,7 @@
 //! Prediction heads (ARL_SPEC.md §1.7 and §3.2): MLM, ITM, the MAE-style MIM decoder, the
 //! VQA / classification head and the retrieval head initialised from ITM's "match" row.
 
+use arl_contract::config::model::MimConfig;
 use tch::{Kind, Tensor, nn};
 
 use super::layers::{layer_norm, linear};
@@ -112,22 +113,6 @@ impl ClassifierHead {
             .gelu("none")
             .apply(&self.last)
     }
-}
-
-/// Settings of the MIM decoder.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MimConfig {
-    /// Decoder width.
-    pub width: i64,
-    /// Decoder blocks.
-    pub layers: i64,
-    /// Decoder heads.
-    pub heads: i64,
-    /// The fusion layer whose image input the decoder reads (3: after layers 0, 1, 2).
-    pub tap_layer: i64,
-    /// Fraction of patches removed.
-    pub mask_ratio: f64,
 }
 
 /// The MAE-style decoder: `decoder_embed`, `mask_token`, fixed 2-D sin-cos positions,

@@ -9,8 +9,8 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use tch::{Tensor, nn};
 
-use super::config::VisionConfig;
 use super::vision::interpolate_positions;
+use arl_contract::config::model::VisionConfig;
 
 /// Tensors by name.
 pub type Weights = BTreeMap<String, Tensor>;

@@ -3,7 +3,6 @@
 
 pub mod align;
 pub mod arl;
-pub mod config;
 pub mod fusion;
 pub mod gat;
 pub mod heads;

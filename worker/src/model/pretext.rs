@@ -10,8 +10,8 @@ use tch::{Device, Kind, Tensor};
 
 use super::align::align_loss;
 use super::arl::ArlModel;
-use super::config::ModelConfig;
 use super::heads::{mim_loss, patchify_normalised};
+use arl_contract::config::model::ModelConfig;
 
 /// Loss weights of `task_pretrain_arl`: mlm 1, mim 1, itm 0.1, align 1.
 pub const LOSS_WEIGHTS: [f64; 4] = [1.0, 1.0, 0.1, 1.0];

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor, nn};
 
 use super::arl::ArlModel;
-use super::config::ModelConfig;
+use arl_contract::config::model::ModelConfig;
 
 /// Parameter counts of one model.
 #[derive(Debug, Clone, PartialEq, Eq)]

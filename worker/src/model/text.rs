@@ -6,10 +6,10 @@
 use tch::Tensor;
 use tch::nn;
 
-use super::config::{TextConfig, TextFamily};
 use super::layers::{
     NORMAL_002, additive_mask, attention, layer_norm, linear, merge_heads, split_heads,
 };
+use arl_contract::config::model::{TextConfig, TextFamily};
 
 /// `dense → dropout → LayerNorm(x + residual)` (`BertSelfOutput` / `BertOutput`).
 #[derive(Debug)]

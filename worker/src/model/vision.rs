@@ -10,10 +10,10 @@
 use tch::Tensor;
 use tch::nn;
 
-use super::config::VisionConfig;
 use super::layers::{
     LayerNorm32, attention, glorot, linear, merge_heads, split_heads, torch_default,
 };
+use arl_contract::config::model::VisionConfig;
 
 const CLIP_LN_EPS: f64 = 1e-5;
 

@@ -12,9 +12,12 @@ use arl_checkpoints::{
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use arl_contract::Event;
+
 use super::optim::{AdamW, GROUPS};
-use super::pretrain::step_seed;
+use super::report::emit;
 use super::schedule::Schedule;
+use super::seed::step_seed;
 use crate::data::sampler::SamplerState;
 use crate::train_state::{self, Named};
 
@@ -110,12 +113,11 @@ impl Checkpointer {
         train_state::snapshot(&mut begin.staging, "model", variables)?;
         train_state::snapshot(&mut begin.staging, "optim", &optimizer.state())?;
         self.saver.submit(begin.staging, state)?;
-        println!(
-            "{}",
-            serde_json::json!({"checkpoint": step,
-                "stall_ms": started.elapsed().as_secs_f64() * 1e3,
-                "waited_ms": begin.waited.as_secs_f64() * 1e3})
-        );
+        emit(Event::CheckpointStaged {
+            step,
+            stall_ms: started.elapsed().as_secs_f64() * 1e3,
+            waited_ms: begin.waited.as_secs_f64() * 1e3,
+        });
         Ok(())
     }
 
@@ -140,11 +142,12 @@ impl Checkpointer {
 fn report(outcomes: Vec<anyhow::Result<SaveReport>>) -> anyhow::Result<()> {
     for outcome in outcomes {
         let report = outcome?;
-        println!(
-            "{}",
-            serde_json::json!({"committed": report.step, "bytes": report.bytes,
-                "write_s": report.write_time.as_secs_f64(), "deleted": report.deleted})
-        );
+        emit(Event::CheckpointCommitted {
+            step: report.step,
+            bytes: report.bytes,
+            write_s: report.write_time.as_secs_f64(),
+            deleted: report.deleted,
+        });
     }
     Ok(())
 }

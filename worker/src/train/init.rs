@@ -8,12 +8,12 @@ use anyhow::{Context, ensure};
 use arl_c10d::ProcessGroup;
 use tch::{Device, Tensor, nn};
 
-use super::config::Precision;
+use arl_contract::config::train::Precision;
 
 use crate::knowledge::store;
 use crate::knowledge::vocab::KnowledgeGraph;
 use crate::model::arl::ArlModel;
-use crate::model::config::ModelConfig;
+use arl_contract::config::model::ModelConfig;
 
 /// The model and what it was built over.
 pub struct Built {

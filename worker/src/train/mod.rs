@@ -1,9 +1,9 @@
-//! Training: the pretraining loop and what it is made of (config, collate, MLM masking,
-//! optimiser, schedule, checkpointing, step reports and TensorBoard, stop signals).
+//! Training: the data-parallel step loop every job runs and what it is made of (collectives,
+//! optimiser, schedule, checkpointing, events and TensorBoard, stop signals), and the
+//! pretraining job (collate, MLM masking, the four objectives).
 
 pub mod checkpointing;
 pub mod collate;
-pub mod config;
 pub mod init;
 pub mod masking;
 pub mod optim;
@@ -12,5 +12,7 @@ pub mod rank;
 pub mod reconstruction;
 pub mod report;
 pub mod schedule;
+pub mod seed;
+pub mod step_loop;
 pub mod stop;
 pub mod tensorboard;

@@ -3,47 +3,10 @@
 //! unlike `torch.optim.AdamW`), over six parameter groups chosen by substrings of the
 //! parameter names: {base, head, multi-modal} × {decay, no decay}.
 
-use serde::{Deserialize, Serialize};
+use arl_contract::config::train::OptimConfig;
 use tch::{Kind, Tensor, nn};
 
 use crate::train_state::Named;
-
-/// Optimiser settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OptimConfig {
-    /// Peak learning rate of the base group (uni-modal encoders).
-    pub lr: f64,
-    /// Multiplier of the heads' learning rate.
-    pub lr_multiplier_head: f64,
-    /// Multiplier of the multi-modal (fusion) learning rate.
-    pub lr_multiplier_multi_modal: f64,
-    /// Decoupled weight decay.
-    pub weight_decay: f64,
-    /// Adam's betas.
-    pub betas: (f64, f64),
-    /// Adam's epsilon (added to √v before bias correction, as Hugging Face does).
-    pub eps: f64,
-    /// Warm-up: a fraction of the run's optimiser steps when below 1, else a step count.
-    pub warmup: f64,
-    /// Clip the global gradient norm to this (0: no clipping, the reference's setting).
-    pub max_grad_norm: f64,
-}
-
-impl Default for OptimConfig {
-    fn default() -> Self {
-        Self {
-            lr: 1e-5,
-            lr_multiplier_head: 5.0,
-            lr_multiplier_multi_modal: 5.0,
-            weight_decay: 0.01,
-            betas: (0.9, 0.98),
-            eps: 1e-8,
-            warmup: 0.1,
-            max_grad_norm: 0.0,
-        }
-    }
-}
 
 /// Name substrings of the heads' parameters (the align head counts only in pretraining).
 const HEADS: [&str; 6] = [

@@ -144,7 +144,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<()> {
             threads,
             full,
         } => {
-            let cfg = arl_worker::model::config::ModelConfig::preset(&preset)?;
+            let cfg = arl_contract::config::model::ModelConfig::preset(&preset)?;
             tch::set_num_threads(threads);
             if full {
                 let timing = bench::time_full_step(&cfg, shape, iters.max(1));
@@ -189,7 +189,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<()> {
             saves,
             layout_out,
         } => {
-            let cfg = arl_worker::model::config::ModelConfig::preset(&preset)?;
+            let cfg = arl_contract::config::model::ModelConfig::preset(&preset)?;
             let timing = arl_worker::checkpoint_bench::time_checkpoint(
                 &location,
                 &cfg,

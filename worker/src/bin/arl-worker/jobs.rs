@@ -1,25 +1,27 @@
-//! Job commands: one rank of a pretraining or fine-tune job, the preflight check, and config checks.
+//! Job commands, started by the launcher: the preflight check and one rank of a pretraining or
+//! fine-tune job. Each reads the resolved job config the launcher wrote (`config.toml`), once.
 
-use anyhow::Context;
+use std::path::PathBuf;
 
-use arl_worker::{dist::DistArgs, preflight};
+use arl_contract::{Event, JobConfig};
+use arl_worker::train::report::emit;
+use arl_worker::train::stop::StopRequest;
+use arl_worker::{dist, preflight};
 
 /// Job commands (started by the launcher).
 #[derive(clap::Subcommand)]
 pub(crate) enum JobCommand {
     /// Join the group and check that an all-reduce of the ranks gives the right sum.
     Preflight {
-        #[command(flatten)]
-        dist: DistArgs,
+        /// The resolved job config (TOML; `arl check` prints one).
+        #[arg(long)]
+        config: PathBuf,
     },
-    /// Pretrain as one rank of the world (for `arl pretrain`): the resolved job config's
-    /// `[model]`, `[data]`, `[knowledge]`, `[train]`, `[optim]` and `[checkpoint]`.
+    /// Pretrain as one rank of the world (for `arl pretrain` and `arl run`).
     Pretrain {
-        #[command(flatten)]
-        dist: DistArgs,
         /// The resolved job config (TOML).
         #[arg(long)]
-        config: std::path::PathBuf,
+        config: PathBuf,
         /// Stop after this step (with a checkpoint), as if preempted there.
         #[arg(long)]
         stop_at: Option<u64>,
@@ -27,11 +29,9 @@ pub(crate) enum JobCommand {
     /// Fine-tune as one rank of the world (for `arl finetune` and `arl run`): job NAME of the
     /// resolved config (`[finetune.NAME]`), from the pipeline's pretrained weights.
     Finetune {
-        #[command(flatten)]
-        dist: DistArgs,
         /// The resolved job config (TOML).
         #[arg(long)]
-        config: std::path::PathBuf,
+        config: PathBuf,
         /// The job (`[finetune.NAME]`).
         #[arg(long)]
         job: String,
@@ -42,84 +42,49 @@ pub(crate) enum JobCommand {
         #[arg(long, conflicts_with = "stop_at")]
         evaluate: bool,
     },
-    /// Check a fine-tune job's section of a job config without starting anything.
-    CheckFinetune {
-        /// The resolved job config (TOML).
-        #[arg(long)]
-        config: std::path::PathBuf,
-        /// The job (`[finetune.NAME]`).
-        #[arg(long)]
-        job: String,
-    },
-    /// Check the pretraining sections of a job config without starting anything.
-    CheckPretrain {
-        /// The resolved job config (TOML).
-        #[arg(long)]
-        config: std::path::PathBuf,
-    },
 }
 
 /// Runs `command`.
 pub(crate) fn run(command: JobCommand) -> anyhow::Result<()> {
     match command {
-        JobCommand::Preflight { dist } => {
-            let (group, device) = dist.join()?;
+        JobCommand::Preflight { config } => {
+            let (group, device) = dist::join(&JobConfig::from_file(&config)?)?;
             let report = preflight::run(&group, device)?;
             if group.rank() == 0 {
-                println!("{}", serde_json::to_string(&report)?);
+                emit(Event::Preflight {
+                    world_size: report.world_size,
+                    rank_sum: report.rank_sum,
+                });
             }
             group.shutdown()?;
         }
-        JobCommand::Pretrain {
-            dist,
-            config,
-            stop_at,
-        } => {
-            let table = read_config(&config)?;
+        JobCommand::Pretrain { config, stop_at } => {
+            let config = JobConfig::from_file(&config)?;
             // Stop signals are caught from here on: one during the rendezvous or the set-up
             // stops the run at its first step boundary instead of killing the rank.
-            let stop = arl_worker::train::stop::StopRequest::install()?;
-            let (group, device) = dist.join()?;
-            arl_worker::train::pretrain::pretrain(&table, &group, device, stop_at, &stop)?;
+            let stop = StopRequest::install()?;
+            let (group, device) = dist::join(&config)?;
+            arl_worker::train::pretrain::pretrain(&config, &group, device, stop_at, &stop)?;
             group.shutdown()?;
         }
         JobCommand::Finetune {
-            dist,
             config,
             job,
             stop_at,
             evaluate,
         } => {
             use arl_worker::finetune::run::{Mode, finetune};
-            let table = read_config(&config)?;
-            let stop = arl_worker::train::stop::StopRequest::install()?;
-            let (group, device) = dist.join()?;
+            let config = JobConfig::from_file(&config)?;
+            let stop = StopRequest::install()?;
+            let (group, device) = dist::join(&config)?;
             let mode = if evaluate {
                 Mode::Evaluate
             } else {
                 Mode::Train(stop_at)
             };
-            finetune(&table, &group, device, &job, mode, &stop)?;
+            finetune(&config, &group, device, &job, mode, &stop)?;
             group.shutdown()?;
-        }
-        JobCommand::CheckFinetune { config, job } => {
-            let table = read_config(&config)?;
-            arl_worker::finetune::config::FinetuneConfig::from_table(&table, &job)
-                .and_then(|_| arl_worker::train::config::PretrainConfig::from_table(&table))
-                .with_context(|| format!("config {}", config.display()))?;
-        }
-        JobCommand::CheckPretrain { config } => {
-            let table = read_config(&config)?;
-            arl_worker::train::config::PretrainConfig::from_table(&table)
-                .with_context(|| format!("config {}", config.display()))?;
         }
     }
     Ok(())
-}
-
-/// A TOML job config as a table.
-fn read_config(path: &std::path::Path) -> anyhow::Result<toml::Table> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
 }

@@ -51,8 +51,11 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let rank = std::env::var("RANK").unwrap_or_else(|_| "?".into());
-            eprintln!("arl-worker rank {rank}: error: {error:#}");
+            // A rank of a job says which; a tool run by hand has none.
+            match std::env::var("RANK") {
+                Ok(rank) => eprintln!("arl-worker rank {rank}: error: {error:#}"),
+                Err(_) => eprintln!("arl-worker: error: {error:#}"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -31,10 +31,10 @@ pub(crate) fn run(command: ModelCommand) -> anyhow::Result<()> {
             config,
             entities,
         } => {
-            use arl_worker::model::config::ModelConfig;
+            use arl_contract::config::model::ModelConfig;
             let (cfg, source) = match config {
                 Some(path) => (
-                    ModelConfig::from_toml_file(&path)?,
+                    arl_contract::JobConfig::from_file(&path)?.model,
                     format!("config={}", path.display()),
                 ),
                 None => (ModelConfig::preset(&preset)?, format!("preset={preset}")),
@@ -43,7 +43,7 @@ pub(crate) fn run(command: ModelCommand) -> anyhow::Result<()> {
             println!("{}", arl_worker::model::summary::summarize(&cfg, entities));
         }
         ModelCommand::ModelConfig { preset } => {
-            let cfg = arl_worker::model::config::ModelConfig::preset(&preset)?;
+            let cfg = arl_contract::config::model::ModelConfig::preset(&preset)?;
             println!("{}", serde_json::to_string(&cfg)?);
         }
     }

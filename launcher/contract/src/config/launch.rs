@@ -1,0 +1,83 @@
+//! `[launch]` and `[dist]`: how the ranks are started and how they talk.
+
+use serde::{Deserialize, Serialize};
+
+/// `[launch]`: processes and rendezvous.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LaunchConfig {
+    /// Worker processes on each node (one per GPU, or CPU slots in debug mode); 0 = one per
+    /// GPU of the node.
+    pub nproc_per_node: usize,
+    /// Nodes in the job (each runs one `arl` with the same config).
+    pub nnodes: usize,
+    /// This node's index; node 0 hosts rank 0 and the rendezvous.
+    pub node_rank: usize,
+    /// Inside a SLURM allocation, take nodes, node index, rendezvous host and port from it.
+    pub slurm: bool,
+    /// `gloo` (CPU) or `nccl` (GPU).
+    pub backend: Backend,
+    /// Rendezvous host; rank 0 serves the store there.
+    pub master_addr: String,
+    /// Rendezvous port; 0 picks a free one.
+    pub master_port: u16,
+}
+
+impl Default for LaunchConfig {
+    fn default() -> Self {
+        Self {
+            nproc_per_node: 1,
+            nnodes: 1,
+            node_rank: 0,
+            slurm: true,
+            backend: Backend::Gloo,
+            master_addr: "127.0.0.1".to_owned(),
+            master_port: 0,
+        }
+    }
+}
+
+/// The collective backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// CPU collectives over TCP.
+    Gloo,
+    /// GPU collectives (a build with the `nccl` feature).
+    Nccl,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Gloo => "gloo",
+            Self::Nccl => "nccl",
+        })
+    }
+}
+
+/// `[dist]`: collectives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistConfig {
+    /// Seconds to wait for the store and for every rank to join.
+    pub init_timeout_s: f64,
+    /// Seconds one collective may wait for a peer.
+    pub timeout_s: f64,
+    /// All-reduce bucket size in MiB.
+    pub bucket_mb: f64,
+    /// Compare dtypes and shapes across ranks before each collective (one 16-byte
+    /// all-reduce per call); ranks that disagree otherwise make Gloo abort.
+    pub verify_layout: bool,
+}
+
+impl Default for DistConfig {
+    fn default() -> Self {
+        Self {
+            init_timeout_s: 300.0,
+            timeout_s: 100.0,
+            bucket_mb: 25.0,
+            verify_layout: true,
+        }
+    }
+}
