@@ -117,15 +117,11 @@ impl JobConfig {
     /// # Errors
     /// The first value that breaks a rule, named by its dotted key.
     pub fn validate(&self, jobs: &[String]) -> anyhow::Result<()> {
+        self.validate_pipeline()?;
         self.validate_inputs(jobs)?;
         self.validate_launch()?;
-        if self.launch.nproc_per_node > 0 {
-            let world = self.launch.nproc_per_node * self.launch.nnodes;
-            self.validate_world(jobs, world)?;
-        }
         self.validate_model()?;
         self.validate_pretraining()?;
-        self.validate_pipeline()?;
         for (name, section) in &self.finetune {
             ensure!(
                 folder_name(name),
@@ -133,6 +129,10 @@ impl JobConfig {
                  '.' or '..', not hidden)"
             );
             self.validate_finetune(&section.resolve(name)?)?;
+        }
+        if self.launch.nproc_per_node > 0 {
+            let world = self.launch.nproc_per_node * self.launch.nnodes;
+            self.validate_world(jobs, world)?;
         }
         Ok(())
     }
