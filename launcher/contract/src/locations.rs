@@ -60,11 +60,6 @@ impl Locations {
         })
     }
 
-    /// Whether the checkpoints live outside the run folder (`checkpoint.location` is set).
-    pub fn shared_checkpoints(&self) -> Option<&str> {
-        self.checkpoint.as_deref()
-    }
-
     /// Pretraining's shard cache of `rank`: `data.cache_dir`, else `<run_dir>/cache/rank<R>`.
     pub fn pretrain_cache(&self, rank: usize) -> PathBuf {
         self.cache_dir
