@@ -1,21 +1,26 @@
 //! What every multi-worker job of a pipeline shares: the resolved config written into the run
 //! folder for the ranks to read, and this node's world with rank 0's events appended to the
-//! job's `rank0.jsonl` and shown as they come.
+//! job's `rank0.jsonl` and shown as they come, restarted after a failure while the job's
+//! restart budget lasts ([`crate::restarts`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use arl_contract::heartbeat::RESTART_COUNT_VAR;
 use arl_contract::locations::{events_log, logs_dir};
 use arl_contract::{Event, JobConfig};
 
 use crate::console;
+use crate::failure::Failure;
 use crate::progress;
+use crate::restarts::{RoundRecord, Rounds};
 use crate::spawn::WorldSpec;
 use crate::spawn::worker_binary;
 use crate::topology::Topology;
-use crate::world::run_world;
+use crate::watchdog::Limits;
+use crate::world::{Watch, WorldEnd, WorldFailure, run_watched};
 
 /// Writes `config` as the run folder's `config.toml` (whole, then renamed into place: the other
 /// nodes of a job may be reading it); returns its path.
@@ -57,9 +62,13 @@ impl JobOutput {
 /// Runs this node's ranks of `arl-worker ARGS`; rank 0's events are appended to
 /// `<dir>/rank0.jsonl` (one log across restarts) and shown; the ranks' logs go to
 /// `<dir>/logs`. A line of rank 0 that is not an event is shown as a warning, never dropped.
+/// When a rank fails or stalls after the job's first completed step, every rank is stopped
+/// and the world restarts (resuming from the newest committed checkpoint) after a back-off,
+/// up to `launch.max_restarts` times in this launch over every node.
 ///
 /// # Errors
-/// A rank that fails (named, with the tail of its log).
+/// A failure before the first completed step ([`Failure::StartUp`]) or after the budget
+/// ([`Failure::BudgetSpent`]): the rank named, with the tail of its log.
 pub fn run_job(config: &JobConfig, args: Vec<String>, dir: &Path) -> anyhow::Result<JobOutput> {
     let log = events_log(dir);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -87,7 +96,7 @@ pub fn run_job(config: &JobConfig, args: Vec<String>, dir: &Path) -> anyhow::Res
             Err(error) => console::line(&format!("arl: warning: rank 0 printed {error:#}")),
         }
     };
-    let spec = WorldSpec {
+    let mut spec = WorldSpec {
         program: worker_binary()?,
         args,
         topology: Topology::of(&config.launch)?,
@@ -95,11 +104,98 @@ pub fn run_job(config: &JobConfig, args: Vec<String>, dir: &Path) -> anyhow::Res
         on_rank0_line: Some(Arc::new(on_line)),
         log_dir: Some(logs_dir(dir)),
     };
-    let outcome = run_world(&spec);
+    let outcome = supervise_restarts(config, &mut spec, dir);
     console::finish_bar();
-    let stopped_by = outcome?.stopped_by;
+    let stopped_by = outcome?;
     let events = std::mem::take(&mut *events.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(JobOutput { events, stopped_by })
+}
+
+/// Runs worlds of `spec` until one ends without a failure (returns the stop signal, if one
+/// ended it) or the failures may not be retried.
+fn supervise_restarts(
+    config: &JobConfig,
+    spec: &mut WorldSpec,
+    dir: &Path,
+) -> anyhow::Result<Option<i32>> {
+    let launch = &config.launch;
+    let rounds = Rounds::open(dir)?;
+    let mut round = rounds.base();
+    let mut stepped = false;
+    loop {
+        let restarts = round - rounds.base();
+        spec.env = vec![(RESTART_COUNT_VAR.to_owned(), restarts.to_string())];
+        let newer_round = || rounds.latest().ok().filter(|&latest| latest > round);
+        let watch = Watch {
+            limits: Limits::of(config),
+            round,
+            newer_round: &newer_round,
+        };
+        let supervised = run_watched(spec, &watch)?;
+        stepped |= supervised.stepped;
+        let failure = match supervised.end {
+            WorldEnd::Done(output) => return Ok(output.stopped_by),
+            WorldEnd::Superseded { round: newer } => {
+                console::line(&format!(
+                    "arl: another node started round {newer} of the job; this node's ranks \
+                     were stopped and join it"
+                ));
+                round = newer;
+                continue;
+            }
+            WorldEnd::Failed(failure) => failure,
+        };
+        if let Some(signal) = failure.stopped_by {
+            console::line(&format!("arl: {}", failure.message));
+            return Ok(Some(signal));
+        }
+        if !stepped {
+            return Err(Failure::StartUp(format!(
+                "{} (before the first completed step: not retried)",
+                failure.message
+            ))
+            .into());
+        }
+        if restarts >= launch.max_restarts {
+            return Err(Failure::BudgetSpent {
+                message: failure.message,
+                restarts,
+                max: launch.max_restarts,
+            }
+            .into());
+        }
+        round = restart(&rounds, round + 1, &failure, config)?;
+    }
+}
+
+/// Claims round `next` for `failure` (or joins it, when another node already has), waits the
+/// back-off, and returns the round to run.
+fn restart(
+    rounds: &Rounds,
+    next: u32,
+    failure: &WorldFailure,
+    config: &JobConfig,
+) -> anyhow::Result<u32> {
+    let restart = next - rounds.base();
+    let record = RoundRecord {
+        round: next,
+        node: config.launch.node_rank,
+        rank: failure.rank,
+        reason: failure.reason.clone(),
+        decided_at: failure.decided_at,
+    };
+    let by = match rounds.claim(&record)? {
+        true => String::new(),
+        false => " (claimed by another node)".to_owned(),
+    };
+    let backoff = config.launch.backoff_s(restart);
+    console::line(&format!(
+        "arl: {}\narl: restart {restart} of {}{by}: every rank resumes from the newest committed \
+         checkpoint in {backoff:.1} s",
+        failure.message, config.launch.max_restarts
+    ));
+    std::thread::sleep(std::time::Duration::from_secs_f64(backoff));
+    Ok(next)
 }
 
 /// The command line of `arl-worker SUBCOMMAND --config <resolved config>`.

@@ -1,7 +1,8 @@
 //! `arl`: the command-line front of the launcher (see the `arl_launcher` library).
 
 use arl_contract::{JobConfig, PRETRAIN_JOB};
-use arl_launcher::{bench, check::check, ckpt, finetune, run};
+use arl_launcher::failure::Failure;
+use arl_launcher::{bench, ckpt, finetune, run};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -145,6 +146,9 @@ enum BenchCommand {
     Data(bench::data::DataArgs),
     /// Checkpoint stall and time to durable, to local disk and to a local S3 server.
     Checkpoint(bench::checkpoint::CheckpointArgs),
+    /// Pretraining under killed and stopped ranks: recovered, and bit-identical to a run
+    /// without faults?
+    Chaos(bench::chaos::ChaosArgs),
     /// Entity-linking throughput over the Indiana University reports (one thread).
     Link {
         /// Passes over all reports; the median is reported.
@@ -250,7 +254,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("arl: error: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(arl_launcher::failure::exit_code(&error))
         }
     }
 }
@@ -293,14 +297,22 @@ fn finetune_command(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `config` after the check of its pipeline ([`check`]).
+/// `config` after the check of its pipeline ([`check()`]).
 fn checked(config: JobConfig) -> anyhow::Result<JobConfig> {
     check(&config, &config.jobs())?;
     Ok(config)
 }
 
+/// The check of `config` for `jobs`; a refusal is a start-up failure.
+fn check(config: &JobConfig, jobs: &[String]) -> anyhow::Result<()> {
+    arl_launcher::check::check(config, jobs).map_err(Failure::start_up)?;
+    Ok(())
+}
+
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
-    let load = |args: &ConfigArgs| JobConfig::load(args.config.as_deref(), &args.overrides());
+    let load = |args: &ConfigArgs| {
+        JobConfig::load(args.config.as_deref(), &args.overrides()).map_err(Failure::start_up)
+    };
     match command {
         Command::Run(args) => match run::run(&checked(load(&args)?)?)? {
             run::Outcome::Stopped { job, stopped: at } => {
@@ -328,6 +340,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Data(args)) => {
             bench::data::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Chaos(args)) => {
+            bench::chaos::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Checkpoint(args)) => {

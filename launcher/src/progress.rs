@@ -15,7 +15,9 @@ pub fn show(event: &Event) {
         } => console::line(&format!(
             "preflight passed: {world_size} ranks joined, all-reduced rank sum {rank_sum}"
         )),
-        Event::Start { job, start, end } => console::start_bar(job, *end, *start),
+        Event::Start {
+            job, start, end, ..
+        } => console::start_bar(job, *end, *start),
         Event::Step(report) => console::advance(report.step, &step_message(report)),
         Event::Resumed { step, from } => {
             console::line(&format!("resumed at step {step} from {from}"));

@@ -2,23 +2,32 @@
 //! rank environment (see cluster/README.md), its standard error echoed with its rank and kept
 //! in `<log_dir>/rank<R>.log`, its standard output collected (rank 0's lines also handed to a
 //! callback as they come). Ranks die with the launcher (parent-death signal), so none is left
-//! behind; each gets its share of the cores as `OMP_NUM_THREADS` unless the user set it.
+//! behind; each gets its share of the cores as `OMP_NUM_THREADS` unless the user set it. A
+//! watched rank also gets a heartbeat pipe as descriptor 3 (`ARL_PROGRESS_FD`), read into its
+//! [`RankProgress`].
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
+use arl_contract::heartbeat::PROGRESS_FD_VAR;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::console;
+use crate::heartbeats::{RankProgress, read_heartbeats};
 use crate::topology::Topology;
+
+/// The descriptor a watched rank writes its heartbeats to.
+const PROGRESS_FD: i32 = 3;
 
 /// `arl-worker`: `$ARL_WORKER_BIN`, else beside this executable.
 ///
@@ -70,10 +79,21 @@ pub(crate) struct RankProcess {
     stderr: Option<JoinHandle<()>>,
     tail: Arc<Mutex<VecDeque<String>>>,
     log: Option<PathBuf>,
+    /// Its heartbeats, when watched.
+    pub(crate) progress: Option<Arc<Mutex<RankProgress>>>,
+    heartbeats: Option<JoinHandle<()>>,
 }
 
 impl RankProcess {
-    pub(crate) fn start(spec: &WorldSpec, local: usize, port: u16) -> anyhow::Result<Self> {
+    /// Starts local rank `local`; `watched`: with a heartbeat pipe; `round`: the world's round,
+    /// marked in its log (which every round of the job appends to).
+    pub(crate) fn start(
+        spec: &WorldSpec,
+        local: usize,
+        port: u16,
+        watched: bool,
+        round: u32,
+    ) -> anyhow::Result<Self> {
         let topology = &spec.topology;
         let rank = topology.global_rank(local);
         let mut command = Command::new(&spec.program);
@@ -83,24 +103,51 @@ impl RankProcess {
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        let pipe = match watched {
+            true => Some(std::io::pipe().context("creating a heartbeat pipe")?),
+            false => None,
+        };
+        let writer = pipe.as_ref().map(|(_, writer)| writer.as_raw_fd());
+        if writer.is_some() {
+            command.env(PROGRESS_FD_VAR, PROGRESS_FD.to_string());
+        }
+        // SAFETY: prctl, dup2 and fcntl are async-signal-safe; nothing else runs between fork
+        // and exec.
         unsafe {
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            command.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+                if let Some(fd) = writer {
+                    // dup2 onto itself keeps close-on-exec: clear it by hand then.
+                    let moved = if fd == PROGRESS_FD {
+                        libc::fcntl(fd, libc::F_SETFD, 0)
+                    } else {
+                        libc::dup2(fd, PROGRESS_FD)
+                    };
+                    if moved < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
             });
         }
         let mut child = command
             .spawn()
             .with_context(|| format!("starting rank {rank}: {}", spec.program.display()))?;
+        // The rank holds the writing end now; the launcher's copy closes here.
+        let (progress, heartbeats) = match pipe {
+            Some((reader, _writer)) => {
+                let progress = Arc::new(Mutex::new(RankProgress::new(Instant::now())));
+                let thread = read_heartbeats(reader, progress.clone());
+                (Some(progress), Some(thread))
+            }
+            None => (None, None),
+        };
         let log = spec
             .log_dir
             .as_ref()
             .map(|dir| dir.join(format!("rank{rank}.log")));
         let file = match &log {
-            Some(path) => Some(
-                std::fs::File::create(path)
-                    .with_context(|| format!("creating {}", path.display()))?,
-            ),
+            Some(path) => Some(open_log(path, round)?),
             None => None,
         };
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
@@ -123,11 +170,16 @@ impl RankProcess {
             stderr: Some(stderr),
             tail,
             log,
+            progress,
+            heartbeats,
         })
     }
 
     /// Waits for the output threads; returns the standard output lines.
     pub(crate) fn join(&mut self) -> Vec<String> {
+        if let Some(heartbeats) = self.heartbeats.take() {
+            let _ = heartbeats.join();
+        }
         if let Some(stderr) = self.stderr.take() {
             let _ = stderr.join();
         }
@@ -158,6 +210,18 @@ impl RankProcess {
     pub(crate) fn signal(&self, signal: Signal) {
         let _ = kill(Pid::from_raw(self.child.id() as i32), signal);
     }
+}
+
+/// Opens a rank's log for appending, marking where round `round` begins.
+fn open_log(path: &std::path::Path, round: u32) -> anyhow::Result<std::fs::File> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    writeln!(file, "--- arl: the world of round {round} starts ---")
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(file)
 }
 
 /// The standard variables of local worker `local`, and `OMP_NUM_THREADS` (unless set): this

@@ -43,7 +43,9 @@ fn join_with(
         verify_layout: dist.verify_layout,
         ..GroupOptions::default()
     };
-    Ok((ProcessGroup::init(&env, &options)?, device))
+    let mut group = ProcessGroup::init(&env, &options)?;
+    group.observe(Box::new(crate::heartbeat::collective));
+    Ok((group, device))
 }
 
 /// The group settings of a benchmark, as flags (defaults: `[dist]`'s).

@@ -8,6 +8,7 @@ pub mod convert;
 pub mod data;
 pub mod dist;
 pub mod finetune;
+pub mod heartbeat;
 pub mod knowledge;
 pub mod model;
 pub mod preflight;

@@ -28,6 +28,9 @@ pub enum Event {
         start: u64,
         /// The last step this run will do.
         end: u64,
+        /// Restarts of the world so far in this launch (`ARL_RESTART_COUNT`).
+        #[serde(default)]
+        restart: u32,
     },
     /// The job resumed from a committed checkpoint.
     Resumed {

@@ -15,11 +15,12 @@ use crate::config::model::ModelConfig;
 const SECTIONS: [&str; 6] = ["model", "data", "knowledge", "train", "optim", "pretext"];
 
 /// Keys of those sections that do not change what a step computes.
-const RESTART_KEYS: [(&str, &str); 7] = [
+const RESTART_KEYS: [(&str, &str); 8] = [
     ("train", "steps"),
     ("train", "run_dir"),
     ("train", "tensorboard"),
     ("train", "image_every"),
+    ("train", "log_samples"),
     ("data", "cache_dir"),
     ("data", "cache_mb"),
     ("data", "threads"),

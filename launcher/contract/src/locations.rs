@@ -60,6 +60,13 @@ impl Locations {
         })
     }
 
+    /// Pretraining's sample log of `rank`: `<run_dir>/samples/rank<R>.jsonl`.
+    pub fn sample_log(&self, rank: usize) -> PathBuf {
+        self.run_dir
+            .join("samples")
+            .join(format!("rank{rank}.jsonl"))
+    }
+
     /// Pretraining's shard cache of `rank`: `data.cache_dir`, else `<run_dir>/cache/rank<R>`.
     pub fn pretrain_cache(&self, rank: usize) -> PathBuf {
         self.cache_dir

@@ -8,6 +8,7 @@ use anyhow::{bail, ensure};
 
 use crate::config::JobConfig;
 use crate::config::finetune::{FinetuneConfig, Task};
+use crate::config::launch::MAX_BACKOFF_S;
 use crate::config::model::{ModelConfig, TextFamily};
 use crate::config::{PRETRAIN_JOB, data::DataConfig};
 
@@ -184,6 +185,14 @@ impl JobConfig {
             !launch.master_addr.trim().is_empty(),
             "launch.master_addr must name a host"
         );
+        ensure!(
+            launch.restart_backoff_s.is_finite()
+                && (0.0..=MAX_BACKOFF_S).contains(&launch.restart_backoff_s),
+            "launch.restart_backoff_s must be between 0 and {MAX_BACKOFF_S} seconds, not {}",
+            launch.restart_backoff_s
+        );
+        seconds("launch.hang_margin_s", launch.hang_margin_s)?;
+        seconds("launch.hang_slow_s", launch.hang_slow_s)?;
         let dist = &self.dist;
         seconds("dist.init_timeout_s", dist.init_timeout_s)?;
         seconds("dist.timeout_s", dist.timeout_s)?;

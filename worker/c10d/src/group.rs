@@ -1,5 +1,6 @@
 //! A c10d process group (Gloo on CPU, NCCL on GPU) and the collectives the trainer uses.
 
+use std::cell::Cell;
 use std::ffi::CString;
 use std::time::Duration;
 
@@ -64,6 +65,28 @@ impl Default for GroupOptions {
     }
 }
 
+/// A collective as an observer sees it ([`ProcessGroup::observe`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Collective<'a> {
+    /// About to enter collective `seq` (from 1; the same on every rank for the same call).
+    Enter {
+        /// Sequence number.
+        seq: u64,
+        /// The operation.
+        op: &'a str,
+        /// Elements of each tensor.
+        sizes: &'a [i64],
+    },
+    /// Left collective `seq` successfully.
+    Leave {
+        /// Sequence number.
+        seq: u64,
+    },
+}
+
+/// Called around every collective of the group.
+pub type Observer = Box<dyn Fn(Collective<'_>) + Send>;
+
 /// A joined process group. Collectives are blocking and work in place.
 pub struct ProcessGroup {
     raw: *mut ffi::RawGroup,
@@ -74,6 +97,9 @@ pub struct ProcessGroup {
     /// Where small bookkeeping tensors (layout probes) live: the CPU for Gloo, the rank's GPU
     /// for NCCL.
     probe_device: Device,
+    /// Collectives entered so far.
+    seq: Cell<u64>,
+    observer: Option<Observer>,
     // Kept alive for as long as the group: the group holds the store's connection.
     _store: TcpStore,
 }
@@ -149,8 +175,15 @@ impl ProcessGroup {
                 Backend::Gloo => Device::Cpu,
                 Backend::Nccl => Device::Cuda(env.local_rank),
             },
+            seq: Cell::new(0),
+            observer: None,
             _store: store,
         })
+    }
+
+    /// Calls `observer` as each collective is entered and left (a flight recorder).
+    pub fn observe(&mut self, observer: Observer) {
+        self.observer = Some(observer);
     }
 
     /// This process's rank.
@@ -279,11 +312,31 @@ impl ProcessGroup {
     ) -> Result<()> {
         let ptrs: Vec<*mut torch_sys::C_tensor> =
             tensors.iter().map(|t| t.as_ptr() as *mut _).collect();
-        ffi::take_error(f(self.raw, ptrs.as_ptr(), ptrs.len())).map_err(|message| C10dError::Op {
-            op: op.to_owned(),
-            rank: self.rank as i64,
-            message,
-        })
+        let seq = self.seq.get() + 1;
+        self.seq.set(seq);
+        if let Some(observer) = &self.observer {
+            let sizes: Vec<i64> = tensors
+                .iter()
+                .map(Tensor::numel)
+                .map(|n| n as i64)
+                .collect();
+            observer(Collective::Enter {
+                seq,
+                op,
+                sizes: &sizes,
+            });
+        }
+        ffi::take_error(f(self.raw, ptrs.as_ptr(), ptrs.len())).map_err(|message| {
+            C10dError::Op {
+                op: op.to_owned(),
+                rank: self.rank as i64,
+                message,
+            }
+        })?;
+        if let Some(observer) = &self.observer {
+            observer(Collective::Leave { seq });
+        }
+        Ok(())
     }
 
     fn invalid(&self, op: &str, reason: String) -> C10dError {

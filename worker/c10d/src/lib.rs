@@ -14,7 +14,7 @@ mod store;
 pub use bucket::{TensorSpec, plan_buckets};
 pub use env::RankEnv;
 pub use error::{C10dError, Result};
-pub use group::{Backend, GroupOptions, ProcessGroup, ReduceOp};
+pub use group::{Backend, Collective, GroupOptions, Observer, ProcessGroup, ReduceOp};
 
 /// Routes libtorch's C++ logging through `TORCH_CPP_LOG_LEVEL` (call once, early).
 ///

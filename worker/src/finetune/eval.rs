@@ -134,6 +134,7 @@ impl Evaluator<'_> {
     /// # Errors
     /// Unreadable items or a failed collective.
     pub fn evaluate(&self, samples: &[Sample]) -> anyhow::Result<Metric> {
+        crate::heartbeat::phase(arl_contract::heartbeat::Phase::Evaluation);
         tch::no_grad(|| {
             tch::autocast(self.bf16, || match self.task {
                 Task::Irtr => self.retrieval(samples).map(Metric::Irtr),

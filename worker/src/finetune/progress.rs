@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use arl_checkpoints::Checkpoints;
 use arl_checkpoints::manifest::PINNED;
 use arl_contract::Event;
@@ -85,8 +85,10 @@ pub fn resume(
         start: 0,
         progress: fresh,
     };
+    let mut resumed_hash = None;
     if let Some(loaded) = Checkpoints::open(location)?.resume()? {
         let state = &loaded.manifest.state;
+        resumed_hash = Some(state.config_hash.clone());
         if state.config_hash != config_hash {
             tracing::warn!("resuming {} with a different config", loaded.location);
         }
@@ -127,16 +129,10 @@ pub fn resume(
             });
         }
     }
-    // Every rank must continue from the same step (each resumes from the folder it sees).
-    let starts = ranks.gather(resumed.start as f64)?;
-    if let Some(other) = starts.iter().position(|&s| s != starts[0]) {
-        bail!(
-            "rank {other} resumes job {job} at step {}, rank 0 at step {}: the ranks do not \
-             see the same {}",
-            starts[other],
-            starts[0],
-            job_location
-        );
-    }
+    ranks.agree_on_resume(
+        job,
+        location,
+        resumed_hash.as_deref().map(|hash| (resumed.start, hash)),
+    )?;
     Ok(resumed)
 }

@@ -236,11 +236,9 @@ pub fn finetune(
             pool,
         )?;
         let checkpointer = if ranks.rank == 0 {
-            emit(Event::Start {
-                job: job.to_owned(),
-                start,
-                end,
-            });
+            if let Some(reporter) = reporter.as_mut() {
+                reporter.start(job, start, end);
+            }
             Some(Checkpointer::new(
                 Checkpoints::open(&location)?,
                 SaverConfig {
@@ -285,6 +283,7 @@ pub fn finetune(
             stop,
             checkpointer,
             reporter: reporter.take(),
+            sample_log: None,
         };
         let ended = steps.run(&mut finetuning, start, end)?;
         // Once trained, every rank reads the checkpoints (the best epoch's among them).

@@ -21,6 +21,9 @@ use super::seed::step_seed;
 use crate::data::sampler::SamplerState;
 use crate::train_state::{self, Named};
 
+/// The manifest's `extra` key holding the restarts of the world in the launch that saved it.
+pub const RESTARTS_KEY: &str = "restarts";
+
 /// What a checkpoint records besides the tensors, fixed for the run.
 pub struct RunIdentity {
     /// The run's seed.
@@ -70,8 +73,12 @@ impl Checkpointer {
         variables: &[Named],
         optimizer: &AdamW,
         schedule: &Schedule,
-        extra: BTreeMap<String, serde_json::Value>,
+        mut extra: BTreeMap<String, serde_json::Value>,
     ) -> anyhow::Result<()> {
+        extra.insert(
+            RESTARTS_KEY.to_owned(),
+            crate::heartbeat::restart_count().into(),
+        );
         let factor = schedule.factor(optimizer.steps());
         let id = &self.identity;
         let state = TrainingState {

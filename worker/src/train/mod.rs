@@ -11,6 +11,7 @@ pub mod pretrain;
 pub mod rank;
 pub mod reconstruction;
 pub mod report;
+pub mod sample_log;
 pub mod schedule;
 pub mod seed;
 pub mod step_loop;

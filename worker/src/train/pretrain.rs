@@ -25,6 +25,7 @@ use super::masking::Masking;
 use super::optim::AdamW;
 use super::rank::Rank;
 use super::report::{MimPicture, Reporter, emit};
+use super::sample_log::SampleLog;
 use super::schedule::Schedule;
 use super::step_loop::{Described, Forward, Job, StepLoop};
 use super::stop::StopRequest;
@@ -77,8 +78,10 @@ pub fn pretrain(
     let location = at.checkpoints();
     let mut start = 0;
     let mut resumed_data = None;
+    let mut resumed_hash = None;
     if let Some(loaded) = Checkpoints::open(&location)?.resume()? {
         let state = &loaded.manifest.state;
+        resumed_hash = Some(state.config_hash.clone());
         if state.config_hash != config_hash {
             let changed = state.extra.get(EXTRA_KEY).map_or_else(
                 || "not recorded".to_owned(),
@@ -101,6 +104,11 @@ pub fn pretrain(
             });
         }
     }
+    ranks.agree_on_resume(
+        PRETRAIN_JOB,
+        &location,
+        resumed_hash.as_deref().map(|hash| (start, hash)),
+    )?;
     let end = stop_at.unwrap_or(train.steps).min(train.steps);
     if start >= end {
         return Ok(());
@@ -191,16 +199,12 @@ pub fn pretrain(
             &optimizer,
         )?;
         let events = tensorboard_dir(at.run_dir());
-        let reporter = Reporter::new(
+        let mut reporter = Reporter::new(
             train.tensorboard.then_some(events.as_path()),
             (start > 0).then_some(start + 1),
             train.image_every,
         )?;
-        emit(Event::Start {
-            job: PRETRAIN_JOB.to_owned(),
-            start,
-            end,
-        });
+        reporter.start(PRETRAIN_JOB, start, end);
         (Some(checkpointer), Some(reporter))
     } else {
         (None, None)
@@ -235,6 +239,10 @@ pub fn pretrain(
         stop,
         checkpointer,
         reporter,
+        sample_log: match train.log_samples {
+            true => Some(SampleLog::open(&at.sample_log(ranks.rank))?),
+            false => None,
+        },
     };
     steps.run(&mut job, start, end)?;
     // Every rank is done with collectives; rank 0 alone waits for its last commit.

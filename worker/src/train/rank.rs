@@ -83,6 +83,49 @@ impl<'a> Rank<'a> {
         })
     }
 
+    /// Stops the run, before anything is written, unless every rank resumes job `job` from the
+    /// same step under the same config: `resumed` is the step and config hash of the checkpoint
+    /// this rank loaded from `location` (none: it starts afresh).
+    ///
+    /// # Errors
+    /// Ranks that disagree (each one's step and config named), or a failed collective.
+    pub fn agree_on_resume(
+        &self,
+        job: &str,
+        location: &str,
+        resumed: Option<(u64, &str)>,
+    ) -> anyhow::Result<()> {
+        // Step + 1 (0: no checkpoint) and the config hash's first 48 bits, exact as f64.
+        let mut slots = vec![0f64; 2 * self.world];
+        if let Some((step, hash)) = resumed {
+            slots[self.rank] = (step + 1) as f64;
+            slots[self.world + self.rank] =
+                u64::from_str_radix(hash.get(..12).unwrap_or(hash), 16).unwrap_or(0) as f64;
+        }
+        let all = self.sum(&Tensor::from_slice(&slots))?;
+        let (steps, hashes) = all.split_at(self.world);
+        let agree = |values: &[f64]| values.iter().all(|&v| v.to_bits() == values[0].to_bits());
+        if agree(steps) && agree(hashes) {
+            return Ok(());
+        }
+        let each: Vec<String> = (0..self.world)
+            .map(|rank| match steps[rank] as u64 {
+                0 => format!("rank {rank} from the start"),
+                step => format!(
+                    "rank {rank} from step {} (config {:012x})",
+                    step - 1,
+                    hashes[rank] as u64
+                ),
+            })
+            .collect();
+        bail!(
+            "the ranks do not resume job {job} from the same checkpoint: {}. Each rank resumes \
+             from the newest committed checkpoint it sees in {location}; every node must see \
+             the same one",
+            each.join(", ")
+        )
+    }
+
     /// Stops the run if the ranks' parameters differ (a checksum per rank, compared everywhere).
     ///
     /// # Errors

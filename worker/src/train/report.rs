@@ -64,6 +64,19 @@ impl Reporter {
         self.events.is_some() && self.image_every > 0 && step.is_multiple_of(self.image_every)
     }
 
+    /// Emits the job's start (with the restart count of this launch, also written to
+    /// TensorBoard as `run/restarts` at step `start`).
+    pub fn start(&mut self, job: &str, start: u64, end: u64) {
+        let restart = crate::heartbeat::restart_count();
+        emit(Event::Start {
+            job: job.to_owned(),
+            start,
+            end,
+            restart,
+        });
+        self.scalars(start, &[("run/restarts".to_owned(), f64::from(restart))]);
+    }
+
     /// Emits the step's event and writes its scalars (and `picture`, when given).
     pub fn step(&mut self, report: StepReport, picture: Option<MimPicture>) {
         let (step, scalars) = (report.step, report.scalars());

@@ -17,6 +17,7 @@ use std::time::Instant;
 use anyhow::{bail, ensure};
 use arl_contract::Event;
 use arl_contract::events::StepReport;
+use arl_contract::heartbeat::Phase;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
@@ -25,12 +26,14 @@ use super::checkpointing::Checkpointer;
 use super::optim::{AdamW, GROUPS};
 use super::rank::{GradientSync, Rank};
 use super::report::{MimPicture, Reporter, emit};
+use super::sample_log::SampleLog;
 use super::schedule::Schedule;
 use super::seed::step_seed;
 use super::stop::{StopRequest, signal_name};
 use crate::data::loader::Loader;
 use crate::data::sampler::SamplerState;
 use crate::data::stream::Sample;
+use crate::heartbeat;
 use crate::train_state::Named;
 
 /// Consecutive steps with non-finite gradients after which the job stops.
@@ -122,6 +125,8 @@ pub struct StepLoop<'a> {
     pub checkpointer: Option<Checkpointer>,
     /// Rank 0's events and TensorBoard.
     pub reporter: Option<Reporter>,
+    /// This rank's sample log, when asked for.
+    pub sample_log: Option<SampleLog>,
 }
 
 /// How the loop ended.
@@ -144,10 +149,14 @@ impl StepLoop<'_> {
         for step in start..end {
             let done = step + 1;
             let started = Instant::now();
+            heartbeat::begin_step(done);
             let batch = self.loader.next_batch()?;
             let data_wait = started.elapsed();
             for bad in &batch.bad {
                 tracing::warn!(rank = self.ranks.rank, step, reason = %bad.reason, "skipped a sample");
+            }
+            if let Some(log) = self.sample_log.as_mut() {
+                log.record(done, &batch.samples)?;
             }
             let samples = batch.samples.len();
             ensure!(
@@ -165,6 +174,7 @@ impl StepLoop<'_> {
 
             // Gradients: one decision on non-finite values and stop requests, then the rank-mean.
             let grads = self.optimizer.grads();
+            heartbeat::phase(Phase::Collective);
             let GradientSync {
                 bad_ranks,
                 stop: stop_signal,
@@ -174,6 +184,7 @@ impl StepLoop<'_> {
             let last = done == end || stop_signal.is_some();
             if bad_ranks.is_empty() {
                 nonfinite_run = 0;
+                heartbeat::phase(Phase::Optimizer);
                 let grad_norm = if self.max_grad_norm > 0.0 {
                     self.optimizer.clip_grad_norm(self.max_grad_norm)
                 } else {
@@ -181,6 +192,7 @@ impl StepLoop<'_> {
                 };
                 let factor = self.schedule.factor(self.optimizer.steps());
                 self.optimizer.step(factor);
+                heartbeat::phase(Phase::Collective);
                 if job.checks_replicas_at(done) || last {
                     self.ranks.check_replicas(self.variables, done)?;
                 }
@@ -229,6 +241,7 @@ impl StepLoop<'_> {
             }
             job.after_step(done, self.reporter.as_mut())?;
             if let Some(checkpointer) = self.checkpointer.as_mut() {
+                heartbeat::phase(Phase::Checkpoint);
                 checkpointer.poll()?;
                 if job.checkpoints_at(done) || last {
                     checkpointer.save(
@@ -241,6 +254,7 @@ impl StepLoop<'_> {
                     )?;
                 }
             }
+            heartbeat::stepped();
             if let Some(signal) = stop_signal {
                 if self.ranks.rank == 0 {
                     emit(Event::Stopped {
@@ -270,6 +284,7 @@ impl StepLoop<'_> {
         for k in 0..accum {
             let (from, to) = (k * samples / accum, (k + 1) * samples / accum);
             let images = batch.images.narrow(0, from as i64, (to - from) as i64);
+            heartbeat::phase(Phase::Forward);
             let forward = tch::autocast(self.bf16, || {
                 job.forward(
                     &images,
@@ -278,6 +293,7 @@ impl StepLoop<'_> {
                     wants_picture && k == 0,
                 )
             })?;
+            heartbeat::phase(Phase::Backward);
             (&forward.loss / accum as f64).backward();
             let values: Vec<Tensor> = forward
                 .logged
@@ -303,6 +319,7 @@ impl StepLoop<'_> {
     /// A failed save or barrier.
     pub fn close(self, commit_first: bool) -> anyhow::Result<Option<Reporter>> {
         let group = self.ranks.group;
+        heartbeat::phase(Phase::Checkpoint);
         if commit_first {
             if let Some(checkpointer) = self.checkpointer {
                 checkpointer.finish()?;

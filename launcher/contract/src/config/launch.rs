@@ -21,6 +21,30 @@ pub struct LaunchConfig {
     pub master_addr: String,
     /// Rendezvous port; 0 picks a free one.
     pub master_port: u16,
+    /// Restarts of the world after a rank fails, counted over every node of one launch of the
+    /// job (0: the first failure ends it). A failure before the first completed step is never
+    /// retried.
+    pub max_restarts: u32,
+    /// Seconds before the first restart; each further restart waits twice as long (at most
+    /// [`MAX_BACKOFF_S`]).
+    pub restart_backoff_s: f64,
+    /// The hang watchdog's margin: in steady state a rank that reports no progress for twice
+    /// the step time plus this many seconds is stalled.
+    pub hang_margin_s: f64,
+    /// The watchdog's limit, in seconds, at start-up, in a checkpoint and in an evaluation
+    /// (and before the step time is known).
+    pub hang_slow_s: f64,
+}
+
+/// The longest wait between restarts, in seconds.
+pub const MAX_BACKOFF_S: f64 = 60.0;
+
+impl LaunchConfig {
+    /// Seconds to wait before restart number `restart` (from 1).
+    pub fn backoff_s(&self, restart: u32) -> f64 {
+        let doublings = restart.saturating_sub(1).min(16);
+        (self.restart_backoff_s * f64::from(1u32 << doublings)).min(MAX_BACKOFF_S)
+    }
 }
 
 impl Default for LaunchConfig {
@@ -33,6 +57,10 @@ impl Default for LaunchConfig {
             backend: Backend::Gloo,
             master_addr: "127.0.0.1".to_owned(),
             master_port: 0,
+            max_restarts: 3,
+            restart_backoff_s: 1.0,
+            hang_margin_s: 30.0,
+            hang_slow_s: 600.0,
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct TrainConfig {
     pub tensorboard: bool,
     /// Steps between MIM reconstruction images in TensorBoard (0: none).
     pub image_every: u64,
+    /// Each pretraining rank appends the samples (shard, item) of every step it trains to
+    /// `<run_dir>/samples/rank<R>.jsonl`: an audit of the sample order across resumes.
+    pub log_samples: bool,
 }
 
 impl Default for TrainConfig {
@@ -39,6 +42,7 @@ impl Default for TrainConfig {
             precision: Precision::Fp32,
             tensorboard: true,
             image_every: 100,
+            log_samples: false,
         }
     }
 }

@@ -1,0 +1,192 @@
+//! What every rank tells its launcher about its progress, one [`Beat`] per line on the pipe
+//! that `ARL_PROGRESS_FD` names: the step and phase it is in, each step it completes, and each
+//! collective it enters and leaves. The launcher's hang watchdog and its collective flight
+//! recorder read this stream; a rank that is stopped or stuck writes nothing.
+//!
+//! Lines: `phase STEP NAME`, `stepped STEP`, `enter SEQ OP SIZE,SIZE,…`, `leave SEQ`.
+
+use anyhow::{Context, bail};
+
+/// The variable naming the rank's heartbeat file descriptor.
+pub const PROGRESS_FD_VAR: &str = "ARL_PROGRESS_FD";
+/// The variable holding the number of restarts of the world so far in this launch.
+pub const RESTART_COUNT_VAR: &str = "ARL_RESTART_COUNT";
+
+/// Where a rank is within a step (before its first phase: start-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Waiting for the step's batch.
+    Data,
+    /// A forward pass.
+    Forward,
+    /// A backward pass.
+    Backward,
+    /// Collectives of the step (flags, gradients, logged values, replica checksums).
+    Collective,
+    /// Clipping and the optimiser update.
+    Optimizer,
+    /// Saving (or committing) a checkpoint.
+    Checkpoint,
+    /// An evaluation pass.
+    Evaluation,
+}
+
+impl Phase {
+    const ALL: [Self; 7] = [
+        Self::Data,
+        Self::Forward,
+        Self::Backward,
+        Self::Collective,
+        Self::Optimizer,
+        Self::Checkpoint,
+        Self::Evaluation,
+    ];
+
+    /// Its name in beats and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Data => "data",
+            Self::Forward => "forward",
+            Self::Backward => "backward",
+            Self::Collective => "collective",
+            Self::Optimizer => "optimizer",
+            Self::Checkpoint => "checkpoint",
+            Self::Evaluation => "evaluation",
+        }
+    }
+
+    /// Whether the phase may legitimately last much longer than a step (the watchdog gives it
+    /// the slow limit).
+    pub fn is_slow(self) -> bool {
+        matches!(self, Self::Checkpoint | Self::Evaluation)
+    }
+}
+
+/// One heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Beat {
+    /// The rank entered `phase` of step `step` (steps counted from 1).
+    Phase {
+        /// The step.
+        step: u64,
+        /// The phase.
+        phase: Phase,
+    },
+    /// The rank completed step `step`.
+    Stepped {
+        /// The step.
+        step: u64,
+    },
+    /// The rank entered collective number `seq` of its group.
+    Enter {
+        /// Sequence number, from 1, the same on every rank for the same call.
+        seq: u64,
+        /// The operation.
+        op: String,
+        /// Elements of each tensor.
+        sizes: Vec<i64>,
+    },
+    /// The rank left collective `seq` successfully.
+    Leave {
+        /// Its sequence number.
+        seq: u64,
+    },
+}
+
+impl Beat {
+    /// The line (without its newline).
+    pub fn line(&self) -> String {
+        match self {
+            Self::Phase { step, phase } => format!("phase {step} {}", phase.name()),
+            Self::Stepped { step } => format!("stepped {step}"),
+            Self::Enter { seq, op, sizes } => {
+                let sizes: Vec<String> = sizes.iter().map(i64::to_string).collect();
+                format!("enter {seq} {op} {}", sizes.join(","))
+            }
+            Self::Leave { seq } => format!("leave {seq}"),
+        }
+    }
+
+    /// Parses a line.
+    ///
+    /// # Errors
+    /// A line that is no beat (quoted).
+    pub fn parse(line: &str) -> anyhow::Result<Self> {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let number = |i: usize| -> anyhow::Result<u64> {
+            fields
+                .get(i)
+                .context("missing field")?
+                .parse()
+                .context("not a number")
+        };
+        let beat = match fields[0] {
+            "phase" => {
+                let name = fields.get(2).copied().unwrap_or_default();
+                Self::Phase {
+                    step: number(1)?,
+                    phase: Phase::ALL
+                        .into_iter()
+                        .find(|p| p.name() == name)
+                        .with_context(|| format!("unknown phase {name:?}"))?,
+                }
+            }
+            "stepped" => Self::Stepped { step: number(1)? },
+            "enter" => Self::Enter {
+                seq: number(1)?,
+                op: fields.get(2).context("missing operation")?.to_string(),
+                sizes: match fields.get(3).copied().unwrap_or_default() {
+                    "" => Vec::new(),
+                    sizes => sizes
+                        .split(',')
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()
+                        .context("bad sizes")?,
+                },
+            },
+            "leave" => Self::Leave { seq: number(1)? },
+            _ => bail!("unknown beat"),
+        };
+        Ok(beat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_beat_reads_back_and_garbage_is_refused() {
+        let beats = [
+            Beat::Phase {
+                step: 7,
+                phase: Phase::Backward,
+            },
+            Beat::Stepped { step: 7 },
+            Beat::Enter {
+                seq: 12,
+                op: "allreduce".into(),
+                sizes: vec![3, 1024],
+            },
+            Beat::Enter {
+                seq: 13,
+                op: "barrier".into(),
+                sizes: vec![],
+            },
+            Beat::Leave { seq: 12 },
+        ];
+        for beat in beats {
+            assert_eq!(Beat::parse(&beat.line()).unwrap(), beat);
+        }
+        for bad in [
+            "",
+            "phase 3 lunch",
+            "stepped x",
+            "enter 1 allreduce 3,x",
+            "hello 1",
+        ] {
+            assert!(Beat::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Phase::Checkpoint.is_slow() && !Phase::Collective.is_slow());
+    }
+}

@@ -1,0 +1,186 @@
+//! The fault injector of `arl bench chaos`: it watches a running `arl pretrain` through its run
+//! folder (the events log, the restart rounds, the checkpoints) and its workers through /proc,
+//! and kills or stops a rank at the moment a fault asks for.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use arl_contract::Event;
+use arl_contract::locations::events_log;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::restarts::{Rounds, unix_now};
+
+/// When a fault strikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    /// After a delay into the world's training.
+    Random,
+    /// While rank 0 writes a checkpoint (a checkpoint folder without its commit marker).
+    CheckpointWrite,
+}
+
+/// One fault.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fault {
+    /// SIGKILL or SIGSTOP.
+    pub signal: Signal,
+    /// The rank it strikes.
+    pub rank: usize,
+    /// When.
+    pub moment: Moment,
+    /// Seconds after the world's first step, for [`Moment::Random`].
+    pub delay_s: f64,
+}
+
+/// What became of a fault.
+#[derive(Debug, Clone)]
+pub struct Injected {
+    /// The fault.
+    pub fault: Fault,
+    /// The last step logged before it struck.
+    pub step: u64,
+    /// Whether it struck while a checkpoint was being written.
+    pub in_checkpoint_write: bool,
+    /// Seconds from the fault to the launcher's decision.
+    pub detect_s: f64,
+    /// Seconds from the decision to the first step of the new world.
+    pub restart_s: f64,
+    /// What the launcher said of it.
+    pub reason: String,
+}
+
+/// The run under test.
+pub struct Target {
+    /// Its run folder.
+    pub run_dir: PathBuf,
+    /// Its checkpoint folder.
+    pub checkpoints: PathBuf,
+}
+
+/// How long any one wait may take before the benchmark gives up.
+const PATIENCE: Duration = Duration::from_secs(600);
+
+impl Target {
+    /// The steps logged so far (every step event, in order).
+    fn steps(&self) -> Vec<u64> {
+        let text = std::fs::read_to_string(events_log(&self.run_dir)).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| match Event::parse(line) {
+                Ok(Event::Step(step)) => Some(step.step),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits until a step is logged beyond the first `seen` step events; returns when.
+    fn wait_for_new_step(&self, seen: usize, running: &dyn Fn() -> bool) -> anyhow::Result<f64> {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if self.steps().len() > seen {
+                return Ok(unix_now());
+            }
+            if !running() {
+                bail!("the run ended while a step was awaited");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        bail!("no new step within {PATIENCE:?}")
+    }
+
+    /// The pid of the worker of `rank`, found by its config path and `RANK` in /proc.
+    fn worker_pid(&self, rank: usize) -> Option<i32> {
+        let config = self.run_dir.join("config.toml");
+        let config = config.to_string_lossy();
+        let wanted = format!("RANK={rank}");
+        std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .find_map(|entry| {
+                let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline);
+                if !cmdline.contains("arl-worker") || !cmdline.contains(config.as_ref()) {
+                    return None;
+                }
+                let environ = std::fs::read(entry.path().join("environ")).ok()?;
+                environ
+                    .split(|&b| b == 0)
+                    .any(|v| v == wanted.as_bytes())
+                    .then_some(pid)
+            })
+    }
+
+    /// A checkpoint folder without its commit marker, if one is being written.
+    fn writing_checkpoint(&self) -> Option<PathBuf> {
+        std::fs::read_dir(&self.checkpoints)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|dir| {
+                dir.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("step-"))
+                    && !dir.join("COMMITTED").exists()
+            })
+    }
+
+    /// Strikes with `fault` once the world has stepped; waits for the launcher's decision and
+    /// the new world's first step. `running` says whether `arl` still runs.
+    ///
+    /// # Errors
+    /// The run ended, or never reached the moment, or never restarted.
+    pub fn inject(&self, fault: Fault, running: &dyn Fn() -> bool) -> anyhow::Result<Injected> {
+        let rounds = Rounds::open(&self.run_dir)?;
+        let round = rounds.latest()?;
+        let seen = self.steps().len();
+        self.wait_for_new_step(seen.saturating_sub(1), running)?;
+        let deadline = Instant::now() + PATIENCE;
+        let (struck_at, in_checkpoint_write) = loop {
+            if Instant::now() > deadline || !running() {
+                bail!("the run never reached the moment of {fault:?}");
+            }
+            let ready = match fault.moment {
+                Moment::Random => true,
+                Moment::CheckpointWrite => self.writing_checkpoint().is_some(),
+            };
+            if ready {
+                if fault.moment == Moment::Random {
+                    std::thread::sleep(Duration::from_secs_f64(fault.delay_s));
+                }
+                let pid = self
+                    .worker_pid(fault.rank)
+                    .with_context(|| format!("no worker of rank {}", fault.rank))?;
+                kill(Pid::from_raw(pid), fault.signal)
+                    .with_context(|| format!("signalling rank {}", fault.rank))?;
+                let struck_at = unix_now();
+                break (struck_at, self.writing_checkpoint().is_some());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let step = self.steps().last().copied().unwrap_or(0);
+        let next = round + 1;
+        let deadline = Instant::now() + PATIENCE;
+        let record = loop {
+            if let Ok(record) = rounds.read(next) {
+                break record;
+            }
+            if Instant::now() > deadline || !running() {
+                bail!("the launcher never restarted after {fault:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let seen = self.steps().len();
+        let first_step = self.wait_for_new_step(seen, running)?;
+        Ok(Injected {
+            fault,
+            step,
+            in_checkpoint_write,
+            detect_s: record.decided_at - struck_at,
+            restart_s: first_step - record.decided_at,
+            reason: format!("rank {} {}", record.rank, record.reason),
+        })
+    }
+}
