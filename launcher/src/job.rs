@@ -122,6 +122,8 @@ fn supervise_restarts(
     let rounds = Rounds::open(dir)?;
     let mut round = rounds.base();
     let mut stepped = false;
+    // Worlds in a row that failed without completing a step (they double the back-off).
+    let mut barren = 0;
     loop {
         let restarts = round - rounds.base();
         spec.env = vec![(RESTART_COUNT_VAR.to_owned(), restarts.to_string())];
@@ -133,6 +135,7 @@ fn supervise_restarts(
         };
         let supervised = run_watched(spec, &watch)?;
         stepped |= supervised.stepped;
+        barren = if supervised.stepped { 0 } else { barren + 1 };
         let failure = match supervised.end {
             WorldEnd::Done(output) => return Ok(output.stopped_by),
             WorldEnd::Superseded { round: newer } => {
@@ -164,7 +167,8 @@ fn supervise_restarts(
             }
             .into());
         }
-        round = restart(&rounds, round + 1, &failure, config)?;
+        let backoff = config.launch.backoff_s(barren);
+        round = restart(&rounds, round + 1, &failure, config, backoff)?;
     }
 }
 
@@ -175,6 +179,7 @@ fn restart(
     next: u32,
     failure: &WorldFailure,
     config: &JobConfig,
+    backoff: f64,
 ) -> anyhow::Result<u32> {
     let restart = next - rounds.base();
     let record = RoundRecord {
@@ -188,7 +193,6 @@ fn restart(
         true => String::new(),
         false => " (claimed by another node)".to_owned(),
     };
-    let backoff = config.launch.backoff_s(restart);
     console::line(&format!(
         "arl: {}\narl: restart {restart} of {}{by}: every rank resumes from the newest committed \
          checkpoint in {backoff:.1} s",

@@ -619,3 +619,100 @@ pub fn step_reports(job_dir: &Path) -> Vec<Value> {
         })
         .collect()
 }
+
+/// The synthetic corpus, its tokenizer and its knowledge, made once per test binary.
+pub fn pretrain_inputs() -> &'static Path {
+    static INPUTS: OnceLock<PathBuf> = OnceLock::new();
+    INPUTS.get_or_init(|| {
+        let dir = scratch_dir("pretrain-inputs");
+        let synth = dir.join("synth");
+        arl_ok(&[
+            "data",
+            "synth",
+            "--output",
+            &synth.to_string_lossy(),
+            "--size",
+            "60",
+        ]);
+        arl_ok(&[
+            "data",
+            "tokenizer",
+            "--corpus",
+            &synth.join("corpus.txt").to_string_lossy(),
+            "--output",
+            &dir.join("tokenizer.json").to_string_lossy(),
+        ]);
+        let knowledge = dir.join("knowledge.toml");
+        std::fs::write(
+            &knowledge,
+            format!(
+                "[knowledge]\nontology = {:?}\ncorpus = [{:?}]\nmin_count = 2\nexpand_hops = 2\n\
+                 holdout = 0.0\noutput = {:?}\n[knowledge.transe]\nepochs = 5\ndim = 32\n",
+                workspace_root().join("data/hpo/hp.obo"),
+                synth.join("corpus.txt"),
+                dir.join("knowledge"),
+            ),
+        )
+        .unwrap();
+        arl_ok(&[
+            "knowledge",
+            "build",
+            "--config",
+            &knowledge.to_string_lossy(),
+        ]);
+        dir
+    })
+}
+
+/// A job config (two ranks, six steps, a checkpoint every three) whose run folder is `run`.
+pub fn pretrain_config(run: &Path) -> PathBuf {
+    let inputs = pretrain_inputs();
+    std::fs::create_dir_all(run).unwrap();
+    let path = run.with_extension("toml");
+    let sections = format!(
+        "[launch]\nnproc_per_node = 2\nbackend = \"gloo\"\nmaster_addr = \"127.0.0.1\"\n\
+         master_port = 0\n\
+         [dist]\ninit_timeout_s = 300\ntimeout_s = 100\nbucket_mb = 25\nverify_layout = true\n\
+         [model]\npreset = \"tiny\"\n\
+         [data]\ntrain = {:?}\ntokenizer = {:?}\nmax_text_len = 32\n\
+         [knowledge]\ndir = {:?}\n\
+         [train]\nsteps = 6\nglobal_batch = 8\nseed = 3\nrun_dir = {:?}\nimage_every = 2\n\
+         [optim]\nlr = 1e-4\nwarmup = 2\n\
+         [checkpoint]\nevery_steps = 3\n",
+        inputs.join("synth/pretrain/train"),
+        inputs.join("tokenizer.json"),
+        inputs.join("knowledge"),
+        run,
+    );
+    std::fs::write(&path, sections).unwrap();
+    path
+}
+
+/// Waits until the run has logged step `step`.
+pub fn wait_for_step(run: &Path, step: u64) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < deadline {
+        let logged = std::fs::read_to_string(run.join("rank0.jsonl")).unwrap_or_default();
+        if logged.lines().any(|l| {
+            serde_json::from_str::<Value>(l).is_ok_and(|v| v["step"].as_u64() >= Some(step))
+        }) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the run in {} never reached step {step}", run.display());
+}
+
+/// The pid of the worker of rank `rank` of the run in `run`, if it runs.
+pub fn find_worker_pid(run: &Path, rank: usize) -> Option<i32> {
+    arl_launcher::bench::faults::worker_pid(run, rank)
+}
+
+/// The pid of the worker of rank `rank` of the run in `run`.
+///
+/// # Panics
+/// If there is none.
+pub fn worker_pid(run: &Path, rank: usize) -> i32 {
+    find_worker_pid(run, rank)
+        .unwrap_or_else(|| panic!("no worker of rank {rank} for {}", run.display()))
+}

@@ -5,91 +5,22 @@
 //!   every scalar and the reconstruction images (with the resumed run's log de-duplicated);
 //! - one worker with the whole batch, and one with two accumulated micro-batches, follow the
 //!   two-worker run within a stated tolerance;
-//! - a killed worker stops the group with an error naming its rank and its log;
 //! - SIGTERM to the launcher ends the run with a checkpoint that a rerun resumes from.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use arl_tests::{
-    arl_ok, release_binary, scratch_dir, step_reports, tensorboard_log, workspace_root,
+    arl_ok, pretrain_config, release_binary, scratch_dir, step_reports, tensorboard_log,
+    wait_for_step,
 };
 use serde_json::Value;
-
-/// The synthetic corpus, its tokenizer and its knowledge, made once for all tests here.
-fn inputs() -> &'static Path {
-    static INPUTS: OnceLock<PathBuf> = OnceLock::new();
-    INPUTS.get_or_init(|| {
-        let dir = scratch_dir("pretrain-inputs");
-        let synth = dir.join("synth");
-        arl_ok(&[
-            "data",
-            "synth",
-            "--output",
-            &synth.to_string_lossy(),
-            "--size",
-            "60",
-        ]);
-        arl_ok(&[
-            "data",
-            "tokenizer",
-            "--corpus",
-            &synth.join("corpus.txt").to_string_lossy(),
-            "--output",
-            &dir.join("tokenizer.json").to_string_lossy(),
-        ]);
-        let knowledge = dir.join("knowledge.toml");
-        std::fs::write(
-            &knowledge,
-            format!(
-                "[knowledge]\nontology = {:?}\ncorpus = [{:?}]\nmin_count = 2\nexpand_hops = 2\n\
-                 holdout = 0.0\noutput = {:?}\n[knowledge.transe]\nepochs = 5\ndim = 32\n",
-                workspace_root().join("data/hpo/hp.obo"),
-                synth.join("corpus.txt"),
-                dir.join("knowledge"),
-            ),
-        )
-        .unwrap();
-        arl_ok(&[
-            "knowledge",
-            "build",
-            "--config",
-            &knowledge.to_string_lossy(),
-        ]);
-        dir
-    })
-}
-
-/// A job config (two ranks, six steps, a checkpoint every three) whose run folder is `run`.
-fn config(run: &Path) -> PathBuf {
-    let inputs = inputs();
-    std::fs::create_dir_all(run).unwrap();
-    let path = run.with_extension("toml");
-    let sections = format!(
-        "[launch]\nnproc_per_node = 2\nbackend = \"gloo\"\nmaster_addr = \"127.0.0.1\"\n\
-         master_port = 0\n\
-         [dist]\ninit_timeout_s = 300\ntimeout_s = 100\nbucket_mb = 25\nverify_layout = true\n\
-         [model]\npreset = \"tiny\"\n\
-         [data]\ntrain = {:?}\ntokenizer = {:?}\nmax_text_len = 32\n\
-         [knowledge]\ndir = {:?}\n\
-         [train]\nsteps = 6\nglobal_batch = 8\nseed = 3\nrun_dir = {:?}\nimage_every = 2\n\
-         [optim]\nlr = 1e-4\nwarmup = 2\n\
-         [checkpoint]\nevery_steps = 3\n",
-        inputs.join("synth/pretrain/train"),
-        inputs.join("tokenizer.json"),
-        inputs.join("knowledge"),
-        run,
-    );
-    std::fs::write(&path, sections).unwrap();
-    path
-}
 
 /// Runs `arl pretrain` on a fresh run folder `name` with extra arguments; returns the folder.
 fn pretrain(name: &str, extra: &[&str]) -> PathBuf {
     let run = scratch_dir(&format!("pretrain-{name}"));
-    let config = config(&run);
+    let config = pretrain_config(&run);
     let mut args = vec!["pretrain", config.to_str().unwrap()];
     args.extend(extra);
     arl_ok(&args);
@@ -142,7 +73,7 @@ fn two_workers_pretrain_and_a_resumed_run_matches_a_straight_one_bit_for_bit() {
     assert!(last < first, "loss {first} -> {last}");
 
     let resumed_run = scratch_dir("pretrain-resumed");
-    let resumed_config = config(&resumed_run);
+    let resumed_config = pretrain_config(&resumed_run);
     let out = arl_ok(&[
         "pretrain",
         &resumed_config.to_string_lossy(),
@@ -308,7 +239,7 @@ fn the_papers_ablation_switches_train_without_alignment_reasoning_or_entity_mask
 /// Starts `arl pretrain` (40 steps) on a fresh run folder, stderr captured.
 fn spawn_long_run(name: &str) -> (PathBuf, PathBuf, Child) {
     let run = scratch_dir(&format!("pretrain-{name}"));
-    let config = config(&run);
+    let config = pretrain_config(&run);
     let child = Command::new(release_binary("arl"))
         .args(["pretrain", config.to_str().unwrap()])
         .args([
@@ -325,69 +256,12 @@ fn spawn_long_run(name: &str) -> (PathBuf, PathBuf, Child) {
     (run, config, child)
 }
 
-/// Waits until the run has logged step `step`.
-fn wait_for_step(run: &Path, step: u64) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while Instant::now() < deadline {
-        let logged = std::fs::read_to_string(run.join("rank0.jsonl")).unwrap_or_default();
-        if logged.lines().any(|l| {
-            serde_json::from_str::<Value>(l).is_ok_and(|v| v["step"].as_u64() >= Some(step))
-        }) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("the run in {} never reached step {step}", run.display());
-}
-
-/// The pid of the worker of rank `rank` of the run in `run`.
-fn worker_pid(run: &Path, rank: usize) -> i32 {
-    let config = run.join("config.toml");
-    let wanted = format!("RANK={rank}");
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.contains("arl-worker")
-            && cmdline.contains(config.to_str().unwrap())
-            && environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes())
-        {
-            return pid;
-        }
-    }
-    panic!("no worker of rank {rank} for {}", run.display());
-}
-
 fn finish(child: Child) -> (Option<i32>, String) {
     let out = child.wait_with_output().unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-#[test]
-fn a_killed_worker_stops_the_group_and_is_named_with_its_log() {
-    let (run, _, child) = spawn_long_run("killed");
-    wait_for_step(&run, 2);
-    let status = Command::new("kill")
-        .args(["-KILL", &worker_pid(&run, 1).to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (code, stderr) = finish(child);
-    assert_eq!(code, Some(1), "{stderr}");
-    // Workers print nothing on standard error when all is well, so the error says so.
-    assert!(
-        stderr.contains(
-            "rank 1 of 2 failed (signal: 9 (SIGKILL)); the other ranks were stopped. It wrote \
-             nothing on standard error."
-        ),
-        "{stderr}"
-    );
 }
 
 #[test]

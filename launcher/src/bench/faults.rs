@@ -2,8 +2,8 @@
 //! folder (the events log, the restart rounds, the checkpoints) and its workers through /proc,
 //! and kills or stops a rank at the moment a fault asks for.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use arl_contract::Event;
@@ -90,41 +90,23 @@ impl Target {
         bail!("no new step within {PATIENCE:?}")
     }
 
-    /// The pid of the worker of `rank`, found by its config path and `RANK` in /proc.
-    fn worker_pid(&self, rank: usize) -> Option<i32> {
-        let config = self.run_dir.join("config.toml");
-        let config = config.to_string_lossy();
-        let wanted = format!("RANK={rank}");
-        std::fs::read_dir("/proc")
-            .ok()?
-            .flatten()
-            .find_map(|entry| {
-                let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-                let cmdline = String::from_utf8_lossy(&cmdline);
-                if !cmdline.contains("arl-worker") || !cmdline.contains(config.as_ref()) {
-                    return None;
-                }
-                let environ = std::fs::read(entry.path().join("environ")).ok()?;
-                environ
-                    .split(|&b| b == 0)
-                    .any(|v| v == wanted.as_bytes())
-                    .then_some(pid)
-            })
-    }
-
-    /// A checkpoint folder without its commit marker, if one is being written.
-    fn writing_checkpoint(&self) -> Option<PathBuf> {
-        std::fs::read_dir(&self.checkpoints)
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .find(|dir| {
-                dir.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("step-"))
-                    && !dir.join("COMMITTED").exists()
-            })
+    /// Whether a checkpoint is being written: a folder without its commit marker that gained
+    /// files after `since` (a killed write leaves one behind, untouched).
+    fn writing_checkpoint(&self, since: SystemTime) -> bool {
+        let Ok(entries) = std::fs::read_dir(&self.checkpoints) else {
+            return false;
+        };
+        entries.flatten().any(|entry| {
+            let dir = entry.path();
+            dir.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("step-"))
+                && !dir.join("COMMITTED").exists()
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|modified| modified > since)
+        })
     }
 
     /// Strikes with `fault` once the world has stepped; waits for the launcher's decision and
@@ -138,25 +120,25 @@ impl Target {
         let seen = self.steps().len();
         self.wait_for_new_step(seen.saturating_sub(1), running)?;
         let deadline = Instant::now() + PATIENCE;
+        let waiting_since = SystemTime::now();
         let (struck_at, in_checkpoint_write) = loop {
             if Instant::now() > deadline || !running() {
                 bail!("the run never reached the moment of {fault:?}");
             }
             let ready = match fault.moment {
                 Moment::Random => true,
-                Moment::CheckpointWrite => self.writing_checkpoint().is_some(),
+                Moment::CheckpointWrite => self.writing_checkpoint(waiting_since),
             };
             if ready {
                 if fault.moment == Moment::Random {
                     std::thread::sleep(Duration::from_secs_f64(fault.delay_s));
                 }
-                let pid = self
-                    .worker_pid(fault.rank)
+                let pid = worker_pid(&self.run_dir, fault.rank)
                     .with_context(|| format!("no worker of rank {}", fault.rank))?;
                 kill(Pid::from_raw(pid), fault.signal)
                     .with_context(|| format!("signalling rank {}", fault.rank))?;
                 let struck_at = unix_now();
-                break (struck_at, self.writing_checkpoint().is_some());
+                break (struck_at, self.writing_checkpoint(waiting_since));
             }
             std::thread::sleep(Duration::from_millis(1));
         };
@@ -183,4 +165,28 @@ impl Target {
             reason: format!("rank {} {}", record.rank, record.reason),
         })
     }
+}
+
+/// The pid of the `arl-worker` of rank `rank` of the run in `run_dir`, if one runs: found in
+/// /proc by the run's config path on its command line and `RANK` in its environment.
+pub fn worker_pid(run_dir: &Path, rank: usize) -> Option<i32> {
+    let config = run_dir.join("config.toml");
+    let config = config.to_string_lossy();
+    let wanted = format!("RANK={rank}");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if !cmdline.contains("arl-worker") || !cmdline.contains(config.as_ref()) {
+                return None;
+            }
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            environ
+                .split(|&b| b == 0)
+                .any(|v| v == wanted.as_bytes())
+                .then_some(pid)
+        })
 }

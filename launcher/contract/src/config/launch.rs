@@ -25,8 +25,8 @@ pub struct LaunchConfig {
     /// job (0: the first failure ends it). A failure before the first completed step is never
     /// retried.
     pub max_restarts: u32,
-    /// Seconds before the first restart; each further restart waits twice as long (at most
-    /// [`MAX_BACKOFF_S`]).
+    /// Seconds before a restart; it doubles with each world in a row that failed before
+    /// completing a step (a crash loop), up to [`MAX_BACKOFF_S`].
     pub restart_backoff_s: f64,
     /// The hang watchdog's margin: in steady state a rank that reports no progress for twice
     /// the step time plus this many seconds is stalled.
@@ -40,10 +40,10 @@ pub struct LaunchConfig {
 pub const MAX_BACKOFF_S: f64 = 60.0;
 
 impl LaunchConfig {
-    /// Seconds to wait before restart number `restart` (from 1).
-    pub fn backoff_s(&self, restart: u32) -> f64 {
-        let doublings = restart.saturating_sub(1).min(16);
-        (self.restart_backoff_s * f64::from(1u32 << doublings)).min(MAX_BACKOFF_S)
+    /// Seconds to wait before a restart after `barren` worlds in a row failed without
+    /// completing a step (0: the last world made progress).
+    pub fn backoff_s(&self, barren: u32) -> f64 {
+        (self.restart_backoff_s * f64::from(1u32 << barren.min(16))).min(MAX_BACKOFF_S)
     }
 }
 
