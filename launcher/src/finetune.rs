@@ -56,5 +56,5 @@ pub fn finetune(config: &JobConfig, name: &str, mode: Mode) -> anyhow::Result<Jo
         "arl finetune: job {name}, folder {}",
         dir.display()
     ));
-    job::run_job(config, args, &dir).with_context(|| format!("fine-tune {name}"))
+    job::run_job(config, name, args, &dir).with_context(|| format!("fine-tune {name}"))
 }

@@ -69,7 +69,12 @@ impl JobOutput {
 /// # Errors
 /// A failure before the first completed step ([`Failure::StartUp`]) or after the budget
 /// ([`Failure::BudgetSpent`]): the rank named, with the tail of its log.
-pub fn run_job(config: &JobConfig, args: Vec<String>, dir: &Path) -> anyhow::Result<JobOutput> {
+pub fn run_job(
+    config: &JobConfig,
+    job: &str,
+    args: Vec<String>,
+    dir: &Path,
+) -> anyhow::Result<JobOutput> {
     let log = events_log(dir);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let file = std::fs::OpenOptions::new()
@@ -104,11 +109,27 @@ pub fn run_job(config: &JobConfig, args: Vec<String>, dir: &Path) -> anyhow::Res
         on_rank0_line: Some(Arc::new(on_line)),
         log_dir: Some(logs_dir(dir)),
     };
-    let outcome = supervise_restarts(config, &mut spec, dir);
+    let outcome = supervise_restarts(config, &mut spec, &rounds_dir(config, job, dir));
     console::finish_bar();
     let stopped_by = outcome?;
     let events = std::mem::take(&mut *events.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(JobOutput { events, stopped_by })
+}
+
+/// The folder of job `job`'s restart rounds: its shared state's
+/// ([`arl_contract::Locations::restarts`]), or, when that is an object store, the job folder
+/// `dir`, where the count is this node's alone.
+fn rounds_dir(config: &JobConfig, job: &str, dir: &Path) -> PathBuf {
+    let shared = config.locations().restarts(job);
+    if shared.contains("://") {
+        console::line(&format!(
+            "arl: warning: the restart budget is counted per node (in {}): {shared} is an \
+             object store",
+            dir.join("restarts").display()
+        ));
+        return dir.join("restarts");
+    }
+    PathBuf::from(shared)
 }
 
 /// Runs worlds of `spec` until one ends without a failure (returns the stop signal, if one
@@ -116,10 +137,10 @@ pub fn run_job(config: &JobConfig, args: Vec<String>, dir: &Path) -> anyhow::Res
 fn supervise_restarts(
     config: &JobConfig,
     spec: &mut WorldSpec,
-    dir: &Path,
+    rounds_dir: &Path,
 ) -> anyhow::Result<Option<i32>> {
     let launch = &config.launch;
-    let rounds = Rounds::open(dir)?;
+    let rounds = Rounds::open(rounds_dir)?;
     let mut round = rounds.base();
     let mut stepped = false;
     // Worlds in a row that failed without completing a step (they double the back-off).

@@ -4,7 +4,7 @@
 //! themselves.
 
 use anyhow::Context;
-use arl_contract::JobConfig;
+use arl_contract::{JobConfig, PRETRAIN_JOB};
 
 use crate::console;
 use crate::job::{self, JobOutput};
@@ -34,5 +34,5 @@ pub fn pretrain(config: &JobConfig, stop_at: Option<u64>) -> anyhow::Result<JobO
         at.run_dir().display(),
         arl_contract::locations::tensorboard_dir(at.run_dir()).display()
     ));
-    job::run_job(config, args, at.run_dir()).context("pretraining")
+    job::run_job(config, PRETRAIN_JOB, args, at.run_dir()).context("pretraining")
 }

@@ -1,7 +1,8 @@
 //! The restart budget of a job, kept in its folder where every node of the job sees it.
 //!
 //! Each world after the first is a round, claimed by the first node to see the failure that
-//! ends the previous one: it creates `<job dir>/restarts/round-<N>.json` exclusively, holding
+//! ends the previous one: it creates `restarts/round-<N>.json` exclusively in the job's shared
+//! state ([`arl_contract::Locations::restarts`]), holding
 //! who failed and why. A node that finds the round already claimed joins it without counting
 //! again, and a node whose world is still running when a newer round appears stops its ranks
 //! and joins. Restarts are counted from the newest round present when this launch began, so the
@@ -36,12 +37,12 @@ pub struct Rounds {
 }
 
 impl Rounds {
-    /// The rounds of the job kept in `job_dir`; this launch counts restarts from the newest.
+    /// The rounds kept in the folder `dir`; this launch counts restarts from the newest.
     ///
     /// # Errors
     /// The folder cannot be created or read.
-    pub fn open(job_dir: &Path) -> anyhow::Result<Self> {
-        let dir = job_dir.join("restarts");
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        let dir = dir.to_owned();
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut rounds = Self { dir, base: 0 };
         rounds.base = rounds.latest()?;
@@ -133,7 +134,7 @@ mod tests {
 
     #[test]
     fn one_node_claims_a_round_the_others_join_it_and_a_new_launch_counts_afresh() {
-        let dir = std::env::temp_dir().join(format!("arl-rounds-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("arl-rounds-{}/restarts", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let node0 = Rounds::open(&dir).unwrap();
         let node1 = Rounds::open(&dir).unwrap();
@@ -145,8 +146,8 @@ mod tests {
         assert_eq!(node0.latest().unwrap(), 2);
         let relaunch = Rounds::open(&dir).unwrap();
         assert_eq!(relaunch.base(), 2);
-        std::fs::write(dir.join("restarts/round-3.json"), "{").unwrap();
+        std::fs::write(dir.join("round-3.json"), "{").unwrap();
         assert!(format!("{:#}", relaunch.read(3).unwrap_err()).contains("round-3.json"));
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 }

@@ -122,7 +122,10 @@ fn preflight(config: &JobConfig) -> anyhow::Result<()> {
         "arl run: starting {} {} ranks",
         spec.topology.nproc_per_node, config.launch.backend
     );
-    let outputs = run_world(&spec).context("distributed preflight")?.stdout;
+    let outputs = run_world(&spec)
+        .context("distributed preflight")
+        .map_err(crate::failure::Failure::start_up)?
+        .stdout;
     if spec.topology.node_rank != 0 {
         // Global rank 0, which reports, runs on node 0.
         eprintln!(

@@ -124,7 +124,7 @@ fn check_names_the_file_and_the_unknown_key() {
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[launch]\nnproc_per_node = 2\nbackend = \"gloo\"\nmaster_addr = \"127.0.0.1\"\nmaster_port = 0\nthreads = 4\n").unwrap();
     let out = arl(&["check", bad.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3), "a start-up failure");
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains(bad.to_str().unwrap()) && stderr.contains("threads"),
@@ -179,7 +179,7 @@ fn a_failing_rank_is_named_and_its_c10d_error_shown() {
         "--set",
         "dist.init_timeout_s=20",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3), "a start-up failure");
     let stderr = text(&out.stderr);
     assert!(stderr.contains("of 2 failed"), "{stderr}");
     assert!(stderr.contains("Nccl init"), "{stderr}");

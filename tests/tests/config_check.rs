@@ -77,7 +77,7 @@ fn a_bad_key_in_any_section_fails_every_command_before_anything_starts() {
                 .unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
             let what = format!("arl {} --set {assignment}: {stderr}", command.join(" "));
-            assert_eq!(out.status.code(), Some(1), "{what}");
+            assert_eq!(out.status.code(), Some(3), "a start-up failure: {what}");
             assert!(
                 stderr.contains(config.to_str().unwrap()),
                 "the file: {what}"

@@ -2,6 +2,8 @@
 //! - `arl bench chaos` (shortened): a rank killed mid-step, rank 0 killed while it writes a
 //!   checkpoint and a rank stopped with SIGSTOP are each recovered, the stopped rank is named
 //!   by the watchdog, and the final weights equal an undisturbed run's bit for bit;
+//! - two nodes (two launchers, separate run folders, a shared checkpoint location) restart
+//!   together after a rank of one dies, counting one restart between them;
 //! - the restart budget spent ends the run with exit code 4, naming the failed rank;
 //! - a failure before the first completed step is not retried (exit code 3);
 //! - ranks that would resume from different checkpoints stop before a step, each one named;
@@ -102,6 +104,57 @@ fn chaos_kills_mid_step_and_mid_checkpoint_and_a_stop_are_recovered_bit_identica
 }
 
 #[test]
+fn two_nodes_restart_together_and_count_one_restart() {
+    let shared = scratch_dir("two-node-restart-shared");
+    let runs = [
+        scratch_dir("two-node-restart-0"),
+        scratch_dir("two-node-restart-1"),
+    ];
+    let port = free_port().to_string();
+    let nodes: Vec<std::process::Child> = runs
+        .iter()
+        .enumerate()
+        .map(|(node, run)| {
+            let config = pretrain_config(run);
+            Command::new(release_binary("arl"))
+                .args(["pretrain", config.to_str().unwrap()])
+                .args(["--nproc-per-node", "1", "--nnodes", "2"])
+                .args(["--node-rank", &node.to_string(), "--master-port", &port])
+                .args(["--set", "launch.slurm=false", "--set", "train.steps=30"])
+                .args(["--set", "checkpoint.every_steps=5"])
+                .args(["--set", "launch.restart_backoff_s=0.2"])
+                .arg("--set")
+                .arg(format!(
+                    "checkpoint.location={:?}",
+                    shared.to_string_lossy()
+                ))
+                .env("TORCH_CPP_LOG_LEVEL", "ERROR")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    wait_for_step(&runs[0], 6);
+    kill("KILL", worker_pid(&runs[1], 1));
+    for (node, child) in nodes.into_iter().enumerate() {
+        let (code, stderr) = finish(child);
+        assert_eq!(code, Some(0), "node {node}: {stderr}");
+        // One node claims the round; the other claims it too late, or sees it and joins.
+        assert!(
+            stderr.contains("restart 1 of 3") || stderr.contains("another node started round 1"),
+            "node {node}: {stderr}"
+        );
+    }
+    let rounds: Vec<String> = std::fs::read_dir(shared.join("restarts"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(rounds, ["round-1.json"]);
+    assert_eq!(arl_tests::committed_steps(&shared).last(), Some(&30));
+}
+
+#[test]
 fn a_spent_restart_budget_ends_the_run_with_exit_code_4_naming_the_rank() {
     let run = scratch_dir("restart-budget");
     let child = start_pretrain(
@@ -124,12 +177,12 @@ fn a_spent_restart_budget_ends_the_run_with_exit_code_4_naming_the_rank() {
     }
     let record: Value = serde_json::from_slice(&std::fs::read(&round).unwrap()).unwrap();
     assert_eq!(record["rank"], 1, "{record}");
-    let steps_before = arl_tests::step_reports(&run).len();
+    // The restarted world commits a checkpoint that records its restart count.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while arl_tests::step_reports(&run).len() <= steps_before {
+    while newest_manifest(&run)["state"]["extra"]["restarts"] != 1 {
         assert!(
             Instant::now() < deadline,
-            "the restarted world never stepped"
+            "the restarted world never checkpointed"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -151,13 +204,22 @@ fn a_spent_restart_budget_ends_the_run_with_exit_code_4_naming_the_rank() {
         stderr.contains("(restarts used: 1 of launch.max_restarts = 1)"),
         "{stderr}"
     );
-    // The restarted world reported its restart count.
+    // So does the restarted world's start event.
     let log = std::fs::read_to_string(run.join("rank0.jsonl")).unwrap();
     assert!(
         log.lines()
             .any(|l| l.contains("\"event\":\"start\"") && l.contains("\"restart\":1")),
         "{log}"
     );
+}
+
+/// The manifest of the newest committed checkpoint of the run in `run` (null before one).
+fn newest_manifest(run: &Path) -> Value {
+    let Some(newest) = arl_tests::committed_steps(&run.join("checkpoints")).pop() else {
+        return Value::Null;
+    };
+    let path = run.join(format!("checkpoints/step-{newest:012}/manifest.json"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 #[test]

@@ -89,6 +89,21 @@ impl Locations {
         }
     }
 
+    /// Where job `job` (`pretrain` or a fine-tune) keeps its restart rounds, which every node
+    /// must see: `<checkpoint location>/restarts` for pretraining and
+    /// `<fine-tune state>/restarts` for a fine-tune (so the run folder when no checkpoint
+    /// location is set).
+    pub fn restarts(&self, job: &str) -> String {
+        if job == crate::PRETRAIN_JOB {
+            match &self.checkpoint {
+                Some(location) => format!("{location}/restarts"),
+                None => self.run_dir.join("restarts").to_string_lossy().into_owned(),
+            }
+        } else {
+            format!("{}/restarts", self.finetune_state(job))
+        }
+    }
+
     /// Fine-tune `job`'s checkpoints: `<state>/checkpoints`.
     pub fn finetune_checkpoints(&self, job: &str) -> String {
         format!("{}/checkpoints", self.finetune_state(job))

@@ -110,6 +110,7 @@ pub fn run(args: &ChaosArgs) -> anyhow::Result<()> {
     let target = Target {
         run_dir: at.run_dir().to_owned(),
         checkpoints: PathBuf::from(at.checkpoints()),
+        restarts: PathBuf::from(at.restarts(arl_contract::PRETRAIN_JOB)),
     };
     let is_running = || running.load(Ordering::SeqCst);
     let mut injected = Vec::new();
@@ -143,24 +144,20 @@ pub fn run(args: &ChaosArgs) -> anyhow::Result<()> {
         median(injected.iter().map(|i| i.restart_s).collect()),
         useful_s / wall_s,
     );
+    let kills = |signal| {
+        injected
+            .iter()
+            .filter(move |i: &&Injected| i.fault.signal == signal)
+    };
+    let detect_of = |signal| median(kills(signal).map(|i| i.detect_s).collect());
     println!(
         "chaos kills_in_checkpoint_write={} kill_detect_s_median={} hang_detect_s={} \
          undisturbed_s={reference_s:.1} disturbed_s={wall_s:.1}",
-        injected.iter().filter(|i| i.in_checkpoint_write).count(),
-        median(
-            injected
-                .iter()
-                .filter(|i| i.fault.signal == Signal::SIGKILL)
-                .map(|i| i.detect_s)
-                .collect()
-        ),
-        median(
-            injected
-                .iter()
-                .filter(|i| i.fault.signal == Signal::SIGSTOP)
-                .map(|i| i.detect_s)
-                .collect()
-        ),
+        kills(Signal::SIGKILL)
+            .filter(|i| i.in_checkpoint_write)
+            .count(),
+        detect_of(Signal::SIGKILL),
+        detect_of(Signal::SIGSTOP),
     );
     if !finished {
         bail!("the disturbed run did not finish: {status}");

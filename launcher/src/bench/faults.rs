@@ -58,6 +58,8 @@ pub struct Target {
     pub run_dir: PathBuf,
     /// Its checkpoint folder.
     pub checkpoints: PathBuf,
+    /// Its restart rounds.
+    pub restarts: PathBuf,
 }
 
 /// How long any one wait may take before the benchmark gives up.
@@ -115,33 +117,32 @@ impl Target {
     /// # Errors
     /// The run ended, or never reached the moment, or never restarted.
     pub fn inject(&self, fault: Fault, running: &dyn Fn() -> bool) -> anyhow::Result<Injected> {
-        let rounds = Rounds::open(&self.run_dir)?;
+        let rounds = Rounds::open(&self.restarts)?;
         let round = rounds.latest()?;
         let seen = self.steps().len();
         self.wait_for_new_step(seen.saturating_sub(1), running)?;
+        // Found before the moment, so that the signal follows it at once.
+        let pid = worker_pid(&self.run_dir, fault.rank)
+            .with_context(|| format!("no worker of rank {}", fault.rank))?;
         let deadline = Instant::now() + PATIENCE;
         let waiting_since = SystemTime::now();
-        let (struck_at, in_checkpoint_write) = loop {
+        loop {
             if Instant::now() > deadline || !running() {
                 bail!("the run never reached the moment of {fault:?}");
             }
-            let ready = match fault.moment {
-                Moment::Random => true,
-                Moment::CheckpointWrite => self.writing_checkpoint(waiting_since),
-            };
-            if ready {
-                if fault.moment == Moment::Random {
+            match fault.moment {
+                Moment::Random => {
                     std::thread::sleep(Duration::from_secs_f64(fault.delay_s));
+                    break;
                 }
-                let pid = worker_pid(&self.run_dir, fault.rank)
-                    .with_context(|| format!("no worker of rank {}", fault.rank))?;
-                kill(Pid::from_raw(pid), fault.signal)
-                    .with_context(|| format!("signalling rank {}", fault.rank))?;
-                let struck_at = unix_now();
-                break (struck_at, self.writing_checkpoint(waiting_since));
+                Moment::CheckpointWrite if self.writing_checkpoint(waiting_since) => break,
+                Moment::CheckpointWrite => std::thread::sleep(Duration::from_millis(1)),
             }
-            std::thread::sleep(Duration::from_millis(1));
-        };
+        }
+        kill(Pid::from_raw(pid), fault.signal)
+            .with_context(|| format!("signalling rank {}", fault.rank))?;
+        let struck_at = unix_now();
+        let in_checkpoint_write = self.writing_checkpoint(waiting_since);
         let step = self.steps().last().copied().unwrap_or(0);
         let next = round + 1;
         let deadline = Instant::now() + PATIENCE;
