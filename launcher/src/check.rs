@@ -15,7 +15,7 @@ use crate::topology::Topology;
 pub fn check(config: &JobConfig, jobs: &[String]) -> anyhow::Result<Topology> {
     let topology = config
         .validate(jobs)
-        .and_then(|()| Topology::of(&config.launch))
+        .and_then(|()| Topology::layout(&config.launch))
         .and_then(|topology| {
             config.validate_world(jobs, topology.world_size())?;
             Ok(topology)

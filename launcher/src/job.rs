@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use arl_contract::heartbeat::RESTART_COUNT_VAR;
 use arl_contract::locations::{events_log, logs_dir};
+use arl_contract::rank_env::RESTART_COUNT_VAR;
 use arl_contract::{Event, JobConfig};
 
 use crate::console;

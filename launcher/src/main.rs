@@ -98,6 +98,10 @@ struct ConfigArgs {
     /// Rendezvous port (`launch.master_port`).
     #[arg(long)]
     master_port: Option<u16>,
+    /// This node's address, bound and advertised to the other nodes (`launch.node_addr`;
+    /// default: the local address through which the master is reached).
+    #[arg(long)]
+    node_addr: Option<String>,
 }
 
 impl ConfigArgs {
@@ -112,6 +116,10 @@ impl ConfigArgs {
                 self.master_addr.as_ref().map(|v| format!("{v:?}")),
             ),
             ("master_port", self.master_port.map(|v| v.to_string())),
+            (
+                "node_addr",
+                self.node_addr.as_ref().map(|v| format!("{v:?}")),
+            ),
         ];
         let mut overrides = self.overrides.clone();
         overrides.extend(

@@ -16,7 +16,7 @@ use crate::topology::Topology;
 /// # Errors
 /// A rank that fails (named, with the tail of its log).
 pub fn pretrain(config: &JobConfig, stop_at: Option<u64>) -> anyhow::Result<JobOutput> {
-    let topology = Topology::of(&config.launch)?;
+    let topology = Topology::layout(&config.launch)?;
     let at = config.locations();
     let resolved = job::write_resolved(config)?;
     let mut args = job::worker_args("pretrain", &resolved);

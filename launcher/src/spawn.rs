@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use arl_contract::heartbeat::PROGRESS_FD_VAR;
+use arl_contract::rank_env::{NODE_ADDR_VAR, PROGRESS_FD_VAR};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -236,6 +236,7 @@ fn rank_env(topology: &Topology, local: usize, port: u16) -> Vec<(&'static str, 
         ("GROUP_RANK", topology.node_rank.to_string()),
         ("MASTER_ADDR", topology.master_addr.clone()),
         ("MASTER_PORT", port.to_string()),
+        (NODE_ADDR_VAR, topology.node_addr.clone()),
     ];
     if std::env::var_os("OMP_NUM_THREADS").is_none() {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);

@@ -2,6 +2,8 @@
 //! rendezvous address, from `[launch]` (and its command-line flags) or, inside a SLURM
 //! allocation, from the `SLURM_*` variables.
 
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+
 use anyhow::{Context, bail, ensure};
 
 use arl_contract::config::launch::LaunchConfig;
@@ -19,6 +21,8 @@ pub struct Topology {
     pub master_addr: String,
     /// Port of the store; 0 = a free one (single node only).
     pub master_port: u16,
+    /// This node's address, which its ranks bind and advertise.
+    pub node_addr: String,
 }
 
 impl Topology {
@@ -30,6 +34,7 @@ impl Topology {
             nproc_per_node: nproc,
             master_addr: "127.0.0.1".to_owned(),
             master_port: 0,
+            node_addr: "127.0.0.1".to_owned(),
         }
     }
 
@@ -43,11 +48,25 @@ impl Topology {
         self.node_rank * self.nproc_per_node + local
     }
 
-    /// The layout `launch` and this process's environment describe (see [`Topology::resolve`]).
+    /// The layout `launch` and this process's environment describe (see [`Topology::resolve`]),
+    /// with this node's address found when `launch.node_addr` is empty ([`route_to`]).
+    ///
+    /// # Errors
+    /// As `resolve`, or no route to the master.
+    pub fn of(launch: &LaunchConfig) -> anyhow::Result<Self> {
+        let mut topology = Self::layout(launch)?;
+        if topology.node_addr.is_empty() {
+            topology.node_addr = route_to(&topology.master_addr, topology.master_port)?;
+        }
+        Ok(topology)
+    }
+
+    /// The layout `launch` and this process's environment describe, without looking up this
+    /// node's address (a check that needs no network).
     ///
     /// # Errors
     /// As `resolve`.
-    pub fn of(launch: &LaunchConfig) -> anyhow::Result<Self> {
+    pub fn layout(launch: &LaunchConfig) -> anyhow::Result<Self> {
         Self::resolve(launch, &|name| std::env::var(name).ok())
     }
 
@@ -67,6 +86,7 @@ impl Topology {
             nproc_per_node: launch.nproc_per_node,
             master_addr: launch.master_addr.clone(),
             master_port: launch.master_port,
+            node_addr: launch.node_addr.clone(),
         };
         if launch.slurm
             && env("SLURM_STEP_ID").is_some()
@@ -164,6 +184,28 @@ pub fn first_host(list: &str) -> anyhow::Result<String> {
     Ok(prefix.to_owned())
 }
 
+/// The local address through which `host` is reached (the source address the kernel picks
+/// for it; no packet is sent), as torchrun finds a node's address.
+///
+/// # Errors
+/// A host that does not resolve or has no route (named).
+pub fn route_to(host: &str, port: u16) -> anyhow::Result<String> {
+    let target = (host, port.max(1))
+        .to_socket_addrs()
+        .with_context(|| format!("resolving launch.master_addr {host:?}"))?
+        .next()
+        .with_context(|| format!("launch.master_addr {host:?} has no address"))?;
+    let unspecified: SocketAddr = match target {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(unspecified).context("opening a UDP socket")?;
+    socket.connect(target).with_context(|| {
+        format!("no route to launch.master_addr {host} ({target}): set launch.node_addr")
+    })?;
+    Ok(socket.local_addr()?.ip().to_string())
+}
+
 /// GPUs this process may use: `CUDA_VISIBLE_DEVICES` when set, else the NVIDIA driver's.
 fn gpu_count(env: &dyn Fn(&str) -> Option<String>) -> usize {
     if let Some(visible) = env("CUDA_VISIBLE_DEVICES") {
@@ -219,6 +261,7 @@ mod tests {
                 nproc_per_node: 8,
                 master_addr: "dgx010".to_owned(),
                 master_port: 23456,
+                node_addr: String::new(),
             }
         );
         assert_eq!(topology.world_size(), 32);
@@ -238,6 +281,21 @@ mod tests {
             Topology::resolve(&launch(), &batch_shell).unwrap().nnodes,
             1
         );
+    }
+
+    #[test]
+    fn a_node_finds_the_address_it_reaches_the_master_from() {
+        assert_eq!(route_to("127.0.0.1", 0).unwrap(), "127.0.0.1");
+        assert_eq!(route_to("localhost", 29500).unwrap(), "127.0.0.1");
+        let error = route_to("no-such-host.invalid", 1).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("no-such-host.invalid"),
+            "{error:#}"
+        );
+        let mut launch = launch();
+        assert_eq!(Topology::of(&launch).unwrap().node_addr, "127.0.0.1");
+        launch.node_addr = "10.1.2.3".to_owned();
+        assert_eq!(Topology::of(&launch).unwrap().node_addr, "10.1.2.3");
     }
 
     #[test]

@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
+pub mod hosts;
+
 use serde_json::Value;
 
 /// A release binary of the workspace (`arl`, `arl-worker`), built by `scripts/setup`.

@@ -7,20 +7,21 @@ use anyhow::Context;
 use arl_c10d::{GroupOptions, ProcessGroup, RankEnv};
 use arl_contract::JobConfig;
 use arl_contract::config::launch::{Backend, DistConfig};
+use arl_contract::rank_env::NODE_ADDR_VAR;
 use tch::Device;
 
-/// Joins the group of a job: `[launch] backend`, `[dist]`, and Gloo bound to
-/// `launch.master_addr`; picks this rank's device (the GPU of its local rank with NCCL, the CPU
-/// with Gloo).
+/// Joins the group of a job: `[launch] backend`, `[dist]`, and Gloo bound to the node's
+/// address (`ARL_NODE_ADDR`, which the launcher sets; else `launch.master_addr`); picks this
+/// rank's device (the GPU of its local rank with NCCL, the CPU with Gloo).
 ///
 /// # Errors
 /// A bad rank environment or a failed rendezvous, naming the variable or the rank.
 pub fn join(config: &JobConfig) -> anyhow::Result<(ProcessGroup, Device)> {
-    join_with(
-        config.launch.backend,
-        &config.dist,
-        &config.launch.master_addr,
-    )
+    let node_addr = std::env::var(NODE_ADDR_VAR)
+        .ok()
+        .filter(|addr| !addr.is_empty())
+        .unwrap_or_else(|| config.launch.master_addr.clone());
+    join_with(config.launch.backend, &config.dist, &node_addr)
 }
 
 fn join_with(

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use arl_c10d::Collective;
-use arl_contract::heartbeat::{Beat, PROGRESS_FD_VAR, Phase, RESTART_COUNT_VAR};
+use arl_contract::heartbeat::{Beat, Phase};
+use arl_contract::rank_env::{PROGRESS_FD_VAR, RESTART_COUNT_VAR};
 
 /// The step in progress (from 1; 0 before the first).
 static STEP: AtomicU64 = AtomicU64::new(0);

@@ -7,11 +7,6 @@
 
 use anyhow::{Context, bail};
 
-/// The variable naming the rank's heartbeat file descriptor.
-pub const PROGRESS_FD_VAR: &str = "ARL_PROGRESS_FD";
-/// The variable holding the number of restarts of the world so far in this launch.
-pub const RESTART_COUNT_VAR: &str = "ARL_RESTART_COUNT";
-
 /// Where a rank is within a step (before its first phase: start-up).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {

@@ -10,6 +10,7 @@ pub mod heartbeat;
 pub mod identity;
 pub mod locations;
 pub mod metrics;
+pub mod rank_env;
 pub mod validate;
 
 pub use config::{JobConfig, PRETRAIN_JOB};

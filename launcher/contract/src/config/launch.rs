@@ -21,6 +21,9 @@ pub struct LaunchConfig {
     pub master_addr: String,
     /// Rendezvous port; 0 picks a free one.
     pub master_port: u16,
+    /// This node's address, which its ranks bind and advertise to the other nodes; empty: the
+    /// local address through which `master_addr` is reached.
+    pub node_addr: String,
     /// Restarts of the world after a rank fails, counted over every node of one launch of the
     /// job (0: the first failure ends it). A failure before the first completed step is never
     /// retried.
@@ -57,6 +60,7 @@ impl Default for LaunchConfig {
             backend: Backend::Gloo,
             master_addr: "127.0.0.1".to_owned(),
             master_port: 0,
+            node_addr: String::new(),
             max_restarts: 3,
             restart_backoff_s: 1.0,
             hang_margin_s: 30.0,

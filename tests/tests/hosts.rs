@@ -1,0 +1,150 @@
+//! Pretraining across "hosts": network namespaces joined by a bridge, each its own network
+//! stack and address (tests/src/hosts.rs). Every node binds and advertises its own address
+//! (before, every worker bound `master_addr`, so a second host's ranks could not start):
+//! - two hosts started with the CLI flags (one naming its address, one finding it);
+//! - three hosts started with a SLURM job step's variables (the master's name resolved through
+//!   each host's /etc/hosts, the port derived from the job id);
+//!
+//! each finishes with final weights bit-identical to the same world on one host.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use arl_checkpoints::Checkpoints;
+use arl_tests::hosts::Hosts;
+use arl_tests::{pretrain_config, release_binary, scratch_dir};
+
+/// One thread per rank everywhere: the same arithmetic whatever the ranks per host.
+const THREADS: (&str, &str) = ("OMP_NUM_THREADS", "1");
+
+/// The step and model hash of the newest checkpoint at `location`.
+fn final_model(location: &Path) -> (u64, String) {
+    let latest = Checkpoints::open(&location.to_string_lossy())
+        .unwrap()
+        .latest()
+        .unwrap()
+        .expect("a committed checkpoint");
+    (latest.state.step, latest.group_hash("model"))
+}
+
+/// The run on one host: `ranks` workers, `sets` overrides.
+fn one_host(name: &str, ranks: usize, sets: &[&str]) -> (u64, String) {
+    let run = scratch_dir(name);
+    let config = pretrain_config(&run);
+    let mut args = vec![
+        "pretrain".to_owned(),
+        config.to_string_lossy().into_owned(),
+        "--nproc-per-node".to_owned(),
+        ranks.to_string(),
+    ];
+    for set in sets {
+        args.extend(["--set".to_owned(), (*set).to_owned()]);
+    }
+    let out = Command::new(release_binary("arl"))
+        .args(&args)
+        .env(THREADS.0, THREADS.1)
+        .env("TORCH_CPP_LOG_LEVEL", "ERROR")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    final_model(&run.join("checkpoints"))
+}
+
+/// Node `node`'s `arl pretrain` on `hosts`, with its own run folder and the shared checkpoint
+/// location.
+fn node(hosts: &Hosts, node: usize, name: &str, shared: &Path, sets: &[&str]) -> Command {
+    let run: PathBuf = scratch_dir(&format!("{name}-node{node}"));
+    let config = pretrain_config(&run);
+    let mut command = hosts.command(node, &release_binary("arl"));
+    command
+        .args(["pretrain", config.to_str().unwrap()])
+        .args(["--nproc-per-node", "1"])
+        .arg("--set")
+        .arg(format!(
+            "checkpoint.location={:?}",
+            shared.to_string_lossy()
+        ))
+        .env(THREADS.0, THREADS.1)
+        .env("TORCH_CPP_LOG_LEVEL", "ERROR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    command
+}
+
+fn wait_all(children: Vec<std::process::Child>) -> Vec<Output> {
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect()
+}
+
+fn assert_success(outputs: &[Output]) {
+    for (node, out) in outputs.iter().enumerate() {
+        assert!(
+            out.status.success(),
+            "node {node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn two_hosts_from_the_cli_flags_train_as_one_host_does() {
+    let hosts = Hosts::new(2);
+    let shared = scratch_dir("hosts2-shared");
+    let master = hosts.addr(0);
+    let children = (0..2)
+        .map(|i| {
+            node(&hosts, i, "hosts2", &shared, &[])
+                .args(["--nnodes", "2", "--node-rank", &i.to_string()])
+                .args(["--master-addr", &master, "--master-port", "29500"])
+                .args(["--set", "launch.slurm=false"])
+                // Node 1 names its address; node 0 finds its own.
+                .args(if i == 1 {
+                    vec!["--node-addr", "10.99.0.2"]
+                } else {
+                    vec![]
+                })
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs = wait_all(children);
+    assert_success(&outputs);
+    let stderr = String::from_utf8_lossy(&outputs[0].stderr);
+    assert!(stderr.contains("node 0 of 2, world 2"), "{stderr}");
+    assert_eq!(final_model(&shared), one_host("hosts2-alone", 2, &[]));
+}
+
+#[test]
+fn three_hosts_from_a_slurm_job_step_train_as_one_host_does() {
+    let hosts = Hosts::new(3);
+    let shared = scratch_dir("hosts3-shared");
+    let sets = ["train.global_batch=12"];
+    let children = (0..3)
+        .map(|i| {
+            node(&hosts, i, "hosts3", &shared, &sets)
+                .envs([
+                    ("SLURM_JOB_ID", "4242"),
+                    ("SLURM_STEP_ID", "0"),
+                    ("SLURM_STEP_NUM_NODES", "3"),
+                    ("SLURM_STEP_NODELIST", "arl-host[0-2]"),
+                ])
+                .env("SLURM_NODEID", i.to_string())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs = wait_all(children);
+    assert_success(&outputs);
+    let stderr = String::from_utf8_lossy(&outputs[2].stderr);
+    assert!(stderr.contains("node 2 of 3, world 3"), "{stderr}");
+    assert_eq!(final_model(&shared), one_host("hosts3-alone", 3, &sets));
+}
