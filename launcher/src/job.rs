@@ -14,6 +14,7 @@ use arl_contract::{Event, JobConfig};
 
 use crate::console;
 use crate::failure::Failure;
+use crate::liveness::Liveness;
 use crate::progress;
 use crate::restarts::{RoundRecord, Rounds};
 use crate::spawn::WorldSpec;
@@ -141,6 +142,9 @@ fn supervise_restarts(
 ) -> anyhow::Result<Option<i32>> {
     let launch = &config.launch;
     let rounds = Rounds::open(rounds_dir)?;
+    let topology = &spec.topology;
+    let liveness = (topology.nnodes > 1)
+        .then(|| Liveness::new(rounds_dir, topology.node_rank, topology.nnodes));
     let mut round = rounds.base();
     let mut stepped = false;
     // Worlds in a row that failed without completing a step (they double the back-off).
@@ -153,6 +157,7 @@ fn supervise_restarts(
             limits: Limits::of(config),
             round,
             newer_round: &newer_round,
+            liveness: liveness.as_ref(),
         };
         let supervised = run_watched(spec, &watch)?;
         stepped |= supervised.stepped;

@@ -13,6 +13,7 @@ pub mod failure;
 pub mod finetune;
 pub mod heartbeats;
 pub mod job;
+pub mod liveness;
 pub mod paths;
 pub mod prepare;
 pub mod pretrain;

@@ -21,6 +21,7 @@ use signal_hook::iterator::Signals;
 
 use crate::console;
 use crate::heartbeats::RankProgress;
+use crate::liveness::{self, Liveness};
 use crate::restarts::unix_now;
 use crate::spawn::{RankProcess, WorldSpec, free_port};
 use crate::watchdog::{Limits, Stall, Watched, find_stall};
@@ -42,6 +43,8 @@ pub struct Watch<'a> {
     pub round: u32,
     /// A round newer than this world's, if another node has started one.
     pub newer_round: &'a dyn Fn() -> Option<u32>,
+    /// The job's nodes, when there are several.
+    pub liveness: Option<&'a Liveness>,
 }
 
 /// A world that failed.
@@ -179,8 +182,15 @@ fn run(spec: &WorldSpec, watch: Option<&Watch<'_>>) -> anyhow::Result<Supervised
         }
     };
     let rank = &ranks[blamed];
+    let lost = watch
+        .and_then(|w| w.liveness)
+        .map(Liveness::silent)
+        .filter(|silent| !silent.is_empty())
+        .map_or(String::new(), |silent| {
+            format!(" Lost: {}.", liveness::describe(&silent))
+        });
     let mut message = format!(
-        "rank {} of {world} {reason}; the other ranks were stopped.{}",
+        "rank {} of {world} {reason}; the other ranks were stopped.{lost}{}",
         rank.rank,
         rank.tail()
     );
@@ -268,6 +278,7 @@ fn supervise(ranks: &mut [RankProcess], signals: &mut Signals, watch: Option<&Wa
     let mut stopped_by = None;
     let mut interrupts = 0;
     let mut polled = Instant::now();
+    let mut reported_lost = false;
     while done.iter().any(|d| !d) {
         for signal in signals.pending() {
             // SIGUSR1 (a scheduler's warning) never escalates; a repeated SIGINT or SIGTERM
@@ -315,6 +326,19 @@ fn supervise(ranks: &mut [RankProcess], signals: &mut Signals, watch: Option<&Wa
                 if let Some(round) = (watch.newer_round)() {
                     kill_all(ranks);
                     return Ended::Superseded { round };
+                }
+                if let Some(liveness) = watch.liveness {
+                    liveness.beat();
+                    let silent = liveness.silent();
+                    if !silent.is_empty() && !reported_lost {
+                        reported_lost = true;
+                        console::line(&format!(
+                            "arl: lost {}: its launcher stopped; this node's ranks wait for it \
+                             (at most dist.init_timeout_s at a rendezvous, dist.timeout_s in a \
+                             collective)",
+                            liveness::describe(&silent)
+                        ));
+                    }
                 }
             }
         }

@@ -103,17 +103,29 @@ impl Hosts {
     }
 }
 
+/// Kills every process in `namespace`.
+fn kill_all(namespace: &str) {
+    if let Ok(out) = Command::new("ip")
+        .args(["netns", "pids", namespace])
+        .output()
+    {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+    }
+}
+
+impl Hosts {
+    /// Kills every process on host `i`, as if it lost power.
+    pub fn kill(&self, i: usize) {
+        kill_all(&self.namespaces[i]);
+    }
+}
+
 impl Drop for Hosts {
     fn drop(&mut self) {
         for namespace in self.namespaces.iter().chain([&self.switch]) {
-            if let Ok(out) = Command::new("ip")
-                .args(["netns", "pids", namespace])
-                .output()
-            {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-KILL", pid]).status();
-                }
-            }
+            kill_all(namespace);
             let _ = Command::new("ip")
                 .args(["netns", "del", namespace])
                 .status();

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use arl_checkpoints::Checkpoints;
 use arl_tests::hosts::Hosts;
@@ -147,4 +148,108 @@ fn three_hosts_from_a_slurm_job_step_train_as_one_host_does() {
     let stderr = String::from_utf8_lossy(&outputs[2].stderr);
     assert!(stderr.contains("node 2 of 3, world 3"), "{stderr}");
     assert_eq!(final_model(&shared), one_host("hosts3-alone", 3, &sets));
+}
+
+/// `arl pretrain` of two hosts, 30 steps with a checkpoint every 5, ready to restart.
+const LOSS_SETS: [&str; 6] = [
+    "train.steps=30",
+    "checkpoint.every_steps=5",
+    "launch.restart_backoff_s=0.2",
+    "dist.init_timeout_s=120",
+    "dist.timeout_s=8",
+    "launch.slurm=false",
+];
+
+fn two_node_command(hosts: &Hosts, i: usize, name: &str, shared: &Path) -> Command {
+    let mut command = node(hosts, i, name, shared, &LOSS_SETS);
+    command
+        .args(["--nnodes", "2", "--node-rank", &i.to_string()])
+        .args(["--master-addr", &hosts.addr(0), "--master-port", "29500"]);
+    command
+}
+
+/// The run folder `scratch_dir(name)` made.
+fn run_folder(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("arl-{name}-{}", std::process::id()))
+}
+
+/// Waits until `path` exists.
+fn wait_for(path: &Path, what: &str) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Instant::now()
+}
+
+#[test]
+fn a_lost_host_is_named_and_the_job_resumes_when_it_returns() {
+    let hosts = Hosts::new(2);
+    let shared = scratch_dir("hostloss-shared");
+    let node0 = two_node_command(&hosts, 0, "hostloss", &shared)
+        .spawn()
+        .unwrap();
+    let node1 = two_node_command(&hosts, 1, "hostloss", &shared)
+        .spawn()
+        .unwrap();
+    arl_tests::wait_for_step(&run_folder("hostloss-node0"), 8);
+    hosts.kill(1);
+    let _ = node1.wait_with_output();
+    let killed = Instant::now();
+    let decided = wait_for(&shared.join("restarts/round-1.json"), "a restart");
+    assert!(
+        decided - killed < Duration::from_secs(5),
+        "{:?}",
+        decided - killed
+    );
+    // Node 1 comes back after node 0 has seen it silent.
+    std::thread::sleep(Duration::from_secs(5));
+    let node1 = two_node_command(&hosts, 1, "hostloss-back", &shared)
+        .spawn()
+        .unwrap();
+    let outputs = wait_all(vec![node0, node1]);
+    assert_success(&outputs);
+    let stderr = String::from_utf8_lossy(&outputs[0].stderr);
+    assert!(stderr.contains("arl: lost node 1 (silent for"), "{stderr}");
+    assert_eq!(
+        final_model(&shared),
+        one_host("hostloss-alone", 2, &LOSS_SETS[..2])
+    );
+}
+
+#[test]
+fn a_cut_link_is_detected_within_the_collective_timeout_and_healed() {
+    let hosts = Hosts::new(2);
+    let shared = scratch_dir("linkcut-shared");
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            two_node_command(&hosts, i, "linkcut", &shared)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    arl_tests::wait_for_step(&run_folder("linkcut-node0"), 8);
+    hosts.link(1, false);
+    let cut = Instant::now();
+    let decided = wait_for(&shared.join("restarts/round-1.json"), "a restart");
+    // dist.timeout_s = 8 in a collective, and a few seconds to spare.
+    assert!(
+        decided - cut < Duration::from_secs(14),
+        "{:?}",
+        decided - cut
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    hosts.link(1, true);
+    let outputs = wait_all(children);
+    assert_success(&outputs);
+    let stderr = String::from_utf8_lossy(&outputs[0].stderr);
+    assert!(
+        stderr.contains("restart 1 of 3") || stderr.contains("started round 1"),
+        "{stderr}"
+    );
+    assert_eq!(
+        final_model(&shared),
+        one_host("linkcut-alone", 2, &LOSS_SETS[..2])
+    );
 }

@@ -1,0 +1,105 @@
+//! Which nodes of a job are alive: each node's launcher rewrites `node<K>.alive` in the job's
+//! shared restart folder while its world runs, and reads the others'. A node whose file has not
+//! changed for [`LOST_AFTER_S`] longer than this node's own is silent: its launcher is gone
+//! (killed, or its host lost), and the launcher names it.
+
+use std::path::{Path, PathBuf};
+
+/// Seconds of silence after which a node counts as lost.
+pub const LOST_AFTER_S: f64 = 3.0;
+
+/// This node's view of the job's nodes.
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    dir: PathBuf,
+    node: usize,
+    nnodes: usize,
+}
+
+impl Liveness {
+    /// Node `node` of `nnodes`, keeping its file in `dir`.
+    pub fn new(dir: &Path, node: usize, nnodes: usize) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            node,
+            nnodes,
+        }
+    }
+
+    fn file(&self, node: usize) -> PathBuf {
+        self.dir.join(format!("node{node}.alive"))
+    }
+
+    /// Marks this node alive now (a failed write is ignored: the next one may succeed).
+    pub fn beat(&self) {
+        let _ = std::fs::write(self.file(self.node), format!("{}\n", std::process::id()));
+    }
+
+    /// The other nodes silent for more than [`LOST_AFTER_S`] (by the file times, against this
+    /// node's own last beat), with their silence in seconds. A node that never beat is not
+    /// counted (it may not have started yet).
+    pub fn silent(&self) -> Vec<(usize, f64)> {
+        let modified = |node| {
+            std::fs::metadata(self.file(node))
+                .and_then(|m| m.modified())
+                .ok()
+        };
+        let Some(own) = modified(self.node) else {
+            return Vec::new();
+        };
+        (0..self.nnodes)
+            .filter(|&node| node != self.node)
+            .filter_map(|node| {
+                let silence = own
+                    .duration_since(modified(node)?)
+                    .unwrap_or_default()
+                    .as_secs_f64();
+                (silence > LOST_AFTER_S).then_some((node, silence))
+            })
+            .collect()
+    }
+}
+
+/// "node 1 (silent for 4.2 s), node 3 (…)".
+pub fn describe(silent: &[(usize, f64)]) -> String {
+    silent
+        .iter()
+        .map(|(node, s)| format!("node {node} (silent for {s:.1} s)"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn a_node_that_stops_beating_is_named_once_it_is_silent_long_enough() {
+        let dir = std::env::temp_dir().join(format!("arl-liveness-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (node0, node1) = (Liveness::new(&dir, 0, 3), Liveness::new(&dir, 1, 3));
+        assert!(node0.silent().is_empty(), "no beat of its own yet");
+        node0.beat();
+        node1.beat();
+        assert!(node0.silent().is_empty(), "node 2 never beat: not counted");
+        // Node 1 stops; node 0 beats on.
+        let past = SystemTime::now() - Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join("node1.alive"))
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+        node0.beat();
+        let silent = node0.silent();
+        assert_eq!(silent.len(), 1);
+        assert_eq!(silent[0].0, 1);
+        assert!(
+            describe(&silent).starts_with("node 1 (silent for 5."),
+            "{silent:?}"
+        );
+        assert!(node1.silent().is_empty(), "node 0 is alive");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
