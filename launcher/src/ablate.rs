@@ -153,7 +153,9 @@ pub fn ablate(config: &JobConfig) -> anyhow::Result<String> {
     if jobs.first().map(String::as_str) != Some(PRETRAIN_JOB) || jobs.len() < 2 {
         bail!("pipeline.jobs must be \"pretrain\" followed by fine-tunes to compare ({jobs:?})");
     }
-    prepared(config)?;
+    if let Some(signal) = prepared(config)? {
+        bail!("stopped by signal {signal} in the preflight");
+    }
     let mut rows = Vec::new();
     for (name, switches) in VARIANTS {
         eprintln!("arl ablate: variant {name}");

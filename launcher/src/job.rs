@@ -108,6 +108,7 @@ pub fn run_job(
         topology: Topology::of(&config.launch)?,
         env: Vec::new(),
         on_rank0_line: Some(Arc::new(on_line)),
+        kill_grace: std::time::Duration::from_secs_f64(config.launch.kill_grace_s),
         log_dir: Some(logs_dir(dir)),
     };
     let outcome = supervise_restarts(config, &mut spec, &rounds_dir(config, job, dir));

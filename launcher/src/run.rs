@@ -37,21 +37,29 @@ pub enum Outcome {
 /// # Errors
 /// A rank that fails (named), or a finished job whose result no longer matches the config.
 pub fn run(config: &JobConfig) -> anyhow::Result<Outcome> {
-    prepared(config)?;
+    if let Some(signal) = prepared(config)? {
+        return Ok(Outcome::Stopped {
+            job: "preflight".to_owned(),
+            stopped: (signal, None),
+        });
+    }
     let (outcome, _) = run_jobs(config)?;
     Ok(outcome)
 }
 
-/// The preflight, then the preparation of the config's inputs (`[prepare]`).
+/// The preflight, then the preparation of the config's inputs (`[prepare]`); returns the
+/// signal that stopped the preflight, if one did (then nothing is prepared).
 ///
 /// # Errors
 /// A rank that fails the preflight, or a preparation step that fails (named).
-pub fn prepared(config: &JobConfig) -> anyhow::Result<()> {
-    preflight(config)?;
+pub fn prepared(config: &JobConfig) -> anyhow::Result<Option<i32>> {
+    if let Some(signal) = preflight(config)? {
+        return Ok(Some(signal));
+    }
     if config.prepare.as_ref().is_some_and(|p| p.synthetic) {
         crate::prepare::prepare(config)?;
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Runs every job of a prepared config's pipeline, then writes its results table; returns how
@@ -107,8 +115,9 @@ pub fn run_jobs(config: &JobConfig) -> anyhow::Result<(Outcome, Vec<(String, Job
     Ok((Outcome::Done(Some(md)), results))
 }
 
-/// Starts every rank once and checks that an all-reduce of the ranks adds up.
-fn preflight(config: &JobConfig) -> anyhow::Result<()> {
+/// Starts every rank once and checks that an all-reduce of the ranks adds up; returns the stop
+/// signal that ended it early, if one did.
+fn preflight(config: &JobConfig) -> anyhow::Result<Option<i32>> {
     let resolved = job::write_resolved(config)?;
     let spec = WorldSpec {
         program: worker_binary()?,
@@ -116,23 +125,27 @@ fn preflight(config: &JobConfig) -> anyhow::Result<()> {
         topology: Topology::of(&config.launch)?,
         env: Vec::new(),
         on_rank0_line: None,
+        kill_grace: std::time::Duration::from_secs_f64(config.launch.kill_grace_s),
         log_dir: None,
     };
     eprintln!(
         "arl run: starting {} {} ranks",
         spec.topology.nproc_per_node, config.launch.backend
     );
-    let outputs = run_world(&spec)
+    let world = run_world(&spec)
         .context("distributed preflight")
-        .map_err(crate::failure::Failure::start_up)?
-        .stdout;
+        .map_err(crate::failure::Failure::start_up)?;
+    if world.stopped_by.is_some() {
+        return Ok(world.stopped_by);
+    }
+    let outputs = world.stdout;
     if spec.topology.node_rank != 0 {
         // Global rank 0, which reports, runs on node 0.
         eprintln!(
             "arl run: preflight passed on node {}",
             spec.topology.node_rank
         );
-        return Ok(());
+        return Ok(None);
     }
     let line = outputs
         .first()
@@ -148,7 +161,7 @@ fn preflight(config: &JobConfig) -> anyhow::Result<()> {
         ),
         other => bail!("rank 0 reported {other:?} instead of the preflight"),
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The newest pretraining checkpoint, if one is committed.

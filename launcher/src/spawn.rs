@@ -63,6 +63,8 @@ pub struct WorldSpec {
     pub on_rank0_line: Option<LineHandler>,
     /// Folder of the per-rank logs (`rank<R>.log`); none: standard error is only echoed.
     pub log_dir: Option<PathBuf>,
+    /// After a second stop signal, how long the ranks get before they are killed.
+    pub kill_grace: std::time::Duration,
 }
 
 /// Lines of a failed rank's log shown in the error.

@@ -7,7 +7,8 @@
 //!   on a failure each rank's last collectives are written to `collectives.round<N>.json` in
 //!   the log folder (the flight recorder).
 //! - SIGINT, SIGTERM and SIGUSR1 are forwarded to every rank, which checkpoint at the next step
-//!   boundary and exit; a second SIGINT or SIGTERM kills them at once.
+//!   boundary and exit; a second SIGINT or SIGTERM kills them after `launch.kill_grace_s` (a
+//!   commit in flight finishes), a third at once.
 
 use std::os::unix::process::ExitStatusExt;
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use nix::sys::signal::Signal;
 use serde_json::json;
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGINT, SIGKILL, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 use crate::console;
@@ -85,7 +86,8 @@ pub struct Supervised {
     pub stepped: bool,
 }
 
-/// Runs this node's ranks to completion, without heartbeats.
+/// Runs this node's ranks to completion, without heartbeats (ranks that die of a stop signal
+/// the user sent end it as stopped).
 ///
 /// # Errors
 /// A rank that cannot start or that exits unsuccessfully: named, with its exit status and the
@@ -93,6 +95,14 @@ pub struct Supervised {
 pub fn run_world(spec: &WorldSpec) -> anyhow::Result<WorldOutput> {
     match run(spec, None)?.end {
         WorldEnd::Done(output) => Ok(output),
+        // The ranks died of the user's stop signal: a stop, not a failure.
+        WorldEnd::Failed(WorldFailure {
+            stopped_by: Some(signal),
+            ..
+        }) => Ok(WorldOutput {
+            stdout: Vec::new(),
+            stopped_by: Some(signal),
+        }),
         WorldEnd::Failed(failure) => Err(anyhow!(failure.message)),
         WorldEnd::Superseded { .. } => unreachable!("an unwatched world is never superseded"),
     }
@@ -137,7 +147,7 @@ fn run(spec: &WorldSpec, watch: Option<&Watch<'_>>) -> anyhow::Result<Supervised
             }
         }
     }
-    let ended = supervise(&mut ranks, &mut signals, watch);
+    let ended = supervise(&mut ranks, &mut signals, watch, spec.kill_grace);
     let decided_at = unix_now();
     let flight = watch.and(spec.log_dir.as_ref()).map(|dir| {
         let path = dir.join(format!("collectives.round{round}.json"));
@@ -273,10 +283,16 @@ const ROUND_POLL: Duration = Duration::from_millis(500);
 /// Waits for every rank, forwarding signals; on the first failure, stall or newer round kills
 /// them all. Of ranks found failed in the same pass, one killed by a signal is blamed first
 /// (the others usually failed because it vanished from their collectives).
-fn supervise(ranks: &mut [RankProcess], signals: &mut Signals, watch: Option<&Watch<'_>>) -> Ended {
+fn supervise(
+    ranks: &mut [RankProcess],
+    signals: &mut Signals,
+    watch: Option<&Watch<'_>>,
+    grace: Duration,
+) -> Ended {
     let mut done = vec![false; ranks.len()];
     let mut stopped_by = None;
     let mut interrupts = 0;
+    let mut kill_at: Option<Instant> = None;
     let mut polled = Instant::now();
     let mut reported_lost = false;
     while done.iter().any(|d| !d) {
@@ -287,7 +303,21 @@ fn supervise(ranks: &mut [RankProcess], signals: &mut Signals, watch: Option<&Wa
                 interrupts += 1;
             }
             stopped_by.get_or_insert(signal);
-            forward(ranks, &done, signal, interrupts > 1);
+            match interrupts {
+                2 => {
+                    kill_at = Some(Instant::now() + grace);
+                    console::line(&format!(
+                        "arl: the ranks are killed in {:.0} s unless they finish first (a \
+                         checkpoint being committed is kept); send it again to kill them now",
+                        grace.as_secs_f64()
+                    ));
+                }
+                _ => forward(ranks, &done, signal, interrupts > 2),
+            }
+        }
+        if kill_at.is_some_and(|at| Instant::now() >= at) {
+            kill_at = None;
+            forward(ranks, &done, SIGKILL, true);
         }
         let mut failed = Vec::new();
         for (local, rank) in ranks.iter_mut().enumerate() {
@@ -386,7 +416,8 @@ fn forward(ranks: &[RankProcess], done: &[bool], signal: i32, forced: bool) {
         if forced {
             ""
         } else {
-            " (they checkpoint at the next step boundary; send it again to kill them)"
+            " (they checkpoint at the next step boundary; a second signal kills them after \
+             launch.kill_grace_s)"
         }
     ));
     for (local, rank) in ranks.iter().enumerate() {

@@ -265,6 +265,35 @@ fn finish(child: Child) -> (Option<i32>, String) {
 }
 
 #[test]
+fn a_second_sigterm_does_not_cut_the_stop_checkpoint() {
+    let (run, _, child) = spawn_long_run("sigterm-twice");
+    wait_for_step(&run, 2);
+    for _ in 0..2 {
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    let (code, stderr) = finish(child);
+    assert_eq!(code, Some(128 + 15), "{stderr}");
+    assert!(
+        stderr.contains("the ranks are killed in 60 s unless they finish first"),
+        "{stderr}"
+    );
+    let stopped = step_reports(&run).last().unwrap()["step"].as_u64().unwrap();
+    assert!(
+        stderr.contains(&format!("with a checkpoint at step {stopped}")),
+        "{stderr}"
+    );
+    assert_eq!(
+        arl_tests::committed_steps(&run.join("checkpoints")).last(),
+        Some(&stopped)
+    );
+}
+
+#[test]
 fn sigterm_checkpoints_at_the_step_boundary_and_a_rerun_resumes() {
     let (run, config, child) = spawn_long_run("sigterm");
     wait_for_step(&run, 2);

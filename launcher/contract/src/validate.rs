@@ -193,6 +193,11 @@ impl JobConfig {
         );
         seconds("launch.hang_margin_s", launch.hang_margin_s)?;
         seconds("launch.hang_slow_s", launch.hang_slow_s)?;
+        ensure!(
+            launch.kill_grace_s.is_finite() && (0.0..=MAX_TIMEOUT_S).contains(&launch.kill_grace_s),
+            "launch.kill_grace_s must be between 0 and {MAX_TIMEOUT_S} seconds, not {}",
+            launch.kill_grace_s
+        );
         let dist = &self.dist;
         seconds("dist.init_timeout_s", dist.init_timeout_s)?;
         seconds("dist.timeout_s", dist.timeout_s)?;

@@ -72,6 +72,7 @@ pub fn run(args: &AllreduceArgs) -> anyhow::Result<()> {
             .map(|s| (*s).to_owned())
             .collect(),
         topology: Topology::single_node(args.nproc),
+        kill_grace: std::time::Duration::ZERO,
         env,
         on_rank0_line: None,
         log_dir: None,

@@ -245,8 +245,9 @@ pub fn pretrain(
         },
     };
     steps.run(&mut job, start, end)?;
-    // Every rank is done with collectives; rank 0 alone waits for its last commit.
-    steps.close(false)?;
+    // Every rank waits for rank 0's last commit: a scheduler that ends a job step when its
+    // first task exits (srun --kill-on-bad-exit after a stop signal) cannot cut the commit.
+    steps.close(true)?;
     Ok(())
 }
 

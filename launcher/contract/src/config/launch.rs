@@ -37,6 +37,10 @@ pub struct LaunchConfig {
     /// The watchdog's limit, in seconds, at start-up, in a checkpoint and in an evaluation
     /// (and before the step time is known).
     pub hang_slow_s: f64,
+    /// After a second SIGINT or SIGTERM, seconds the ranks get to finish (a checkpoint commit in
+    /// flight among them) before they are killed; a third kills at once. Longer than a commit
+    /// of the model's checkpoint (BENCHMARKS.md: 37 s for the base model to S3).
+    pub kill_grace_s: f64,
 }
 
 /// The longest wait between restarts, in seconds.
@@ -65,6 +69,7 @@ impl Default for LaunchConfig {
             restart_backoff_s: 1.0,
             hang_margin_s: 30.0,
             hang_slow_s: 600.0,
+            kill_grace_s: 60.0,
         }
     }
 }
