@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use arl_contract::locations::{events_log, logs_dir};
-use arl_contract::rank_env::RESTART_COUNT_VAR;
+use arl_contract::rank_env::{RESTART_COUNT_VAR, RUN_TOKEN_VAR};
 use arl_contract::{Event, JobConfig};
 
 use crate::console;
@@ -111,11 +111,21 @@ pub fn run_job(
         kill_grace: std::time::Duration::from_secs_f64(config.launch.kill_grace_s),
         log_dir: Some(logs_dir(dir)),
     };
-    let outcome = supervise_restarts(config, &mut spec, &rounds_dir(config, job, dir));
+    let outcome = supervise_restarts(config, job, &mut spec, &rounds_dir(config, job, dir));
     console::finish_bar();
     let stopped_by = outcome?;
     let events = std::mem::take(&mut *events.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(JobOutput { events, stopped_by })
+}
+
+/// The rendezvous token of job `job`'s world of round `round`: the same on every node of the
+/// run (from the job, its shared state's location and the round), another for any other run or
+/// round, so that no rank joins a store that is not its world's.
+pub fn run_token(config: &JobConfig, job: &str, round: u32) -> String {
+    let shared = config.locations().restarts(job);
+    let hash =
+        arl_checkpoints::manifest::sha256_hex(format!("{job}\n{shared}\n{round}").as_bytes());
+    hash[..16].to_owned()
 }
 
 /// The folder of job `job`'s restart rounds: its shared state's
@@ -138,6 +148,7 @@ fn rounds_dir(config: &JobConfig, job: &str, dir: &Path) -> PathBuf {
 /// ended it) or the failures may not be retried.
 fn supervise_restarts(
     config: &JobConfig,
+    job: &str,
     spec: &mut WorldSpec,
     rounds_dir: &Path,
 ) -> anyhow::Result<Option<i32>> {
@@ -152,7 +163,10 @@ fn supervise_restarts(
     let mut barren = 0;
     loop {
         let restarts = round - rounds.base();
-        spec.env = vec![(RESTART_COUNT_VAR.to_owned(), restarts.to_string())];
+        spec.env = vec![
+            (RESTART_COUNT_VAR.to_owned(), restarts.to_string()),
+            (RUN_TOKEN_VAR.to_owned(), run_token(config, job, round)),
+        ];
         let newer_round = || rounds.latest().ok().filter(|&latest| latest > round);
         let watch = Watch {
             limits: Limits::of(config),

@@ -123,7 +123,10 @@ fn preflight(config: &JobConfig) -> anyhow::Result<Option<i32>> {
         program: worker_binary()?,
         args: job::worker_args("preflight", &resolved),
         topology: Topology::of(&config.launch)?,
-        env: Vec::new(),
+        env: vec![(
+            arl_contract::rank_env::RUN_TOKEN_VAR.to_owned(),
+            job::run_token(config, "preflight", 0),
+        )],
         on_rank0_line: None,
         kill_grace: std::time::Duration::from_secs_f64(config.launch.kill_grace_s),
         log_dir: None,

@@ -7,7 +7,7 @@ use anyhow::Context;
 use arl_c10d::{GroupOptions, ProcessGroup, RankEnv};
 use arl_contract::JobConfig;
 use arl_contract::config::launch::{Backend, DistConfig};
-use arl_contract::rank_env::NODE_ADDR_VAR;
+use arl_contract::rank_env::{NODE_ADDR_VAR, RUN_TOKEN_VAR};
 use tch::Device;
 
 /// Joins the group of a job: `[launch] backend`, `[dist]`, and Gloo bound to the node's
@@ -21,13 +21,15 @@ pub fn join(config: &JobConfig) -> anyhow::Result<(ProcessGroup, Device)> {
         .ok()
         .filter(|addr| !addr.is_empty())
         .unwrap_or_else(|| config.launch.master_addr.clone());
-    join_with(config.launch.backend, &config.dist, &node_addr)
+    let token = std::env::var(RUN_TOKEN_VAR).unwrap_or_default();
+    join_with(config.launch.backend, &config.dist, &node_addr, &token)
 }
 
 fn join_with(
     backend: Backend,
     dist: &DistConfig,
     gloo_hostname: &str,
+    run_token: &str,
 ) -> anyhow::Result<(ProcessGroup, Device)> {
     arl_c10d::init_logging()?;
     let env = RankEnv::from_env().context("reading the rank environment")?;
@@ -42,6 +44,7 @@ fn join_with(
         bucket_cap_bytes: (dist.bucket_mb * 1024.0 * 1024.0) as usize,
         gloo_hostname: gloo_hostname.to_owned(),
         verify_layout: dist.verify_layout,
+        run_token: run_token.to_owned(),
         ..GroupOptions::default()
     };
     let mut group = ProcessGroup::init(&env, &options)?;
@@ -97,6 +100,6 @@ impl DistArgs {
             bucket_mb: self.bucket_mb,
             verify_layout: !self.skip_layout_check,
         };
-        join_with(backend, &dist, &self.gloo_hostname)
+        join_with(backend, &dist, &self.gloo_hostname, "")
     }
 }

@@ -112,6 +112,24 @@ void arl_store_free(arl_store* store) {
   delete store;
 }
 
+// The run token handshake: the server writes `token` under `key`; every rank (the server too)
+// reads it back (waiting up to the store's timeout) and fails if it is another run's.
+char* arl_store_check_token(arl_store* store, const char* key, const char* token, bool is_server) {
+  return guarded([&] {
+    std::string ours(token);
+    if (is_server) {
+      store->store->set(std::string(key), std::vector<uint8_t>(ours.begin(), ours.end()));
+    }
+    auto value = store->store->get(std::string(key));
+    std::string found(value.begin(), value.end());
+    if (found != ours) {
+      throw std::runtime_error(
+          "the store belongs to another run (its token " + found + ", this run's " + ours +
+          "): another job uses this address and port");
+    }
+  });
+}
+
 char* arl_pg_gloo_create(
     arl_store* store,
     const char* prefix,

@@ -32,6 +32,12 @@ unsafe extern "C" {
         out: *mut *mut RawStore,
     ) -> *mut c_char;
     pub(crate) fn arl_store_free(store: *mut RawStore);
+    pub(crate) fn arl_store_check_token(
+        store: *mut RawStore,
+        key: *const c_char,
+        token: *const c_char,
+        is_server: bool,
+    ) -> *mut c_char;
     pub(crate) fn arl_pg_gloo_create(
         store: *mut RawStore,
         prefix: *const c_char,

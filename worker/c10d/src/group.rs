@@ -49,6 +49,10 @@ pub struct GroupOptions {
     /// Compare dtypes and shapes across ranks before each collective (one 16-byte
     /// all-reduce). Without it, ranks that disagree make Gloo abort the process.
     pub verify_layout: bool,
+    /// The run's token: rank 0 publishes it in the store and every rank checks it before it
+    /// joins, so a process of another run that reaches this store (or this rank another run's)
+    /// fails with both tokens named; the group's keys live under it. Empty: no check.
+    pub run_token: String,
 }
 
 impl Default for GroupOptions {
@@ -61,6 +65,7 @@ impl Default for GroupOptions {
             gloo_hostname: String::new(),
             gloo_threads: 2,
             verify_layout: true,
+            run_token: String::new(),
         }
     }
 }
@@ -126,7 +131,18 @@ impl ProcessGroup {
             },
             rank,
         )?;
-        let prefix = CString::new("arl/default_pg").expect("static prefix");
+        if !opts.run_token.is_empty() {
+            store.check_token(&opts.run_token, env.rank == 0, rank)?;
+        }
+        let prefix = match opts.run_token.as_str() {
+            "" => "arl/default_pg".to_owned(),
+            token => format!("arl/{token}/default_pg"),
+        };
+        let prefix = CString::new(prefix).map_err(|_| C10dError::Invalid {
+            op: "rendezvous".into(),
+            rank,
+            reason: "the run token contains a NUL byte".into(),
+        })?;
         let (rank_i32, size_i32) = (env.rank as i32, env.world_size as i32);
         let host = CString::new(opts.gloo_hostname.as_str()).map_err(|_| C10dError::Invalid {
             op: "gloo init".into(),

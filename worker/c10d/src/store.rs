@@ -21,6 +21,9 @@ pub(crate) struct StoreOptions {
     pub(crate) timeout: Duration,
 }
 
+/// The store key holding the run token.
+const TOKEN_KEY: &str = "arl/run_token";
+
 /// A connected `TCPStore` (a server too, on rank 0).
 pub(crate) struct TcpStore {
     raw: *mut ffi::RawStore,
@@ -72,6 +75,31 @@ impl TcpStore {
         };
         ffi::take_error(status).map_err(|message| C10dError::Op { op, rank, message })?;
         Ok(Self { raw })
+    }
+
+    /// Checks that the store is this run's: the server publishes `token`, every rank reads it
+    /// back and compares.
+    ///
+    /// # Errors
+    /// Another run's token (both named), or none within the store's timeout.
+    pub(crate) fn check_token(&self, token: &str, is_server: bool, rank: i64) -> Result<()> {
+        let invalid = |reason: &str| C10dError::Invalid {
+            op: "rendezvous".into(),
+            rank,
+            reason: reason.into(),
+        };
+        let token =
+            CString::new(token).map_err(|_| invalid("the run token contains a NUL byte"))?;
+        let key = CString::new(TOKEN_KEY).expect("static key");
+        // SAFETY: the store is live; the strings outlive the call.
+        let status = unsafe {
+            ffi::arl_store_check_token(self.raw, key.as_ptr(), token.as_ptr(), is_server)
+        };
+        ffi::take_error(status).map_err(|message| C10dError::Op {
+            op: "rendezvous".into(),
+            rank,
+            message,
+        })
     }
 
     pub(crate) fn raw(&self) -> *mut ffi::RawStore {
