@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use arl_contract::locations::{events_log, logs_dir};
@@ -15,6 +16,7 @@ use arl_contract::{Event, JobConfig};
 use crate::console;
 use crate::failure::Failure;
 use crate::liveness::Liveness;
+use crate::membership::{Membership, members_of};
 use crate::progress;
 use crate::restarts::{RoundRecord, Rounds};
 use crate::spawn::WorldSpec;
@@ -119,12 +121,15 @@ pub fn run_job(
 }
 
 /// The rendezvous token of job `job`'s world of round `round`: the same on every node of the
-/// run (from the job, its shared state's location and the round), another for any other run or
-/// round, so that no rank joins a store that is not its world's.
+/// run (from the job, the pretraining config's identity, the scheduler's job id if any, and the
+/// round), another for a run of another config or job, or another round, so that no rank joins
+/// a store that is not its world's.
 pub fn run_token(config: &JobConfig, job: &str, round: u32) -> String {
-    let shared = config.locations().restarts(job);
-    let hash =
-        arl_checkpoints::manifest::sha256_hex(format!("{job}\n{shared}\n{round}").as_bytes());
+    let identity = arl_contract::identity::identity_hash(&config.pretraining_identity());
+    let scheduler = std::env::var("SLURM_JOB_ID").unwrap_or_default();
+    let hash = arl_checkpoints::manifest::sha256_hex(
+        format!("{job}\n{identity}\n{scheduler}\n{round}").as_bytes(),
+    );
     hash[..16].to_owned()
 }
 
@@ -154,14 +159,33 @@ fn supervise_restarts(
 ) -> anyhow::Result<Option<i32>> {
     let launch = &config.launch;
     let rounds = Rounds::open(rounds_dir)?;
-    let topology = &spec.topology;
-    let liveness = (topology.nnodes > 1)
-        .then(|| Liveness::new(rounds_dir, topology.node_rank, topology.nnodes));
+    let full = spec.topology.clone();
+    let membership = (full.nnodes > 1).then(|| Membership {
+        liveness: Liveness::new(rounds_dir, full.node_rank, full.nnodes, &full.node_addr),
+        min_nnodes: launch.min_nodes(),
+        rejoin_timeout: Duration::from_secs_f64(launch.rejoin_timeout_s),
+        full: full.clone(),
+    });
     let mut round = rounds.base();
+    // The nodes of this round's world (those of the round this launch joins).
+    let mut members = match &membership {
+        Some(m) if round > 0 => members_of(&rounds, round, m).unwrap_or_else(|| m.all()),
+        Some(m) => m.all(),
+        None => Vec::new(),
+    };
     let mut stepped = false;
     // Worlds in a row that failed without completing a step (they double the back-off).
     let mut barren = 0;
     loop {
+        if let Some(membership) = &membership {
+            match membership.topology(&members)? {
+                Some(topology) => spec.topology = topology,
+                None => {
+                    (round, members) = membership.wait_for_admission(&rounds, round)?;
+                    continue;
+                }
+            }
+        }
         let restarts = round - rounds.base();
         spec.env = vec![
             (RESTART_COUNT_VAR.to_owned(), restarts.to_string()),
@@ -172,7 +196,7 @@ fn supervise_restarts(
             limits: Limits::of(config),
             round,
             newer_round: &newer_round,
-            liveness: liveness.as_ref(),
+            liveness: membership.as_ref().map(|m| &m.liveness),
         };
         let supervised = run_watched(spec, &watch)?;
         stepped |= supervised.stepped;
@@ -185,6 +209,9 @@ fn supervise_restarts(
                      were stopped and join it"
                 ));
                 round = newer;
+                if let Some(membership) = &membership {
+                    members = wait_members(&rounds, round, membership);
+                }
                 continue;
             }
             WorldEnd::Failed(failure) => failure,
@@ -209,8 +236,23 @@ fn supervise_restarts(
             .into());
         }
         let backoff = config.launch.backoff_s(barren);
-        round = restart(&rounds, round + 1, &failure, config, backoff)?;
+        let next = membership.as_ref().map(Membership::after_failure);
+        round = restart(&rounds, round + 1, &failure, config, backoff, next.clone())?;
+        if let (Some(membership), Some(_)) = (&membership, next) {
+            members = wait_members(&rounds, round, membership);
+        }
     }
+}
+
+/// The members of round `round`, once its record can be read.
+fn wait_members(rounds: &Rounds, round: u32, membership: &Membership) -> Vec<usize> {
+    for _ in 0..200 {
+        if let Some(members) = members_of(rounds, round, membership) {
+            return members;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    membership.all()
 }
 
 /// Claims round `next` for `failure` (or joins it, when another node already has), waits the
@@ -221,6 +263,7 @@ fn restart(
     failure: &WorldFailure,
     config: &JobConfig,
     backoff: f64,
+    members: Option<Vec<usize>>,
 ) -> anyhow::Result<u32> {
     let restart = next - rounds.base();
     let record = RoundRecord {
@@ -229,6 +272,7 @@ fn restart(
         rank: failure.rank,
         reason: failure.reason.clone(),
         decided_at: failure.decided_at,
+        members: members.unwrap_or_default(),
     };
     let by = match rounds.claim(&record)? {
         true => String::new(),

@@ -14,6 +14,7 @@ pub mod finetune;
 pub mod heartbeats;
 pub mod job;
 pub mod liveness;
+pub mod membership;
 pub mod paths;
 pub mod prepare;
 pub mod pretrain;

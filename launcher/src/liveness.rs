@@ -4,6 +4,7 @@
 //! (killed, or its host lost), and the launcher names it.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// Seconds of silence after which a node counts as lost.
 pub const LOST_AFTER_S: f64 = 3.0;
@@ -14,15 +15,17 @@ pub struct Liveness {
     dir: PathBuf,
     node: usize,
     nnodes: usize,
+    addr: String,
 }
 
 impl Liveness {
-    /// Node `node` of `nnodes`, keeping its file in `dir`.
-    pub fn new(dir: &Path, node: usize, nnodes: usize) -> Self {
+    /// Node `node` of `nnodes`, at address `addr`, keeping its file in `dir`.
+    pub fn new(dir: &Path, node: usize, nnodes: usize, addr: &str) -> Self {
         Self {
             dir: dir.to_owned(),
             node,
             nnodes,
+            addr: addr.to_owned(),
         }
     }
 
@@ -30,20 +33,44 @@ impl Liveness {
         self.dir.join(format!("node{node}.alive"))
     }
 
-    /// Marks this node alive now (a failed write is ignored: the next one may succeed).
+    /// Marks this node alive now, with its address (a failed write is ignored: the next one
+    /// may succeed).
     pub fn beat(&self) {
-        let _ = std::fs::write(self.file(self.node), format!("{}\n", std::process::id()));
+        let beat = serde_json::json!({ "pid": std::process::id(), "addr": self.addr });
+        let _ = std::fs::write(self.file(self.node), beat.to_string());
+    }
+
+    /// Beats, and returns the time of this beat as the file system recorded it.
+    pub fn beat_now(&self) -> SystemTime {
+        self.beat();
+        self.modified(self.node).unwrap_or_else(SystemTime::now)
+    }
+
+    fn modified(&self, node: usize) -> Option<SystemTime> {
+        std::fs::metadata(self.file(node))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// The nodes (this one among them) that beat at or after `since`.
+    pub fn beaten_since(&self, since: SystemTime) -> Vec<usize> {
+        (0..self.nnodes)
+            .filter(|&node| self.modified(node).is_some_and(|at| at >= since))
+            .collect()
+    }
+
+    /// The address node `node` last beat with.
+    pub fn addr(&self, node: usize) -> Option<String> {
+        let text = std::fs::read_to_string(self.file(node)).ok()?;
+        let beat: serde_json::Value = serde_json::from_str(&text).ok()?;
+        beat["addr"].as_str().map(str::to_owned)
     }
 
     /// The other nodes silent for more than [`LOST_AFTER_S`] (by the file times, against this
     /// node's own last beat), with their silence in seconds. A node that never beat is not
     /// counted (it may not have started yet).
     pub fn silent(&self) -> Vec<(usize, f64)> {
-        let modified = |node| {
-            std::fs::metadata(self.file(node))
-                .and_then(|m| m.modified())
-                .ok()
-        };
+        let modified = |node| self.modified(node);
         let Some(own) = modified(self.node) else {
             return Vec::new();
         };
@@ -72,13 +99,16 @@ pub fn describe(silent: &[(usize, f64)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     #[test]
     fn a_node_that_stops_beating_is_named_once_it_is_silent_long_enough() {
         let dir = std::env::temp_dir().join(format!("arl-liveness-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (node0, node1) = (Liveness::new(&dir, 0, 3), Liveness::new(&dir, 1, 3));
+        let (node0, node1) = (
+            Liveness::new(&dir, 0, 3, "10.0.0.1"),
+            Liveness::new(&dir, 1, 3, "10.0.0.2"),
+        );
         assert!(node0.silent().is_empty(), "no beat of its own yet");
         node0.beat();
         node1.beat();
@@ -100,6 +130,9 @@ mod tests {
             "{silent:?}"
         );
         assert!(node1.silent().is_empty(), "node 0 is alive");
+        assert_eq!(node0.addr(1).as_deref(), Some("10.0.0.2"));
+        let since = node0.beat_now();
+        assert_eq!(node0.beaten_since(since), [0]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

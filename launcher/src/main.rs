@@ -86,9 +86,10 @@ struct ConfigArgs {
     /// Workers on this node (`launch.nproc_per_node`; 0 = one per GPU).
     #[arg(long)]
     nproc_per_node: Option<usize>,
-    /// Nodes in the job (`launch.nnodes`).
-    #[arg(long)]
-    nnodes: Option<usize>,
+    /// Nodes in the job (`launch.nnodes`), or `MIN:MAX` to go on with at least MIN nodes
+    /// when nodes are lost (`launch.min_nnodes`).
+    #[arg(long, value_parser = parse_nnodes)]
+    nnodes: Option<(usize, usize)>,
     /// This node's index (`launch.node_rank`).
     #[arg(long)]
     node_rank: Option<usize>,
@@ -109,7 +110,8 @@ impl ConfigArgs {
     fn overrides(&self) -> Vec<String> {
         let flags = [
             ("nproc_per_node", self.nproc_per_node.map(|v| v.to_string())),
-            ("nnodes", self.nnodes.map(|v| v.to_string())),
+            ("nnodes", self.nnodes.map(|(_, max)| max.to_string())),
+            ("min_nnodes", self.nnodes.map(|(min, _)| min.to_string())),
             ("node_rank", self.node_rank.map(|v| v.to_string())),
             (
                 "master_addr",
@@ -128,6 +130,15 @@ impl ConfigArgs {
                 .filter_map(|(key, value)| Some(format!("launch.{key}={}", value?))),
         );
         overrides
+    }
+}
+
+/// `--nnodes N` (N to N) or `MIN:MAX`.
+fn parse_nnodes(value: &str) -> Result<(usize, usize), String> {
+    let number = |s: &str| s.trim().parse::<usize>().map_err(|e| format!("{s:?}: {e}"));
+    match value.split_once(':') {
+        Some((min, max)) => Ok((number(min)?, number(max)?)),
+        None => number(value).map(|n| (n, n)),
     }
 }
 

@@ -27,6 +27,9 @@ pub struct RoundRecord {
     pub reason: String,
     /// When the failure was decided, in seconds since the Unix epoch.
     pub decided_at: f64,
+    /// The nodes of the round's world (empty: all of the job's).
+    #[serde(default)]
+    pub members: Vec<usize>,
 }
 
 /// The rounds of one job.
@@ -75,22 +78,25 @@ impl Rounds {
             .unwrap_or(0))
     }
 
-    /// Claims `record.round`; false if another node already has.
+    /// Claims `record.round`; false if another node already has. The record appears whole
+    /// (written aside, then linked into place, which fails if the round exists).
     ///
     /// # Errors
     /// The file cannot be written.
     pub fn claim(&self, record: &RoundRecord) -> anyhow::Result<bool> {
         let path = self.path(record.round);
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path);
-        match file {
-            Ok(file) => {
-                serde_json::to_writer_pretty(file, record)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                Ok(true)
-            }
+        let staged = self.dir.join(format!(
+            ".round-{}.{}.{}",
+            record.round,
+            record.node,
+            std::process::id()
+        ));
+        std::fs::write(&staged, serde_json::to_vec_pretty(record)?)
+            .with_context(|| format!("writing {}", staged.display()))?;
+        let linked = std::fs::hard_link(&staged, &path);
+        let _ = std::fs::remove_file(&staged);
+        match linked {
+            Ok(()) => Ok(true),
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(error) => Err(error).with_context(|| format!("creating {}", path.display())),
         }
@@ -129,6 +135,7 @@ mod tests {
             rank: 1,
             reason: "signal 9".into(),
             decided_at: unix_now(),
+            members: vec![],
         }
     }
 

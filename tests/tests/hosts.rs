@@ -253,3 +253,140 @@ fn a_cut_link_is_detected_within_the_collective_timeout_and_healed() {
         one_host("linkcut-alone", 2, &LOSS_SETS[..2])
     );
 }
+
+/// Every sample log line of the files in the `samples` folders of `runs`:
+/// (step, world token, sample ids).
+fn sample_lines(runs: &[PathBuf]) -> Vec<(u64, String, Vec<(u64, u64)>)> {
+    let mut lines = Vec::new();
+    for run in runs {
+        let Ok(files) = std::fs::read_dir(run.join("samples")) else {
+            continue;
+        };
+        for file in files.flatten() {
+            for line in std::fs::read_to_string(file.path()).unwrap().lines() {
+                let line: serde_json::Value = serde_json::from_str(line).unwrap();
+                let ids = line["samples"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| (s[0].as_u64().unwrap(), s[1].as_u64().unwrap()))
+                    .collect();
+                let world = line["world"].as_str().unwrap().to_owned();
+                lines.push((line["step"].as_u64().unwrap(), world, ids));
+            }
+        }
+    }
+    lines
+}
+
+/// Per step, the sorted samples of the last world that trained it (`lead`'s log decides which
+/// world that was: rank 0 is in every world).
+fn samples_that_counted(lead: &Path, runs: &[PathBuf]) -> Vec<Vec<(u64, u64)>> {
+    let lead_lines = sample_lines(&[lead.to_owned()]);
+    let all = sample_lines(runs);
+    let last_step = lead_lines.iter().map(|l| l.0).max().unwrap();
+    (1..=last_step)
+        .map(|step| {
+            let world = &lead_lines.iter().rev().find(|l| l.0 == step).unwrap().1;
+            let mut ids: Vec<(u64, u64)> = all
+                .iter()
+                .filter(|l| l.0 == step && &l.1 == world)
+                .flat_map(|l| l.2.clone())
+                .collect();
+            ids.sort_unstable();
+            ids
+        })
+        .collect()
+}
+
+fn round_members(shared: &Path, round: u32) -> Vec<u64> {
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(shared.join(format!("restarts/round-{round}.json"))).unwrap(),
+    )
+    .unwrap();
+    record["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_lost_host_is_left_behind_and_admitted_again_at_the_next_restart() {
+    let sets = [
+        "train.steps=40",
+        "checkpoint.every_steps=5",
+        "train.log_samples=true",
+        "launch.restart_backoff_s=0.2",
+        "launch.rejoin_timeout_s=3",
+        "dist.timeout_s=8",
+        "launch.slurm=false",
+    ];
+    let hosts = Hosts::new(2);
+    let shared = scratch_dir("elastic-shared");
+    let start = |i: usize, name: &str| {
+        node(&hosts, i, name, &shared, &sets)
+            .args(["--nnodes", "1:2", "--node-rank", &i.to_string()])
+            .args(["--master-addr", &hosts.addr(0), "--master-port", "29500"])
+            .spawn()
+            .unwrap()
+    };
+    let node0 = start(0, "elastic");
+    let node1 = start(1, "elastic");
+    let lead = run_folder("elastic-node0");
+    arl_tests::wait_for_step(&lead, 8);
+    hosts.kill(1);
+    let _ = node1.wait_with_output();
+    // After the rejoin timeout node 0 goes on alone, as a world of one.
+    wait_for(&shared.join("restarts/round-1.json"), "the shrink");
+    assert_eq!(round_members(&shared, 1), [0]);
+    let shrunk = arl_tests::step_reports(&lead).len();
+    while arl_tests::step_reports(&lead).len() < shrunk + 3 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Node 1 comes back and waits; the next restart (a killed worker) admits it.
+    let back = start(1, "elastic-back");
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = arl_tests::find_worker_pid(&lead, 0).expect("node 0's worker");
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let outputs = wait_all(vec![node0, back]);
+    assert_success(&outputs);
+    assert_eq!(round_members(&shared, 2), [0, 1]);
+    let stderr = String::from_utf8_lossy(&outputs[0].stderr);
+    assert!(
+        stderr.contains(
+            "did not return within launch.rejoin_timeout_s; the world goes on with nodes [0]"
+        ),
+        "{stderr}"
+    );
+    let stderr = String::from_utf8_lossy(&outputs[1].stderr);
+    assert!(
+        stderr.contains("waits to be admitted at the next restart"),
+        "{stderr}"
+    );
+    // Every step trained exactly the samples an uninterrupted run of two ranks trains.
+    let straight = scratch_dir("elastic-straight");
+    let config = pretrain_config(&straight);
+    let out = Command::new(release_binary("arl"))
+        .args(["pretrain", config.to_str().unwrap()])
+        .args(sets.iter().flat_map(|s| ["--set", s]))
+        .env("TORCH_CPP_LOG_LEVEL", "ERROR")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let runs = [
+        lead.clone(),
+        run_folder("elastic-node1"),
+        run_folder("elastic-back-node1"),
+    ];
+    let expected = samples_that_counted(&straight, std::slice::from_ref(&straight));
+    assert_eq!(expected.len(), 40);
+    assert_eq!(samples_that_counted(&lead, &runs), expected);
+}

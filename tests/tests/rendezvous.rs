@@ -1,4 +1,4 @@
-//! Rendezvous safety: every world has a token (job, shared state, restart round) that rank 0
+//! Rendezvous safety: every world has a token (job, config identity, restart round) that rank 0
 //! publishes in its store and every rank checks before joining; the group's keys live under it.
 //! - a node of another run that reaches a running run's store fails at once, with both tokens
 //!   named, and the running run goes on;
@@ -49,9 +49,10 @@ fn a_node_of_another_run_is_refused_by_token_and_the_run_goes_on() {
     let ours = scratch_dir("rdzv-ours");
     let child = pretrain(&ours, &["--master-port", &port]).spawn().unwrap();
     wait_for_step(&ours, 2);
-    // Another run's second node, pointed at our store by mistake.
+    // Another run's (another seed's) second node, pointed at our store by mistake.
     let theirs = scratch_dir("rdzv-theirs");
     let out = pretrain(&theirs, &["--nnodes", "2", "--node-rank", "1"])
+        .args(["--set", "train.seed=4"])
         .args(["--master-port", &port])
         .output()
         .unwrap();

@@ -186,6 +186,13 @@ impl JobConfig {
             "launch.master_addr must name a host"
         );
         ensure!(
+            launch.min_nnodes <= launch.nnodes,
+            "launch.min_nnodes = {} must be at most launch.nnodes = {}",
+            launch.min_nnodes,
+            launch.nnodes
+        );
+        seconds("launch.rejoin_timeout_s", launch.rejoin_timeout_s)?;
+        ensure!(
             launch.restart_backoff_s.is_finite()
                 && (0.0..=MAX_BACKOFF_S).contains(&launch.restart_backoff_s),
             "launch.restart_backoff_s must be between 0 and {MAX_BACKOFF_S} seconds, not {}",

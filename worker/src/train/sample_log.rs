@@ -1,6 +1,7 @@
 //! The sample log (`[train] log_samples`): each rank appends, for every step it trains, the
-//! samples it drew, as `{"step":S,"samples":[[shard,item],…]}` lines. A step redone after a
-//! failure appears again; its last line is the one that counted.
+//! samples it drew, as `{"step":S,"world":T,"samples":[[shard,item],…]}` lines (T: the world's
+//! run token, the same on all its ranks). A step redone after a failure appears again, in the
+//! world that redid it; the last world to train a step is the one that counted.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use crate::data::stream::Sample;
 pub struct SampleLog {
     path: PathBuf,
     file: std::fs::File,
+    world: String,
 }
 
 impl SampleLog {
@@ -32,6 +34,7 @@ impl SampleLog {
         Ok(Self {
             path: path.to_owned(),
             file,
+            world: std::env::var(arl_contract::rank_env::RUN_TOKEN_VAR).unwrap_or_default(),
         })
     }
 
@@ -41,7 +44,7 @@ impl SampleLog {
     /// The line cannot be written (the file named).
     pub fn record(&mut self, step: u64, samples: &[Sample]) -> anyhow::Result<()> {
         let ids: Vec<[u32; 2]> = samples.iter().map(|s| [s.at.shard, s.at.item]).collect();
-        let line = serde_json::json!({ "step": step, "samples": ids });
+        let line = serde_json::json!({ "step": step, "world": self.world, "samples": ids });
         writeln!(self.file, "{line}").with_context(|| format!("writing {}", self.path.display()))
     }
 }

@@ -11,6 +11,12 @@ pub struct LaunchConfig {
     pub nproc_per_node: usize,
     /// Nodes in the job (each runs one `arl` with the same config).
     pub nnodes: usize,
+    /// The fewest nodes the job goes on with when nodes are lost (`--nnodes MIN:MAX`); 0: all
+    /// `nnodes`, always (a lost node is waited for).
+    pub min_nnodes: usize,
+    /// Seconds a lost node gets to return before the others go on without it (with
+    /// `min_nnodes` below `nnodes`).
+    pub rejoin_timeout_s: f64,
     /// This node's index; node 0 hosts rank 0 and the rendezvous.
     pub node_rank: usize,
     /// Inside a SLURM allocation, take nodes, node index, rendezvous host and port from it.
@@ -47,6 +53,14 @@ pub struct LaunchConfig {
 pub const MAX_BACKOFF_S: f64 = 60.0;
 
 impl LaunchConfig {
+    /// The fewest nodes a world may have.
+    pub fn min_nodes(&self) -> usize {
+        match self.min_nnodes {
+            0 => self.nnodes,
+            min => min,
+        }
+    }
+
     /// Seconds to wait before a restart after `barren` worlds in a row failed without
     /// completing a step (0: the last world made progress).
     pub fn backoff_s(&self, barren: u32) -> f64 {
@@ -59,6 +73,8 @@ impl Default for LaunchConfig {
         Self {
             nproc_per_node: 1,
             nnodes: 1,
+            min_nnodes: 0,
+            rejoin_timeout_s: 60.0,
             node_rank: 0,
             slurm: true,
             backend: Backend::Gloo,
