@@ -254,9 +254,11 @@ fn a_cut_link_is_detected_within_the_collective_timeout_and_healed() {
     );
 }
 
-/// Every sample log line of the files in the `samples` folders of `runs`:
-/// (step, world token, sample ids).
-fn sample_lines(runs: &[PathBuf]) -> Vec<(u64, String, Vec<(u64, u64)>)> {
+/// A sample log line: step, world token, sample ids.
+type SampleLine = (u64, String, Vec<(u64, u64)>);
+
+/// Every sample log line of the files in the `samples` folders of `runs`.
+fn sample_lines(runs: &[PathBuf]) -> Vec<SampleLine> {
     let mut lines = Vec::new();
     for run in runs {
         let Ok(files) = std::fs::read_dir(run.join("samples")) else {
