@@ -113,40 +113,40 @@ pub fn run_job(
         kill_grace: std::time::Duration::from_secs_f64(config.launch.kill_grace_s),
         log_dir: Some(logs_dir(dir)),
     };
-    let outcome = supervise_restarts(config, job, &mut spec, &rounds_dir(config, job, dir));
+    let (rounds, shared) = rounds_dir(config, job, dir);
+    let outcome = supervise_restarts(config, job, &mut spec, &rounds, shared);
     console::finish_bar();
     let stopped_by = outcome?;
     let events = std::mem::take(&mut *events.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(JobOutput { events, stopped_by })
 }
 
-/// The rendezvous token of job `job`'s world of round `round`: the same on every node of the
-/// run (from the job, the pretraining config's identity, the scheduler's job id if any, and the
-/// round), another for a run of another config or job, or another round, so that no rank joins
-/// a store that is not its world's.
+/// The rendezvous token of job `job`'s world of round `round`, so that no rank joins a store
+/// that is not its world's: from the job, the run (`launch.run_id`, else `SLURM_JOB_ID`, else
+/// the job's shared state location, which every node of a run shares) and the round.
 pub fn run_token(config: &JobConfig, job: &str, round: u32) -> String {
-    let identity = arl_contract::identity::identity_hash(&config.pretraining_identity());
-    let scheduler = std::env::var("SLURM_JOB_ID").unwrap_or_default();
-    let hash = arl_checkpoints::manifest::sha256_hex(
-        format!("{job}\n{identity}\n{scheduler}\n{round}").as_bytes(),
-    );
+    let run = match config.launch.run_id.as_str() {
+        "" => std::env::var("SLURM_JOB_ID").unwrap_or_else(|_| config.locations().restarts(job)),
+        id => id.to_owned(),
+    };
+    let hash = arl_checkpoints::manifest::sha256_hex(format!("{job}\n{run}\n{round}").as_bytes());
     hash[..16].to_owned()
 }
 
-/// The folder of job `job`'s restart rounds: its shared state's
-/// ([`arl_contract::Locations::restarts`]), or, when that is an object store, the job folder
-/// `dir`, where the count is this node's alone.
-fn rounds_dir(config: &JobConfig, job: &str, dir: &Path) -> PathBuf {
+/// The folder of job `job`'s restart rounds and whether the nodes share it: its shared
+/// state's ([`arl_contract::Locations::restarts`]), or, when that is an object store, the job
+/// folder `dir`, where the count is this node's alone.
+fn rounds_dir(config: &JobConfig, job: &str, dir: &Path) -> (PathBuf, bool) {
     let shared = config.locations().restarts(job);
     if shared.contains("://") {
         console::line(&format!(
-            "arl: warning: the restart budget is counted per node (in {}): {shared} is an \
-             object store",
+            "arl: warning: the restart budget is counted per node (in {}), and the job waits for \
+             every node: {shared} is an object store",
             dir.join("restarts").display()
         ));
-        return dir.join("restarts");
+        return (dir.join("restarts"), false);
     }
-    PathBuf::from(shared)
+    (PathBuf::from(shared), true)
 }
 
 /// Runs worlds of `spec` until one ends without a failure (returns the stop signal, if one
@@ -156,13 +156,20 @@ fn supervise_restarts(
     job: &str,
     spec: &mut WorldSpec,
     rounds_dir: &Path,
+    shared: bool,
 ) -> anyhow::Result<Option<i32>> {
     let launch = &config.launch;
     let rounds = Rounds::open(rounds_dir)?;
     let full = spec.topology.clone();
     let membership = (full.nnodes > 1).then(|| Membership {
         liveness: Liveness::new(rounds_dir, full.node_rank, full.nnodes, &full.node_addr),
-        min_nnodes: launch.min_nodes(),
+        // Without a folder every node sees, no node could tell a lost one from its own
+        // isolation: the world waits for all.
+        min_nnodes: if shared {
+            launch.min_nodes()
+        } else {
+            full.nnodes
+        },
         rejoin_timeout: Duration::from_secs_f64(launch.rejoin_timeout_s),
         full: full.clone(),
     });

@@ -718,3 +718,56 @@ pub fn worker_pid(run: &Path, rank: usize) -> i32 {
     find_worker_pid(run, rank)
         .unwrap_or_else(|| panic!("no worker of rank {rank} for {}", run.display()))
 }
+
+/// The step and model hash of the newest committed checkpoint at `location`.
+///
+/// # Panics
+/// If there is none.
+pub fn final_model(location: &Path) -> (u64, String) {
+    let latest = arl_checkpoints::Checkpoints::open(&location.to_string_lossy())
+        .unwrap()
+        .latest()
+        .unwrap()
+        .expect("a committed checkpoint");
+    (latest.state.step, latest.group_hash("model"))
+}
+
+/// One line of a pretraining rank's sample log (`[train] log_samples`).
+pub struct SampleLine {
+    /// The log's file name (`rank<R>.jsonl`).
+    pub file: String,
+    /// The step.
+    pub step: u64,
+    /// The token of the world that trained it.
+    pub world: String,
+    /// The samples, as (shard, item).
+    pub ids: Vec<(u64, u64)>,
+}
+
+/// Every line of the sample logs in `<run>/samples/` of each of `runs`, file by file.
+pub fn sample_lines(runs: &[PathBuf]) -> Vec<SampleLine> {
+    let mut lines = Vec::new();
+    for run in runs {
+        let Ok(files) = std::fs::read_dir(run.join("samples")) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            for line in std::fs::read_to_string(file.path()).unwrap().lines() {
+                let line: Value = serde_json::from_str(line).unwrap();
+                lines.push(SampleLine {
+                    file: name.clone(),
+                    step: line["step"].as_u64().unwrap(),
+                    world: line["world"].as_str().unwrap_or_default().to_owned(),
+                    ids: line["samples"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|s| (s[0].as_u64().unwrap(), s[1].as_u64().unwrap()))
+                        .collect(),
+                });
+            }
+        }
+    }
+    lines
+}

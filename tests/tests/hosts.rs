@@ -11,22 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use arl_checkpoints::Checkpoints;
 use arl_tests::hosts::Hosts;
-use arl_tests::{pretrain_config, release_binary, scratch_dir};
+use arl_tests::{final_model, pretrain_config, release_binary, sample_lines, scratch_dir};
 
 /// One thread per rank everywhere: the same arithmetic whatever the ranks per host.
 const THREADS: (&str, &str) = ("OMP_NUM_THREADS", "1");
-
-/// The step and model hash of the newest checkpoint at `location`.
-fn final_model(location: &Path) -> (u64, String) {
-    let latest = Checkpoints::open(&location.to_string_lossy())
-        .unwrap()
-        .latest()
-        .unwrap()
-        .expect("a committed checkpoint");
-    (latest.state.step, latest.group_hash("model"))
-}
 
 /// The run on one host: `ranks` workers, `sets` overrides.
 fn one_host(name: &str, ranks: usize, sets: &[&str]) -> (u64, String) {
@@ -254,46 +243,24 @@ fn a_cut_link_is_detected_within_the_collective_timeout_and_healed() {
     );
 }
 
-/// A sample log line: step, world token, sample ids.
-type SampleLine = (u64, String, Vec<(u64, u64)>);
-
-/// Every sample log line of the files in the `samples` folders of `runs`.
-fn sample_lines(runs: &[PathBuf]) -> Vec<SampleLine> {
-    let mut lines = Vec::new();
-    for run in runs {
-        let Ok(files) = std::fs::read_dir(run.join("samples")) else {
-            continue;
-        };
-        for file in files.flatten() {
-            for line in std::fs::read_to_string(file.path()).unwrap().lines() {
-                let line: serde_json::Value = serde_json::from_str(line).unwrap();
-                let ids = line["samples"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|s| (s[0].as_u64().unwrap(), s[1].as_u64().unwrap()))
-                    .collect();
-                let world = line["world"].as_str().unwrap().to_owned();
-                lines.push((line["step"].as_u64().unwrap(), world, ids));
-            }
-        }
-    }
-    lines
-}
-
 /// Per step, the sorted samples of the last world that trained it (`lead`'s log decides which
 /// world that was: rank 0 is in every world).
 fn samples_that_counted(lead: &Path, runs: &[PathBuf]) -> Vec<Vec<(u64, u64)>> {
     let lead_lines = sample_lines(&[lead.to_owned()]);
     let all = sample_lines(runs);
-    let last_step = lead_lines.iter().map(|l| l.0).max().unwrap();
+    let last_step = lead_lines.iter().map(|l| l.step).max().unwrap();
     (1..=last_step)
         .map(|step| {
-            let world = &lead_lines.iter().rev().find(|l| l.0 == step).unwrap().1;
+            let world = &lead_lines
+                .iter()
+                .rev()
+                .find(|l| l.step == step)
+                .unwrap()
+                .world;
             let mut ids: Vec<(u64, u64)> = all
                 .iter()
-                .filter(|l| l.0 == step && &l.1 == world)
-                .flat_map(|l| l.2.clone())
+                .filter(|l| l.step == step && &l.world == world)
+                .flat_map(|l| l.ids.clone())
                 .collect();
             ids.sort_unstable();
             ids

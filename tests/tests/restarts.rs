@@ -282,6 +282,8 @@ fn ranks_that_would_resume_from_different_checkpoints_stop_before_a_step() {
                 node,
             ])
             .args(["--master-port", &port, "--set", "launch.slurm=false"])
+            // One run by name, though the nodes share no storage.
+            .args(["--set", "launch.run_id=\"disagree\""])
             .env("TORCH_CPP_LOG_LEVEL", "ERROR")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -314,18 +316,8 @@ fn ranks_that_would_resume_from_different_checkpoints_stop_before_a_step() {
 /// (a step's last line per rank counts).
 fn samples_by_step(run: &Path) -> BTreeMap<u64, Vec<(u64, u64)>> {
     let mut by_rank_step: BTreeMap<(String, u64), Vec<(u64, u64)>> = BTreeMap::new();
-    for entry in std::fs::read_dir(run.join("samples")).unwrap().flatten() {
-        let rank = entry.file_name().to_string_lossy().into_owned();
-        for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
-            let line: Value = serde_json::from_str(line).unwrap();
-            let ids = line["samples"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| (s[0].as_u64().unwrap(), s[1].as_u64().unwrap()))
-                .collect();
-            by_rank_step.insert((rank.clone(), line["step"].as_u64().unwrap()), ids);
-        }
+    for line in arl_tests::sample_lines(&[run.to_owned()]) {
+        by_rank_step.insert((line.file, line.step), line.ids);
     }
     let mut by_step: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
     for ((_, step), ids) in by_rank_step {

@@ -7,15 +7,17 @@
 //!   the uninterrupted job;
 //! - a worker killed inside the allocation is restarted by the restart policy, and the job
 //!   completes (the allocation is kept);
-//! - a job step over two emulated nodes trains as one node does.
+//! - a job step over two emulated nodes trains as one node does, and is preempted, requeued
+//!   and resumed alike.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use arl_checkpoints::Checkpoints;
-use arl_tests::{pretrain_config, release_binary, scratch_dir, wait_for_step, workspace_root};
+use arl_tests::{
+    final_model, pretrain_config, release_binary, scratch_dir, wait_for_step, workspace_root,
+};
 
 /// The cluster's config, started once for this test binary.
 fn slurm_conf() -> &'static str {
@@ -105,16 +107,6 @@ fn wait_ended(id: &str) -> String {
     }
 }
 
-/// The step and model hash of the newest checkpoint of the run in `run`.
-fn final_model(run: &Path) -> (u64, String) {
-    let latest = Checkpoints::open(&run.join("checkpoints").to_string_lossy())
-        .unwrap()
-        .latest()
-        .unwrap()
-        .expect("a committed checkpoint");
-    (latest.state.step, latest.group_hash("model"))
-}
-
 fn job_log(run: &Path, id: &str) -> String {
     std::fs::read_to_string(run.join(format!("slurm-{id}.out"))).unwrap_or_default()
 }
@@ -126,14 +118,15 @@ fn uninterrupted() -> &'static (u64, String) {
         let run = scratch_dir("slurm-straight");
         let id = submit(&run, 1, 2);
         assert_eq!(wait_ended(&id), "COMPLETED", "{}", job_log(&run, &id));
-        final_model(&run)
+        final_model(&run.join("checkpoints"))
     })
 }
 
-#[test]
-fn a_preempted_job_checkpoints_requeues_and_ends_as_an_uninterrupted_one() {
-    let run = scratch_dir("slurm-preempt");
-    let id = submit(&run, 1, 2);
+/// Preempts a job of `nodes` × `ranks_per_node` ranks after step 5; checks it checkpointed,
+/// was requeued, resumed and ended with the uninterrupted job's weights.
+fn preempt(name: &str, nodes: usize, ranks_per_node: usize) {
+    let run = scratch_dir(name);
+    let id = submit(&run, nodes, ranks_per_node);
     wait_for_step(&run, 5);
     text(slurm("scancel").args(["--signal=USR1", "--batch", &id]));
     assert_eq!(wait_ended(&id), "COMPLETED", "{}", job_log(&run, &id));
@@ -144,7 +137,17 @@ fn a_preempted_job_checkpoints_requeues_and_ends_as_an_uninterrupted_one() {
         "{events}"
     );
     assert!(events.contains(r#""event":"resumed""#), "{events}");
-    assert_eq!(&final_model(&run), uninterrupted());
+    assert_eq!(&final_model(&run.join("checkpoints")), uninterrupted());
+}
+
+#[test]
+fn a_preempted_job_checkpoints_requeues_and_ends_as_an_uninterrupted_one() {
+    preempt("slurm-preempt", 1, 2);
+}
+
+#[test]
+fn a_preempted_job_over_two_nodes_does_the_same() {
+    preempt("slurm-preempt-two-nodes", 2, 1);
 }
 
 #[test]
@@ -163,7 +166,7 @@ fn a_worker_killed_inside_the_allocation_is_restarted_and_the_job_completes() {
     assert_eq!(wait_ended(&id), "COMPLETED", "{}", job_log(&run, &id));
     assert_eq!(job_field(&id, "Restarts"), "0", "the allocation was kept");
     assert!(run.join("restarts/round-1.json").exists());
-    assert_eq!(&final_model(&run), uninterrupted());
+    assert_eq!(&final_model(&run.join("checkpoints")), uninterrupted());
 }
 
 #[test]
@@ -172,5 +175,5 @@ fn a_job_step_over_two_nodes_trains_as_one_node_does() {
     let id = submit(&run, 2, 1);
     assert_eq!(wait_ended(&id), "COMPLETED", "{}", job_log(&run, &id));
     assert_eq!(job_field(&id, "NodeList"), "node[1-2]");
-    assert_eq!(&final_model(&run), uninterrupted());
+    assert_eq!(&final_model(&run.join("checkpoints")), uninterrupted());
 }

@@ -125,7 +125,8 @@ char* arl_store_check_token(arl_store* store, const char* key, const char* token
     if (found != ours) {
       throw std::runtime_error(
           "the store belongs to another run (its token " + found + ", this run's " + ours +
-          "): another job uses this address and port");
+          "): another job uses this address and port, or this run's nodes do not share their "
+          "checkpoint location (launch.run_id names a run explicitly)");
     }
   });
 }

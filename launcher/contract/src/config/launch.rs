@@ -30,6 +30,9 @@ pub struct LaunchConfig {
     /// This node's address, which its ranks bind and advertise to the other nodes; empty: the
     /// local address through which `master_addr` is reached.
     pub node_addr: String,
+    /// The run's name at the rendezvous, the same on every node; empty: `SLURM_JOB_ID` in a
+    /// SLURM job, else the location of the job's shared state.
+    pub run_id: String,
     /// Restarts of the world after a rank fails, counted over every node of one launch of the
     /// job (0: the first failure ends it). A failure before the first completed step is never
     /// retried.
@@ -81,6 +84,7 @@ impl Default for LaunchConfig {
             master_addr: "127.0.0.1".to_owned(),
             master_port: 0,
             node_addr: String::new(),
+            run_id: String::new(),
             max_restarts: 3,
             restart_backoff_s: 1.0,
             hang_margin_s: 30.0,
