@@ -1,21 +1,27 @@
 //! Which nodes of a job are alive: each node's launcher rewrites `node<K>.alive` in the job's
 //! shared restart folder while its world runs, and reads the others'. A node whose file has not
 //! changed for [`LOST_AFTER_S`] longer than this node's own is silent: its launcher is gone
-//! (killed, or its host lost), and the launcher names it.
+//! (killed, or its host lost), and the launcher names it. Each beat also goes to the other
+//! launchers over the network ([`NetBeats`]): a node that beats on the folder but is not heard
+//! is unreachable (a cut link).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
+use crate::net_beats::NetBeats;
 
 /// Seconds of silence after which a node counts as lost.
 pub const LOST_AFTER_S: f64 = 3.0;
 
 /// This node's view of the job's nodes.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Liveness {
     dir: PathBuf,
     node: usize,
     nnodes: usize,
     addr: String,
+    net: Option<NetBeats>,
 }
 
 impl Liveness {
@@ -26,6 +32,7 @@ impl Liveness {
             node,
             nnodes,
             addr: addr.to_owned(),
+            net: NetBeats::bind(addr, node),
         }
     }
 
@@ -36,8 +43,42 @@ impl Liveness {
     /// Marks this node alive now, with its address (a failed write is ignored: the next one
     /// may succeed).
     pub fn beat(&self) {
-        let beat = serde_json::json!({ "pid": std::process::id(), "addr": self.addr });
+        let port = self.net.as_ref().and_then(NetBeats::port);
+        let beat = serde_json::json!({ "pid": std::process::id(), "addr": self.addr, "udp": port });
         let _ = std::fs::write(self.file(self.node), beat.to_string());
+        if let Some(net) = &self.net {
+            let peers: Vec<(usize, SocketAddr)> = (0..self.nnodes)
+                .filter(|&node| node != self.node)
+                .filter_map(|node| Some((node, self.beat_addr(node)?)))
+                .collect();
+            net.exchange(&peers);
+        }
+    }
+
+    /// Where node `node`'s launcher hears beats, from its last beat.
+    fn beat_addr(&self, node: usize) -> Option<SocketAddr> {
+        let beat = self.read(node)?;
+        let ip = beat["addr"].as_str()?.parse().ok()?;
+        let port = u16::try_from(beat["udp"].as_u64()?).ok()?;
+        Some(SocketAddr::new(ip, port))
+    }
+
+    fn read(&self, node: usize) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(self.file(node)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// The other nodes that beat on the folder but have not been heard over the network for
+    /// [`LOST_AFTER_S`]: unreachable, with how long.
+    pub fn unreachable(&self) -> Vec<(usize, f64)> {
+        let Some(net) = &self.net else {
+            return Vec::new();
+        };
+        let silent: Vec<usize> = self.silent().iter().map(|(node, _)| *node).collect();
+        let beating: Vec<usize> = (0..self.nnodes)
+            .filter(|&node| node != self.node && !silent.contains(&node))
+            .collect();
+        net.unheard(&beating, LOST_AFTER_S)
     }
 
     /// Beats, and returns the time of this beat as the file system recorded it.
@@ -61,9 +102,7 @@ impl Liveness {
 
     /// The address node `node` last beat with.
     pub fn addr(&self, node: usize) -> Option<String> {
-        let text = std::fs::read_to_string(self.file(node)).ok()?;
-        let beat: serde_json::Value = serde_json::from_str(&text).ok()?;
-        beat["addr"].as_str().map(str::to_owned)
+        self.read(node)?["addr"].as_str().map(str::to_owned)
     }
 
     /// The other nodes silent for more than [`LOST_AFTER_S`] (by the file times, against this
@@ -94,6 +133,25 @@ pub fn describe(silent: &[(usize, f64)]) -> String {
         .map(|(node, s)| format!("node {node} (silent for {s:.1} s)"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What this node knows of the others: "lost node 1 (silent for 4.2 s): its launcher stopped",
+/// "node 2 (silent for 3.5 s) unreachable over the network, its launcher still running"; empty
+/// when all are well.
+pub fn losses(liveness: &Liveness) -> String {
+    let mut parts = Vec::new();
+    let silent = liveness.silent();
+    if !silent.is_empty() {
+        parts.push(format!("lost {}: its launcher stopped", describe(&silent)));
+    }
+    let unreachable = liveness.unreachable();
+    if !unreachable.is_empty() {
+        parts.push(format!(
+            "{} unreachable over the network, its launcher still running (a cut link?)",
+            describe(&unreachable)
+        ));
+    }
+    parts.join("; ")
 }
 
 #[cfg(test)]

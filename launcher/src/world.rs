@@ -194,11 +194,9 @@ fn run(spec: &WorldSpec, watch: Option<&Watch<'_>>) -> anyhow::Result<Supervised
     let rank = &ranks[blamed];
     let lost = watch
         .and_then(|w| w.liveness)
-        .map(Liveness::silent)
-        .filter(|silent| !silent.is_empty())
-        .map_or(String::new(), |silent| {
-            format!(" Lost: {}.", liveness::describe(&silent))
-        });
+        .map(liveness::losses)
+        .filter(|losses| !losses.is_empty())
+        .map_or(String::new(), |losses| format!(" Nodes: {losses}."));
     let mut message = format!(
         "rank {} of {world} {reason}; the other ranks were stopped.{lost}{}",
         rank.rank,
@@ -359,14 +357,12 @@ fn supervise(
                 }
                 if let Some(liveness) = watch.liveness {
                     liveness.beat();
-                    let silent = liveness.silent();
-                    if !silent.is_empty() && !reported_lost {
+                    let losses = liveness::losses(liveness);
+                    if !losses.is_empty() && !reported_lost {
                         reported_lost = true;
                         console::line(&format!(
-                            "arl: lost {}: its launcher stopped; this node's ranks wait for it \
-                             (at most dist.init_timeout_s at a rendezvous, dist.timeout_s in a \
-                             collective)",
-                            liveness::describe(&silent)
+                            "arl: {losses}; this node's ranks wait for it (at most \
+                             dist.init_timeout_s at a rendezvous, dist.timeout_s in a collective)"
                         ));
                     }
                 }

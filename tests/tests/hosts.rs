@@ -237,6 +237,12 @@ fn a_cut_link_is_detected_within_the_collective_timeout_and_healed() {
         stderr.contains("restart 1 of 3") || stderr.contains("started round 1"),
         "{stderr}"
     );
+    // Node 0 names node 1 unreachable, not lost: its launcher kept beating on the folder.
+    assert!(
+        stderr.contains("arl: node 1 (silent for")
+            && stderr.contains("unreachable over the network"),
+        "{stderr}"
+    );
     assert_eq!(
         final_model(&shared),
         one_host("linkcut-alone", 2, &LOSS_SETS[..2])
