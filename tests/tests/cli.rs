@@ -346,3 +346,36 @@ fn bench_data_prints_both_figures() {
         assert_eq!(fields[7], "mb=8", "{line}");
     }
 }
+
+#[test]
+fn a_stop_signal_during_the_preflight_ends_the_run_as_a_stop_before_anything_is_prepared() {
+    let dir = arl_tests::scratch_dir("cli-preflight-stop");
+    let run_dir = format!("train.run_dir={:?}", dir.join("run").to_string_lossy());
+    // A rendezvous that waits for a second node that never comes: the stop lands in it.
+    let child = Command::new(release_binary("arl"))
+        .args(["run", "--set", &run_dir, "--set", "launch.nnodes=2"])
+        .args(["--master-port", &arl_tests::free_port().to_string()])
+        .env("TORCH_CPP_LOG_LEVEL", "ERROR")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(128 + 15), "{stderr}");
+    assert!(
+        stderr.contains("arl run: job preflight was stopped"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.join("run/synth").exists(),
+        "nothing is prepared after a stop"
+    );
+}
