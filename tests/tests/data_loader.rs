@@ -97,6 +97,74 @@ fn bad_images_are_skipped_and_counted_and_too_many_stop_the_run() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A `width × height` PNG of one grey `level`.
+fn grey_png(width: u32, height: u32, level: u8) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image::GrayImage::from_pixel(width, height, image::Luma([level]))
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    bytes
+}
+
+/// The grey level of row `i`'s image.
+fn level(i: u8) -> u8 {
+    20 + 8 * i
+}
+
+#[test]
+fn hostile_images_cost_their_own_samples_and_every_image_stays_with_its_row() {
+    let dir = scratch_dir("loader-hostile");
+    let jpeg = std::fs::read(image_fixtures().join("MR_small.jpg")).unwrap();
+    write_dataset_with(&dir.join("dataset"), 20_000, |i| match i {
+        // A thin image that would resize to gigabytes, a decompression bomb (16384² pixels
+        // in a few kilobytes), a truncated JPEG and an empty file.
+        3 => grey_png(1, 65_535, 0),
+        7 => grey_png(16_384, 16_384, 0),
+        11 => jpeg[..jpeg.len() / 2].to_vec(),
+        13 => Vec::new(),
+        i => grey_png(40, 30, level(i)),
+    });
+    let loader = loader(&dir, "a", config(Transform::Clip { size: 32 }, 0.5), 6);
+    let (mut good, mut bad) = (0, Vec::new());
+    for _ in 0..6 {
+        let batch = loader.next_batch().unwrap();
+        for (k, sample) in batch.samples.iter().enumerate() {
+            // The row's own image: its grey level, read back through CLIP's normalisation.
+            let i: u8 = sample
+                .row
+                .image_id
+                .trim_end_matches(".png")
+                .parse()
+                .unwrap();
+            let red = batch.images.get(k as i64).get(0).mean(tch::Kind::Float);
+            let read = (red.double_value(&[]) * 0.268_629_54 + 0.481_454_66) * 255.0;
+            assert!((read - f64::from(level(i))).abs() < 0.5, "row {i}: {read}");
+            assert!(sample.row.captions[sample.text].starts_with(&format!("image {i} ")));
+        }
+        good += batch.samples.len();
+        bad.extend(batch.bad);
+    }
+    // Rows 3, 7, 11 and 13 have 1, 2, 3 and 2 texts: eight bad items of 48.
+    assert_eq!((good, bad.len()), (40, 8), "{bad:?}");
+    for (row, reason) in [
+        ("3.png", "1×65535"),
+        ("7.png", "16384×16384"),
+        ("11.png", "truncated"),
+        ("13.png", "image"),
+    ] {
+        assert!(
+            bad.iter()
+                .any(|b| b.reason.contains(&format!("{row:?}")) && b.reason.contains(reason)),
+            "{row}: {bad:?}"
+        );
+    }
+    drop(loader);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn random_crops_follow_the_seed() {
     let dir = scratch_dir("loader-crop");

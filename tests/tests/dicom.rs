@@ -206,3 +206,26 @@ fn unsupported_and_broken_files_are_named_errors() {
     );
     assert!(message.contains("not a DICOM file"), "{message}");
 }
+
+#[test]
+fn a_frame_larger_than_the_bounds_is_refused_before_its_pixels_are_decoded() {
+    // CT_small.dcm whose header claims 60000 × 60000 pixels (about 7 GB decoded).
+    let dir = arl_tests::scratch_dir("dicom-huge");
+    let huge = dir.join("huge.dcm");
+    let status = std::process::Command::new(arl_tests::python())
+        .args([
+            "-c",
+            "import pydicom, sys; ds = pydicom.dcmread(sys.argv[1]); ds.Rows = 60000; \
+             ds.Columns = 60000; ds.save_as(sys.argv[2])",
+        ])
+        .arg(manifest().tests.join("CT_small.dcm"))
+        .arg(&huge)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let error = read(&huge, Frames::First).unwrap_err();
+    assert!(
+        format!("{error:#}").contains("60000×60000, more than 16384 pixels on a side"),
+        "{error:#}"
+    );
+}

@@ -74,6 +74,7 @@ pub enum Frames {
 /// photometric interpretation or bit depth, or pixel data that does not decode.
 pub fn decode(bytes: &[u8], options: &DicomOptions, frames: Frames) -> anyhow::Result<Vec<Rgb>> {
     let object = parse(bytes)?;
+    check_pixel_size(&object)?;
     let transfer_syntax = object.meta().transfer_syntax().trim_end_matches('\0');
     let pixels = object.decode_pixel_data().with_context(|| {
         format!(
@@ -93,6 +94,38 @@ pub fn decode(bytes: &[u8], options: &DicomOptions, frames: Frames) -> anyhow::R
         })
         .collect()
 }
+
+/// Refuses, before the pixel data is decoded (all frames at once), a frame past the image
+/// bounds or frames that together would take more than [`MAX_DECODED_BYTES`].
+fn check_pixel_size(object: &DefaultDicomObject) -> anyhow::Result<()> {
+    if object.element(tags::PIXEL_DATA).is_err() {
+        // No pixel data: decoding says so.
+        return Ok(());
+    }
+    let number = |tag, default: u64| -> u64 {
+        object
+            .element(tag)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(default)
+    };
+    let (rows, columns) = (number(tags::ROWS, 0), number(tags::COLUMNS, 0));
+    super::image::check_size(columns, rows, "the DICOM frame")?;
+    let frames = number(tags::NUMBER_OF_FRAMES, 1).max(1);
+    let samples = number(tags::SAMPLES_PER_PIXEL, 1).max(1);
+    let bytes = number(tags::BITS_ALLOCATED, 16).max(8).div_ceil(8);
+    let total = rows * columns * frames * samples * bytes;
+    anyhow::ensure!(
+        total <= MAX_DECODED_BYTES,
+        "the DICOM pixel data would decode to {total} bytes ({frames} frames of {columns}×{rows}), \
+         more than {MAX_DECODED_BYTES}"
+    );
+    Ok(())
+}
+
+/// The most bytes a DICOM file's pixel data may decode to.
+const MAX_DECODED_BYTES: u64 = 1 << 30;
 
 /// The descriptive text attributes of a DICOM file that are present and not empty, by keyword:
 /// Modality, BodyPartExamined, StudyDescription, SeriesDescription, ProtocolName.

@@ -3,7 +3,7 @@
 //! a = −0.5 kernel widens with the downscale factor: `fast_image_resize`'s Catmull-Rom filter),
 //! centre crop, torchvision's RandomResizedCrop, and CLIP normalisation into a (3, S, S) tensor.
 
-use anyhow::Context;
+use anyhow::{Context, ensure};
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use rand::Rng;
@@ -13,6 +13,31 @@ use tch::Tensor;
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// CLIP's per-channel standard deviation.
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+
+/// The largest width or height accepted, in pixels (a decoder is not let past it).
+pub const MAX_SIDE: u32 = 16_384;
+/// The most pixels an image may have, decoded or resized (about 200 MB as RGB).
+pub const MAX_PIXELS: u64 = 64 << 20;
+
+/// Refuses an image of `width × height` pixels that is empty or past the bounds.
+///
+/// # Errors
+/// A zero side, a side above [`MAX_SIDE`], or more than [`MAX_PIXELS`] pixels (named).
+pub fn check_size(width: u64, height: u64, what: &str) -> anyhow::Result<()> {
+    ensure!(
+        width > 0 && height > 0,
+        "{what} is empty ({width}×{height})"
+    );
+    ensure!(
+        width <= u64::from(MAX_SIDE) && height <= u64::from(MAX_SIDE),
+        "{what} is {width}×{height}, more than {MAX_SIDE} pixels on a side"
+    );
+    ensure!(
+        width * height <= MAX_PIXELS,
+        "{what} is {width}×{height}, more than {MAX_PIXELS} pixels"
+    );
+    Ok(())
+}
 
 /// An 8-bit RGB image, rows of interleaved channels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +55,30 @@ pub struct Rgb {
 /// # Errors
 /// Bytes that are not a supported, intact image.
 pub fn decode(bytes: &[u8]) -> anyhow::Result<Rgb> {
-    let image = image::load_from_memory(bytes).context("decoding an image")?;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .context("reading an image")?;
+    // The header's size is checked before the decoder allocates anything.
+    let (width, height) = reader
+        .into_dimensions()
+        .context("decoding an image header")?;
+    check_size(u64::from(width), u64::from(height), "the image")?;
+    reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format()?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) {
+        // The decoder fills a truncated JPEG with grey instead of failing: require the
+        // end-of-image marker (entropy-coded data never holds FF D9) near the end.
+        let tail = &bytes[bytes.len().saturating_sub(4096)..];
+        ensure!(
+            tail.windows(2).any(|w| w == [0xFF, 0xD9]),
+            "the JPEG is truncated (no end-of-image marker)"
+        );
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(4 * MAX_PIXELS);
+    reader.limits(limits);
+    let image = reader.decode().context("decoding an image")?;
     let rgb = image.to_rgb8();
     Ok(Rgb {
         width: rgb.width(),
@@ -71,6 +119,12 @@ pub fn resize_shorter(image: &Rgb, size: u32) -> anyhow::Result<Rgb> {
     } else {
         (scaled(w, h), size)
     };
+    // A thin image would need a huge resize target (1 × 65535 at 288 px: 16 GB).
+    check_size(
+        u64::from(target.0),
+        u64::from(target.1),
+        &format!("the {w}×{h} image resized to {size} px on its shorter side"),
+    )?;
     resize_region(image, (0.0, 0.0, f64::from(w), f64::from(h)), target)
 }
 
@@ -205,5 +259,39 @@ mod tests {
             assert!((a - b).abs() < 1e-6);
         }
         assert!(decode(b"not an image").is_err());
+    }
+
+    /// A PNG of `width × height` grey pixels.
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        image::GrayImage::new(width, height)
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Png,
+            )
+            .unwrap();
+        bytes
+    }
+
+    #[test]
+    fn thin_huge_and_empty_images_are_refused_before_any_allocation() {
+        // 1 × 65535: a few hundred bytes that would resize to 16 GB at 288 px.
+        let thin = decode(&png(1, 65_535)).unwrap_err();
+        assert!(format!("{thin:#}").contains("1×65535"), "{thin:#}");
+        let thin = decode(&png(1, 16_000)).unwrap();
+        let error = clip(&thin, 288).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("resized to 288 px"),
+            "{error:#}"
+        );
+        // A decompression bomb: a 16384 × 16384 PNG of zeros compresses to kilobytes.
+        let bomb = png(16_384, 16_384);
+        assert!(bomb.len() < 2 << 20, "{}", bomb.len());
+        let error = decode(&bomb).unwrap_err();
+        assert!(format!("{error:#}").contains("pixels"), "{error:#}");
+        let truncated = png(64, 64);
+        assert!(decode(&truncated[..truncated.len() / 2]).is_err());
+        assert!(check_size(0, 10, "x").is_err());
+        assert!(decode(&png(64, 48)).is_ok());
     }
 }

@@ -127,6 +127,19 @@ impl BadCounter {
     }
 }
 
+/// Runs `work` for one sample, turning a panic inside it into that sample's error (a decoder's
+/// bug must cost one sample, not the run, and never shift the pairing of images and texts).
+pub fn contained<T>(work: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        Err(anyhow::anyhow!("panicked while decoding: {message}"))
+    })
+}
+
 /// Builds one step's batch: decodes on `threads` scoped threads, in sample order.
 fn build(
     mut step_samples: super::stream::Step,
@@ -140,18 +153,27 @@ fn build(
         let handles: Vec<_> = samples
             .chunks(chunk)
             .map(|part| {
-                scope.spawn(move || {
+                let handle = scope.spawn(move || {
                     part.iter()
-                        .map(|s| transform(s, cfg, seed))
+                        .map(|s| contained(|| transform(s, cfg, seed)))
                         .collect::<Vec<_>>()
-                })
+                });
+                (part.len(), handle)
             })
             .collect();
+        // One result per sample, always: a thread lost whole fails each of its samples.
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            .flat_map(|(len, handle)| {
+                handle.join().unwrap_or_else(|_| {
+                    (0..len)
+                        .map(|_| Err(anyhow::anyhow!("its decoding thread died")))
+                        .collect()
+                })
+            })
             .collect()
     });
+    assert_eq!(decoded.len(), samples.len(), "one decode result per sample");
     let mut bad = step_samples.bad;
     let mut good = Vec::new();
     let mut tensors = Vec::new();
@@ -226,5 +248,22 @@ impl Drop for Loader {
         if let Some(producer) = self.producer.take() {
             let _ = producer.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panic_in_one_sample_is_that_sample_s_error() {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let caught: anyhow::Result<()> = super::contained(|| panic!("bad pixels in row 7"));
+        std::panic::set_hook(hook);
+        let error = format!("{:#}", caught.unwrap_err());
+        assert!(
+            error.contains("panicked while decoding: bad pixels in row 7"),
+            "{error}"
+        );
+        assert_eq!(super::contained(|| Ok(3)).unwrap(), 3);
     }
 }
