@@ -97,16 +97,13 @@ fn peer(args: &CheckpointArgs, layout: &Path, folder: &Path) -> anyhow::Result<(
 /// # Errors
 /// Missing set-up, or a side failing.
 pub fn run(args: &CheckpointArgs) -> anyhow::Result<()> {
-    let work = args
-        .dir
-        .clone()
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!("arl-bench-checkpoint-{}", std::process::id()));
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let layout = work.join("layout.json");
-    let result = targets(args, &work, &layout);
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = tempfile::Builder::new()
+        .prefix("arl-bench-checkpoint-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a private folder in {}", parent.display()))?;
+    let layout = work.path().join("layout.json");
+    targets(args, work.path(), &layout)
 }
 
 fn targets(args: &CheckpointArgs, work: &Path, layout: &Path) -> anyhow::Result<()> {

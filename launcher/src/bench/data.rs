@@ -104,7 +104,7 @@ fn stream(args: &DataArgs) -> anyhow::Result<()> {
             "bench data: streaming {} MiB of {image_kb} KiB images",
             args.stream_mb
         );
-        let work = std::env::temp_dir().join(format!("arl-bench-stream-{}", std::process::id()));
+        let work = crate::bench::private_dir("arl-bench-stream-")?;
         let out = Command::new(crate::spawn::worker_binary()?)
             .args([
                 "bench-stream",
@@ -112,13 +112,13 @@ fn stream(args: &DataArgs) -> anyhow::Result<()> {
                 &format!("s3://bench/images-{image_kb}kb"),
             ])
             .arg("--work")
-            .arg(&work)
+            .arg(work.path())
             .args(["--total-mb", &args.stream_mb.to_string()])
             .args(["--image-kb", &image_kb.to_string()])
             .args(["--rounds", &args.rounds.to_string()])
             .envs(server.env())
             .output()?;
-        let _ = std::fs::remove_dir_all(&work);
+        drop(work);
         let side = "arl-worker bench-stream";
         let timing = json_line(&out, side)?;
         let get = field(&timing, "raw_mb_s", side)?;
@@ -138,7 +138,8 @@ fn stream(args: &DataArgs) -> anyhow::Result<()> {
 /// Decode + transform throughput against PIL + torchvision.
 fn images(args: &DataArgs) -> anyhow::Result<()> {
     let python = paths::python(args.python.as_deref())?;
-    let dir = std::env::temp_dir().join(format!("arl-bench-images-{}", std::process::id()));
+    let private = crate::bench::private_dir("arl-bench-images-")?;
+    let dir = private.path().join("images");
     let script = paths::project_file("scripts/fixtures/image_transforms.py")?;
     let status = Command::new(&python).arg(script).arg(&dir).status()?;
     anyhow::ensure!(status.success(), "writing the benchmark images failed");
@@ -147,7 +148,7 @@ fn images(args: &DataArgs) -> anyhow::Result<()> {
         .filter(|p| p.extension().is_some_and(|x| x == "png" || x == "jpg"))
         .collect();
     files.sort();
-    let peer = std::env::temp_dir().join(format!("arl-pil-images-{}.py", std::process::id()));
+    let peer = private.path().join("pil_images.py");
     std::fs::write(&peer, PEER)?;
     let (size, passes) = (args.size.to_string(), args.passes.to_string());
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
@@ -172,8 +173,7 @@ fn images(args: &DataArgs) -> anyhow::Result<()> {
             Ok(())
         },
     )?;
-    let _ = std::fs::remove_file(&peer);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(private);
     println!(
         "data images_per_s arl={:.0} torch={:.0} ratio={:.2} images={} size={}",
         1.0 / median(&ours),

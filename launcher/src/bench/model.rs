@@ -157,9 +157,8 @@ pub fn run_pretrain(args: &ModelArgs) -> anyhow::Result<()> {
 fn measure(args: &ModelArgs, step: Step) -> anyhow::Result<(Vec<StepTiming>, Vec<StepTiming>)> {
     let worker = crate::spawn::worker_binary()?;
     let python = paths::python(args.python.as_deref())?;
-    let dir =
-        std::env::temp_dir().join(format!("arl-bench-{}-{}", step.name(), std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let private = crate::bench::private_dir(&format!("arl-bench-{}-", step.name()))?;
+    let dir = private.path().to_owned();
     let config = dir.join("config.json");
     let printed =
         output_of(Command::new(&worker).args(["model-config", "--preset", &args.preset]))?;
@@ -210,7 +209,7 @@ fn measure(args: &ModelArgs, step: Step) -> anyhow::Result<(Vec<StepTiming>, Vec
             Ok(())
         },
     )?;
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(private);
     Ok((arl, torch))
 }
 

@@ -2,7 +2,6 @@
 //! 127.0.0.1 for the streaming benchmark; stopped and its folder removed when dropped.
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,8 @@ const SECRET_KEY: &str = "arl-bench-secret-key";
 /// A running server with one bucket.
 pub struct LocalS3 {
     child: Child,
-    root: PathBuf,
+    /// The server's files, removed after the server is stopped (fields drop after `drop`).
+    _root: tempfile::TempDir,
     port: u16,
 }
 
@@ -28,18 +28,22 @@ impl LocalS3 {
     pub fn start(bucket: &str) -> anyhow::Result<Self> {
         let binary = paths::project_file(".venv/bin/s3s-fs")?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let root = std::env::temp_dir().join(format!("arl-bench-s3-{}", std::process::id()));
-        std::fs::create_dir_all(root.join(bucket))
-            .with_context(|| format!("creating {}", root.display()))?;
+        let root = crate::bench::private_dir("arl-bench-s3-")?;
+        std::fs::create_dir_all(root.path().join(bucket))
+            .with_context(|| format!("creating {}", root.path().display()))?;
         let child = Command::new(&binary)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(&root)
+            .arg(root.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        let server = Self { child, root, port };
+        let server = Self {
+            child,
+            _root: root,
+            port,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline {
@@ -69,6 +73,5 @@ impl Drop for LocalS3 {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
