@@ -317,7 +317,9 @@ fn a_lost_host_is_left_behind_and_admitted_again_at_the_next_restart() {
     wait_for(&shared.join("restarts/round-1.json"), "the shrink");
     assert_eq!(round_members(&shared, 1), [0]);
     let shrunk = arl_tests::step_reports(&lead).len();
+    let deadline = Instant::now() + Duration::from_secs(120);
     while arl_tests::step_reports(&lead).len() < shrunk + 3 {
+        assert!(Instant::now() < deadline, "the smaller world never stepped");
         std::thread::sleep(Duration::from_millis(50));
     }
     // Node 1 comes back and waits; the next restart (a killed worker) admits it.
