@@ -23,7 +23,7 @@ use crate::spawn::WorldSpec;
 use crate::spawn::worker_binary;
 use crate::topology::Topology;
 use crate::watchdog::Limits;
-use crate::world::{Watch, WorldEnd, WorldFailure, run_watched};
+use crate::world::{ROUND_POLL, Watch, WorldEnd, WorldFailure, run_watched};
 
 /// Writes `config` as the run folder's `config.toml` (whole, then renamed into place: the other
 /// nodes of a job may be reading it); returns its path.
@@ -242,7 +242,12 @@ fn supervise_restarts(
             }
             .into());
         }
-        let backoff = config.launch.backoff_s(barren);
+        let mut backoff = config.launch.backoff_s(barren);
+        if full.nnodes > 1 {
+            // Every other node must have seen the new round and stopped its old world (whose
+            // rank 0 serves the store on the same port) before this node's new ranks connect.
+            backoff = backoff.max(3.0 * ROUND_POLL.as_secs_f64());
+        }
         let next = membership.as_ref().map(Membership::after_failure);
         round = restart(&rounds, round + 1, &failure, config, backoff, next.clone())?;
         if let (Some(membership), Some(_)) = (&membership, next) {

@@ -276,7 +276,7 @@ enum Ended {
 }
 
 /// How often a watched world looks for a newer round.
-const ROUND_POLL: Duration = Duration::from_millis(500);
+pub const ROUND_POLL: Duration = Duration::from_millis(500);
 
 /// Waits for every rank, forwarding signals; on the first failure, stall or newer round kills
 /// them all. Of ranks found failed in the same pass, one killed by a signal is blamed first
