@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use arl_contract::config::launch::LaunchConfig;
 use arl_contract::locations::{events_log, logs_dir};
 use arl_contract::rank_env::{RESTART_COUNT_VAR, RUN_TOKEN_VAR};
 use arl_contract::{Event, JobConfig};
@@ -223,36 +224,55 @@ fn supervise_restarts(
             }
             WorldEnd::Failed(failure) => failure,
         };
-        if let Some(signal) = failure.stopped_by {
-            console::line(&format!("arl: {}", failure.message));
-            return Ok(Some(signal));
+        if let Some(end) = ending(&failure, stepped, restarts, launch.max_restarts) {
+            return end;
         }
-        if !stepped {
-            return Err(Failure::StartUp(format!(
-                "{} (before the first completed step: not retried)",
-                failure.message
-            ))
-            .into());
-        }
-        if restarts >= launch.max_restarts {
-            return Err(Failure::BudgetSpent {
-                message: failure.message,
-                restarts,
-                max: launch.max_restarts,
-            }
-            .into());
-        }
-        let mut backoff = config.launch.backoff_s(barren);
-        if full.nnodes > 1 {
-            // Every other node must have seen the new round and stopped its old world (whose
-            // rank 0 serves the store on the same port) before this node's new ranks connect.
-            backoff = backoff.max(3.0 * ROUND_POLL.as_secs_f64());
-        }
+        let backoff = backoff_s(launch, barren, full.nnodes);
         let next = membership.as_ref().map(Membership::after_failure);
         round = restart(&rounds, round + 1, &failure, config, backoff, next.clone())?;
         if let (Some(membership), Some(_)) = (&membership, next) {
             members = wait_members(&rounds, round, membership);
         }
+    }
+}
+
+/// How the job ends after `failure`, unless it may restart: with the stop signal the user sent,
+/// or with a failure before the first completed step, or after the budget.
+fn ending(
+    failure: &WorldFailure,
+    stepped: bool,
+    restarts: u32,
+    max_restarts: u32,
+) -> Option<anyhow::Result<Option<i32>>> {
+    if let Some(signal) = failure.stopped_by {
+        console::line(&format!("arl: {}", failure.message));
+        return Some(Ok(Some(signal)));
+    }
+    if !stepped {
+        return Some(Err(Failure::StartUp(format!(
+            "{} (before the first completed step: not retried)",
+            failure.message
+        ))
+        .into()));
+    }
+    (restarts >= max_restarts).then(|| {
+        Err(Failure::BudgetSpent {
+            message: failure.message.clone(),
+            restarts,
+            max: max_restarts,
+        }
+        .into())
+    })
+}
+
+/// Seconds to wait before a restart after `barren` worlds in a row without a step; on several
+/// nodes long enough that every other node has seen the new round and stopped its old world
+/// (whose rank 0 serves the store on the same port) before this node's new ranks connect.
+fn backoff_s(launch: &LaunchConfig, barren: u32, nnodes: usize) -> f64 {
+    let backoff = launch.backoff_s(barren);
+    match nnodes {
+        1 => backoff,
+        _ => backoff.max(3.0 * ROUND_POLL.as_secs_f64()),
     }
 }
 

@@ -356,21 +356,26 @@ fn supervise(
                     return Ended::Superseded { round };
                 }
                 if let Some(liveness) = watch.liveness {
-                    liveness.beat();
-                    let losses = liveness::losses(liveness);
-                    if !losses.is_empty() && !reported_lost {
-                        reported_lost = true;
-                        console::line(&format!(
-                            "arl: {losses}; this node's ranks wait for it (at most \
-                             dist.init_timeout_s at a rendezvous, dist.timeout_s in a collective)"
-                        ));
-                    }
+                    beat_and_report(liveness, &mut reported_lost);
                 }
             }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     Ended::Done { stopped_by }
+}
+
+/// Beats this node's liveness and, once per world, says which nodes are lost or unreachable.
+fn beat_and_report(liveness: &Liveness, reported: &mut bool) {
+    liveness.beat();
+    let losses = liveness::losses(liveness);
+    if !losses.is_empty() && !*reported {
+        *reported = true;
+        console::line(&format!(
+            "arl: {losses}; this node's ranks wait for it (at most dist.init_timeout_s at a \
+             rendezvous, dist.timeout_s in a collective)"
+        ));
+    }
 }
 
 /// The stalled rank among those still running, with its state in words.
