@@ -19,6 +19,7 @@
 
 pub mod export;
 pub mod layout;
+pub mod lock;
 pub mod manifest;
 pub mod retention;
 pub mod saver;

@@ -87,11 +87,16 @@ fn run(checkpoints: &Checkpoints, config: SaverConfig, mut staging: Staging, job
 }
 
 impl AsyncSaver {
-    /// Starts the writer thread for `checkpoints`.
+    /// Starts the writer thread for `checkpoints`, after removing the partial folders that
+    /// earlier saves cut short left there (no save of this run is in flight yet).
     ///
     /// # Errors
-    /// The thread cannot be started.
+    /// The partial folders cannot be removed, or the thread cannot be started.
     pub fn new(checkpoints: Checkpoints, config: SaverConfig) -> anyhow::Result<Self> {
+        let cleared = checkpoints.clear_partials()?;
+        if !cleared.is_empty() {
+            tracing::info!(steps = ?cleared, "removed the partial checkpoints of saves cut short");
+        }
         let (jobs, inbox) = mpsc::channel::<(Staging, Job)>();
         let (outbox, returned) = mpsc::channel();
         let thread = std::thread::Builder::new()

@@ -398,10 +398,29 @@ impl Checkpoints {
         for &step in &doomed {
             self.delete(step)?;
         }
-        for partial in listed.iter().filter(|l| l.status == Status::Partial) {
-            self.target.remove_dir(&layout::step_dir(partial.step))?;
-        }
+        self.remove_partials(&listed)?;
         Ok(doomed)
+    }
+
+    /// Deletes the partial folders that saves cut short left behind (a full disk, a kill);
+    /// call it only when no save is in flight. Returns their steps.
+    ///
+    /// # Errors
+    /// Listing or a deletion fails (named).
+    pub fn clear_partials(&self) -> anyhow::Result<Vec<u64>> {
+        self.remove_partials(&self.list()?)
+    }
+
+    fn remove_partials(&self, listed: &[Listed]) -> anyhow::Result<Vec<u64>> {
+        let partial: Vec<u64> = listed
+            .iter()
+            .filter(|l| l.status == Status::Partial)
+            .map(|l| l.step)
+            .collect();
+        for &step in &partial {
+            self.target.remove_dir(&layout::step_dir(step))?;
+        }
+        Ok(partial)
     }
 
     /// Deletes the checkpoint of `step`: the commit marker first, so that a deletion cut short

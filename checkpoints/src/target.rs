@@ -206,6 +206,52 @@ impl Target {
         })
     }
 
+    /// Creates `relative` holding `bytes` unless it exists, atomically: a reader sees no file
+    /// or the whole one. Returns whether it was created.
+    ///
+    /// # Errors
+    /// The write fails for another reason (named).
+    pub fn create_new(&self, relative: &str, bytes: &[u8]) -> anyhow::Result<bool> {
+        let what = || format!("creating {}", self.describe(relative));
+        match &self.kind {
+            Kind::Local(root) => {
+                let path = Self::local(root, relative);
+                let parent = path
+                    .parent()
+                    .context("no parent folder")
+                    .with_context(what)?;
+                std::fs::create_dir_all(parent).with_context(what)?;
+                let staged = parent.join(format!(".{relative}.{}.new", std::process::id()));
+                std::fs::write(&staged, bytes).with_context(what)?;
+                // A hard link never replaces an existing file.
+                let linked = std::fs::hard_link(&staged, &path);
+                let _ = std::fs::remove_file(&staged);
+                match linked {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(e).with_context(what),
+                }
+            }
+            Kind::Store {
+                store,
+                prefix,
+                runtime,
+            } => {
+                let path = Self::object(prefix, relative);
+                let put = store.put_opts(
+                    &path,
+                    PutPayload::from(bytes.to_vec()),
+                    object_store::PutMode::Create.into(),
+                );
+                match runtime.block_on(put) {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                    Err(e) => Err(e).with_context(what),
+                }
+            }
+        }
+    }
+
     /// Makes the entries of folder `relative` ("" for the location itself) durable: `fsync` of
     /// the folder locally; nothing to do in an object store.
     ///
@@ -294,22 +340,42 @@ fn sha256_of(parts: &[&[u8]]) -> String {
 }
 
 /// Writes `parts` into `path`'s temporary sibling, flushes it to disk and renames it into
-/// place; returns the bytes written.
+/// place; returns the bytes written. A failed write leaves no temporary file, and a full disk
+/// says so.
 fn write_local(path: &Path, parts: &[&[u8]]) -> anyhow::Result<u64> {
     let parent = path.parent().context("no parent folder")?;
-    std::fs::create_dir_all(parent)?;
+    std::fs::create_dir_all(parent).map_err(|e| no_space(e, parent))?;
     let name = path.file_name().context("no file name")?.to_string_lossy();
     let temporary = parent.join(format!(".{name}.partial"));
-    let mut file = File::create(&temporary)?;
-    let mut bytes = 0;
-    for chunk in parts.iter().flat_map(|part| part.chunks(CHUNK)) {
-        file.write_all(chunk)?;
-        bytes += chunk.len() as u64;
+    let written = (|| {
+        let mut file = File::create(&temporary)?;
+        let mut bytes = 0;
+        for chunk in parts.iter().flat_map(|part| part.chunks(CHUNK)) {
+            file.write_all(chunk)?;
+            bytes += chunk.len() as u64;
+        }
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temporary, path)?;
+        Ok(bytes)
+    })();
+    written.map_err(|error| {
+        let _ = std::fs::remove_file(&temporary);
+        no_space(error, parent)
+    })
+}
+
+/// `error`, spelled out when it is a full disk under `folder`.
+fn no_space(error: std::io::Error, folder: &Path) -> anyhow::Error {
+    if error.kind() == std::io::ErrorKind::StorageFull {
+        anyhow::Error::new(error).context(format!(
+            "no space left on the device of {}: free space there, or point the checkpoints \
+             elsewhere; the checkpoints already committed are intact",
+            folder.display()
+        ))
+    } else {
+        error.into()
     }
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temporary, path)?;
-    Ok(bytes)
 }
 
 /// Uploads `parts` as one object: a single PUT when small, else a multipart upload (aborted if

@@ -47,6 +47,8 @@ pub struct RankProgress {
     step_seconds: VecDeque<f64>,
     /// The last collectives, oldest first.
     pub collectives: VecDeque<CollectiveRecord>,
+    /// The object it waits for while storage does not answer.
+    pub storage: Option<String>,
 }
 
 impl RankProgress {
@@ -60,6 +62,7 @@ impl RankProgress {
             completed_at: None,
             step_seconds: VecDeque::with_capacity(STEP_TIMES),
             collectives: VecDeque::with_capacity(FLIGHT_RECORDS),
+            storage: None,
         }
     }
 
@@ -100,6 +103,7 @@ impl RankProgress {
                     record.left = Some(now);
                 }
             }
+            Beat::Storage { object } => self.storage = object,
         }
     }
 
@@ -134,7 +138,11 @@ impl RankProgress {
                 }
             )
         });
-        format!("{at}, silent for {silent:.1} s{collective}")
+        let storage = self
+            .storage
+            .as_ref()
+            .map_or(String::new(), |o| format!("; waiting for storage: {o}"));
+        format!("{at}, silent for {silent:.1} s{collective}{storage}")
     }
 
     /// The flight record of rank `rank`: its state and last collectives, ages in seconds
@@ -147,6 +155,7 @@ impl RankProgress {
             "phase": self.phase.map_or("start-up", Phase::name),
             "completed": self.completed,
             "silent_s": age(self.last),
+            "waiting_for_storage": self.storage,
             "collectives": self.collectives.iter().map(|c| json!({
                 "seq": c.seq,
                 "op": c.op,

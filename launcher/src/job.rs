@@ -79,6 +79,7 @@ pub fn run_job(
     args: Vec<String>,
     dir: &Path,
 ) -> anyhow::Result<JobOutput> {
+    let _lock = lock_checkpoints(config, job)?;
     let log = events_log(dir);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let file = std::fs::OpenOptions::new()
@@ -120,6 +121,33 @@ pub fn run_job(
     let stopped_by = outcome?;
     let events = std::mem::take(&mut *events.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(JobOutput { events, stopped_by })
+}
+
+/// On the first node, the lock of job `job`'s checkpoint location, held while its worlds run
+/// (across restarts): a second run on the same location is refused, naming the owner.
+///
+/// # Errors
+/// Another live run holds it ([`Failure::StartUp`]), or the location cannot be written.
+fn lock_checkpoints(
+    config: &JobConfig,
+    job: &str,
+) -> anyhow::Result<Option<arl_checkpoints::lock::LocationLock>> {
+    if config.launch.node_rank != 0 {
+        return Ok(None);
+    }
+    let at = config.locations();
+    let location = if job == arl_contract::PRETRAIN_JOB {
+        at.checkpoints()
+    } else {
+        at.finetune_checkpoints(job)
+    };
+    let lock = arl_checkpoints::lock::acquire(&location, &[]).map_err(Failure::start_up)?;
+    if let Some(stale) = &lock.taken_over {
+        console::line(&format!(
+            "arl: took over the lock of {location}: its owner, {stale}, is gone"
+        ));
+    }
+    Ok(Some(lock))
 }
 
 /// The rendezvous token of job `job`'s world of round `round`, so that no rank joins a store

@@ -227,6 +227,11 @@ enum DataCommand {
     /// contact sheet PNG of its images.
     #[command(disable_help_flag = true)]
     Inspect(Forwarded),
+    /// Check every sample of a dataset through a job's training path (decode, transforms,
+    /// tokenizer, entities, label ranges): each bad sample named by shard, row and reason;
+    /// exits non-zero above data.max_bad_fraction.
+    #[command(disable_help_flag = true)]
+    Check(Forwarded),
     /// Convert a published dataset in its released layout to shards, one dataset per split
     /// (roco, roco-retrieval, medicat, mimic-cxr, vqa-rad, slake, vqa-med-2019, melinda,
     /// pydicom-data); `--ontology` defaults to data/hpo/hp.obo.
@@ -249,6 +254,7 @@ impl DataCommand {
             Self::Synth(f) => ("synth", f.args, true),
             Self::Tokenizer(f) => ("train-tokenizer", f.args, false),
             Self::Inspect(f) => ("inspect", f.args, false),
+            Self::Check(f) => ("check-data", f.args, false),
             Self::Convert(f) => ("convert", f.args, true),
         }
     }

@@ -7,6 +7,8 @@
 //!   `launch.hang_slow_s`;
 //! - a collective: `dist.timeout_s` plus the margin, since a rank inside a collective is
 //!   usually waiting for another one, and the collective fails by itself at its timeout;
+//! - waiting for storage (the rank said so, naming the object): `data.storage_wait_s` plus
+//!   the margin, since the rank gives up by itself at its budget;
 //! - a process that is stopped (SIGSTOP, a debugger) gets the steady limit whatever its phase.
 //!
 //! Of several stalled ranks, a stopped one is named first, then the one furthest behind (fewest
@@ -28,6 +30,8 @@ pub struct Limits {
     pub slow_s: f64,
     /// Inside a collective.
     pub collective_s: f64,
+    /// Waiting for storage.
+    pub storage_s: f64,
 }
 
 impl Limits {
@@ -37,6 +41,7 @@ impl Limits {
             margin_s: config.launch.hang_margin_s,
             slow_s: config.launch.hang_slow_s,
             collective_s: config.dist.timeout_s + config.launch.hang_margin_s,
+            storage_s: config.data.storage_wait_s + config.launch.hang_margin_s,
         }
     }
 }
@@ -73,6 +78,7 @@ pub fn find_stall(ranks: &[Watched<'_>], limits: &Limits, now: Instant) -> Optio
         let progress = rank.progress;
         let silent_s = now.duration_since(progress.last).as_secs_f64();
         let phase_limit = match progress.phase {
+            _ if progress.storage.is_some() => limits.storage_s,
             None => limits.slow_s,
             Some(phase) if phase.is_slow() => limits.slow_s,
             Some(Phase::Collective) => limits.collective_s,
@@ -121,6 +127,7 @@ mod tests {
         margin_s: 5.0,
         slow_s: 100.0,
         collective_s: 50.0,
+        storage_s: 70.0,
     };
 
     /// A rank that completed steps 1–3 a second apart, then entered `phase` of step 4 at 3 s.
@@ -200,6 +207,37 @@ mod tests {
                 .limit_s,
             50.0
         );
+    }
+
+    #[test]
+    fn a_rank_waiting_for_storage_gets_the_storage_limit_until_storage_answers() {
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let stall_at = |progress: &RankProgress, s| {
+            let ranks = [Watched {
+                pid: NO_PROCESS,
+                progress,
+            }];
+            find_stall(&ranks, &LIMITS, at(s)).map(|stall| stall.limit_s)
+        };
+        let mut reading = rank(t0, Phase::Data, 10);
+        let object = "s3://data/shard-00002.arrow";
+        reading.apply(
+            Beat::Storage {
+                object: Some(object.into()),
+            },
+            at(3),
+        );
+        // Past the steady limit (7 s), within the storage limit (70 s): not hung.
+        assert_eq!(stall_at(&reading, 60), None);
+        assert_eq!(stall_at(&reading, 74), Some(70.0));
+        assert!(
+            reading
+                .describe(at(74))
+                .ends_with(&format!("waiting for storage: {object}"))
+        );
+        reading.apply(Beat::Storage { object: None }, at(20));
+        assert_eq!(stall_at(&reading, 28), Some(7.0));
     }
 
     #[test]

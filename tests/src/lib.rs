@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 pub mod hosts;
 mod pretraining;
+pub mod tmpfs;
 
 pub use pretraining::*;
 
@@ -322,6 +323,24 @@ impl S3Server {
         }
     }
 
+    /// Stops the server (SIGSTOP): connections are still accepted, requests get no answer.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} s3s-fs");
+    }
+
     /// The object-store environment of a client (for child processes).
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -348,6 +367,21 @@ impl Drop for S3Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+/// A `width × height` PNG of one grey `level`.
+///
+/// # Panics
+/// If it cannot be encoded.
+pub fn grey_png(width: u32, height: u32, level: u8) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image::GrayImage::from_pixel(width, height, image::Luma([level]))
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    bytes
 }
 
 /// Writes a small sharded dataset into `dir`: 24 images with 1–3 texts each (48 items, image ids

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use arl_tests::{release_binary, scratch_dir, workspace_root};
 
 /// One bad key per section: (`--set` assignment, the dotted key the error must name).
-const BAD: [(&str, &str); 25] = [
+const BAD: [(&str, &str); 27] = [
     ("launch.nprocs=2", "launch.nprocs"),
     ("launch.node_rank=3", "launch.node_rank"),
     ("dist.timeout=5", "dist.timeout"),
@@ -20,6 +20,8 @@ const BAD: [(&str, &str); 25] = [
     ("prepare.entity_dim=64", "prepare.entity_dim"),
     ("data.max_len=32", "data.max_len"),
     ("data.max_text_len=200", "data.max_text_len"),
+    ("data.max_bad_fraction=2", "data.max_bad_fraction"),
+    ("data.storage_wait_s=500", "data.storage_wait_s"),
     ("knowledge.folder=\"x\"", "knowledge.folder"),
     ("train.step=4", "train.step"),
     ("train.grad_accum=0", "train.grad_accum"),

@@ -1,7 +1,7 @@
 //! The input pipeline over real images: batches decoded off the training thread, bad images
 //! skipped and counted, too many stopping the run with the image named, seeded random crops.
 
-use arl_tests::{dicom_fixtures, image_fixtures, scratch_dir, write_dataset_with};
+use arl_tests::{dicom_fixtures, grey_png, image_fixtures, scratch_dir, write_dataset_with};
 use arl_worker::data::dicom::DicomOptions;
 use arl_worker::data::loader::{Loader, LoaderConfig, Transform};
 use arl_worker::data::sampler::{Sampler, SamplerConfig, SamplerState};
@@ -50,6 +50,7 @@ fn config(transform: Transform, max_bad_fraction: f64) -> LoaderConfig {
         seed: 3,
         first_step: 0,
         dicom: DicomOptions::default(),
+        check: None,
     }
 }
 
@@ -95,18 +96,6 @@ fn bad_images_are_skipped_and_counted_and_too_many_stop_the_run() {
     );
     drop((tolerant, strict));
     std::fs::remove_dir_all(dir).unwrap();
-}
-
-/// A `width × height` PNG of one grey `level`.
-fn grey_png(width: u32, height: u32, level: u8) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    image::GrayImage::from_pixel(width, height, image::Luma([level]))
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Png,
-        )
-        .unwrap();
-    bytes
 }
 
 /// The grey level of row `i`'s image.

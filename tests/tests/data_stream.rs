@@ -33,7 +33,7 @@ fn draw(streams: &mut [RankStream], steps: usize) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for _ in 0..steps {
         for s in streams.iter_mut() {
-            let step = s.next_batch();
+            let step = s.next_batch().unwrap();
             assert!(step.bad.is_empty(), "{:?}", step.bad);
             for sample in step.samples {
                 out.push((
@@ -149,8 +149,9 @@ fn an_in_memory_store_serves_the_same_samples() {
     let store = Arc::new(InMemory::new());
     let remote = Remote::with_store(store, "datasets/demo", "memory://datasets/demo").with_backoff(
         Backoff {
-            retries: 1,
             first_wait: std::time::Duration::from_millis(1),
+            max_wait: std::time::Duration::from_millis(1),
+            budget: std::time::Duration::from_millis(10),
         },
     );
     upload_dir(&remote, &data);

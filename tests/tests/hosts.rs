@@ -146,6 +146,7 @@ const LOSS_SETS: [&str; 6] = [
     "launch.restart_backoff_s=0.2",
     "dist.init_timeout_s=120",
     "dist.timeout_s=8",
+    "data.storage_wait_s=4",
     "launch.slurm=false",
 ];
 
@@ -296,6 +297,7 @@ fn a_lost_host_is_left_behind_and_admitted_again_at_the_next_restart() {
         "launch.restart_backoff_s=0.2",
         "launch.rejoin_timeout_s=3",
         "dist.timeout_s=8",
+        "data.storage_wait_s=4",
         "launch.slurm=false",
     ];
     let hosts = Hosts::new(2);

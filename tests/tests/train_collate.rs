@@ -56,6 +56,7 @@ fn sample(i: u32, chexpert: Vec<i64>) -> Sample {
             ..ImageTextRow::default()
         },
         text: 0,
+        row_in_shard: i,
     }
 }
 

@@ -75,6 +75,13 @@ pub fn collective(collective: Collective<'_>) {
     });
 }
 
+/// This rank waits for storage to read `object` (none: storage answers again).
+pub fn storage(object: Option<&str>) {
+    send(&Beat::Storage {
+        object: object.map(str::to_owned),
+    });
+}
+
 /// Restarts of the world so far in this launch (0 outside a launcher).
 pub fn restart_count() -> u32 {
     std::env::var(RESTART_COUNT_VAR)

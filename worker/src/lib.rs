@@ -6,6 +6,7 @@ pub mod bench;
 pub mod checkpoint_bench;
 pub mod convert;
 pub mod data;
+pub mod data_check;
 pub mod dist;
 pub mod finetune;
 pub mod heartbeat;

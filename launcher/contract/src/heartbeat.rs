@@ -3,7 +3,8 @@
 //! collective it enters and leaves. The launcher's hang watchdog and its collective flight
 //! recorder read this stream; a rank that is stopped or stuck writes nothing.
 //!
-//! Lines: `phase STEP NAME`, `stepped STEP`, `enter SEQ OP SIZE,SIZE,…`, `leave SEQ`.
+//! Lines: `phase STEP NAME`, `stepped STEP`, `enter SEQ OP SIZE,SIZE,…`, `leave SEQ`,
+//! `storage wait OBJECT`, `storage ok`.
 
 use anyhow::{Context, bail};
 
@@ -86,6 +87,11 @@ pub enum Beat {
         /// Its sequence number.
         seq: u64,
     },
+    /// The rank is waiting for storage to read `object` (none: storage answers again).
+    Storage {
+        /// The object it waits for.
+        object: Option<String>,
+    },
 }
 
 impl Beat {
@@ -99,6 +105,10 @@ impl Beat {
                 format!("enter {seq} {op} {}", sizes.join(","))
             }
             Self::Leave { seq } => format!("leave {seq}"),
+            Self::Storage {
+                object: Some(object),
+            } => format!("storage wait {object}"),
+            Self::Storage { object: None } => "storage ok".to_owned(),
         }
     }
 
@@ -140,6 +150,13 @@ impl Beat {
                 },
             },
             "leave" => Self::Leave { seq: number(1)? },
+            "storage" => match (fields.get(1).copied(), line.splitn(3, ' ').nth(2)) {
+                (Some("wait"), Some(object)) if !object.is_empty() => Self::Storage {
+                    object: Some(object.to_owned()),
+                },
+                (Some("ok"), None) => Self::Storage { object: None },
+                _ => bail!("bad storage beat"),
+            },
             _ => bail!("unknown beat"),
         };
         Ok(beat)
@@ -169,6 +186,10 @@ mod tests {
                 sizes: vec![],
             },
             Beat::Leave { seq: 12 },
+            Beat::Storage {
+                object: Some("s3://data/shards/shard-00003.arrow".into()),
+            },
+            Beat::Storage { object: None },
         ];
         for beat in beats {
             assert_eq!(Beat::parse(&beat.line()).unwrap(), beat);
@@ -179,6 +200,8 @@ mod tests {
             "stepped x",
             "enter 1 allreduce 3,x",
             "hello 1",
+            "storage wait",
+            "storage ok now",
         ] {
             assert!(Beat::parse(bad).is_err(), "{bad:?}");
         }

@@ -15,7 +15,7 @@ use crate::config::model::ModelConfig;
 const SECTIONS: [&str; 6] = ["model", "data", "knowledge", "train", "optim", "pretext"];
 
 /// Keys of those sections that do not change what a step computes.
-const RESTART_KEYS: [(&str, &str); 8] = [
+const RESTART_KEYS: [(&str, &str); 10] = [
     ("train", "steps"),
     ("train", "run_dir"),
     ("train", "tensorboard"),
@@ -24,6 +24,8 @@ const RESTART_KEYS: [(&str, &str); 8] = [
     ("data", "cache_dir"),
     ("data", "cache_mb"),
     ("data", "threads"),
+    ("data", "max_bad_fraction"),
+    ("data", "storage_wait_s"),
 ];
 
 /// The key of [`arl_checkpoints::TrainingState::extra`] that holds a pretraining's [`identity`].

@@ -213,6 +213,16 @@ impl JobConfig {
             "dist.bucket_mb must be above 0 and at most {MAX_BUCKET_MB}, not {}",
             dist.bucket_mb
         );
+        let data = &self.data;
+        fraction("data.max_bad_fraction", data.max_bad_fraction, false)?;
+        seconds("data.storage_wait_s", data.storage_wait_s)?;
+        ensure!(
+            data.storage_wait_s < dist.timeout_s,
+            "data.storage_wait_s = {} must be below dist.timeout_s = {}: the peers of a rank \
+             that waits for storage wait for it in a collective, and would time out first",
+            data.storage_wait_s,
+            dist.timeout_s
+        );
         Ok(())
     }
 

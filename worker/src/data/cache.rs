@@ -68,6 +68,11 @@ impl ShardCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Bytes held.
     pub fn total_bytes(&self) -> u64 {
         self.lock().total
@@ -108,15 +113,24 @@ impl ShardCache {
     /// total is under the cap (never the file just stored).
     ///
     /// # Errors
-    /// A bad name, or the file cannot be written.
+    /// A bad name, or the file cannot be written (a full disk, say: then nothing of it is left).
     pub fn insert(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
         check_name(name)?;
         let path = self.dir.join(name);
         let tmp = self
             .dir
             .join(format!("{name}{PARTIAL}-{}", std::process::id()));
-        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))?;
+        let written = std::fs::write(&tmp, bytes)
+            .with_context(|| format!("writing {}", tmp.display()))
+            .and_then(|()| {
+                std::fs::rename(&tmp, &path)
+                    .with_context(|| format!("renaming to {}", path.display()))
+            });
+        if let Err(error) = written {
+            // A full disk leaves no half-written file behind.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(error);
+        }
         let mut entries = self.lock();
         entries.clock += 1;
         let (clock, size) = (entries.clock, bytes.len() as u64);

@@ -4,6 +4,7 @@
 //! it could have overlapped. Unreadable samples and undecodable images are skipped, logged and
 //! counted; past a configured fraction the pipeline stops with an error naming the shard and row.
 
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
@@ -13,6 +14,8 @@ use tch::Tensor;
 
 use super::dicom::{self, DicomOptions, Frames};
 use super::image::{self, Rgb};
+use super::sample_check::SampleCheck;
+use super::shard::ShardEntry;
 use super::stream::{BadSample, RankStream, Sample};
 
 /// Which of ARL's transforms the images get.
@@ -50,6 +53,8 @@ pub struct LoaderConfig {
     /// How DICOM images (recognised by their `DICM` marker) are windowed; their first frame is
     /// used.
     pub dicom: DicomOptions,
+    /// The job's checks of each sample's text, entities and labels (none: images only).
+    pub check: Option<Arc<SampleCheck>>,
 }
 
 /// One step's batch for the training thread.
@@ -140,58 +145,86 @@ pub fn contained<T>(work: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<
     })
 }
 
-/// Builds one step's batch: decodes on `threads` scoped threads, in sample order.
-fn build(
-    mut step_samples: super::stream::Step,
+/// Samples checked, decoded and transformed, in order.
+#[derive(Debug)]
+pub struct Prepared {
+    /// (B, 3, S, S) of the good samples; `None` when none was good.
+    pub images: Option<Tensor>,
+    /// The good samples (image bytes dropped).
+    pub samples: Vec<Sample>,
+    /// The others, each named by shard, row and text, with its reason.
+    pub bad: Vec<BadSample>,
+}
+
+/// Checks, decodes and transforms `samples` (of step `step`, whose crops it seeds) on
+/// `cfg.threads` scoped threads; `shards` (the manifest's) name the bad ones.
+pub fn prepare(
+    samples: Vec<Sample>,
     step: u64,
     cfg: &LoaderConfig,
-) -> (Option<Tensor>, Vec<Sample>, Vec<BadSample>) {
-    let samples = std::mem::take(&mut step_samples.samples);
+    shards: &[ShardEntry],
+) -> Prepared {
     let seed = cfg.seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let one = |sample: &Sample| {
+        contained(|| {
+            if let Some(check) = &cfg.check {
+                check.check(sample)?;
+            }
+            transform(sample, cfg, seed)
+        })
+    };
     let chunk = samples.len().div_ceil(cfg.threads.max(1)).max(1);
     let decoded: Vec<anyhow::Result<Rgb>> = std::thread::scope(|scope| {
         let handles: Vec<_> = samples
             .chunks(chunk)
             .map(|part| {
-                let handle = scope.spawn(move || {
-                    part.iter()
-                        .map(|s| contained(|| transform(s, cfg, seed)))
-                        .collect::<Vec<_>>()
-                });
-                (part.len(), handle)
+                (
+                    part.len(),
+                    scope.spawn(move || part.iter().map(one).collect()),
+                )
             })
             .collect();
         // One result per sample, always: a thread lost whole fails each of its samples.
         handles
             .into_iter()
             .flat_map(|(len, handle)| {
-                handle.join().unwrap_or_else(|_| {
-                    (0..len)
-                        .map(|_| Err(anyhow::anyhow!("its decoding thread died")))
-                        .collect()
-                })
+                handle
+                    .join()
+                    .unwrap_or_else(|_: Box<dyn std::any::Any + Send>| {
+                        (0..len)
+                            .map(|_| Err(anyhow::anyhow!("its decoding thread died")))
+                            .collect::<Vec<_>>()
+                    })
             })
             .collect()
     });
     assert_eq!(decoded.len(), samples.len(), "one decode result per sample");
-    let mut bad = step_samples.bad;
-    let mut good = Vec::new();
+    let mut prepared = Prepared {
+        images: None,
+        samples: Vec::new(),
+        bad: Vec::new(),
+    };
     let mut tensors = Vec::new();
     for (mut sample, result) in samples.into_iter().zip(decoded) {
         match result {
             Ok(rgb) => {
                 tensors.push(image::normalized_tensor(&rgb));
                 sample.row.image = Vec::new();
-                good.push(sample);
+                prepared.samples.push(sample);
             }
-            Err(error) => bad.push(BadSample {
-                at: sample.at,
-                reason: format!("image {:?}: {error:#}", sample.row.image_id),
-            }),
+            Err(error) => {
+                let shard = shards
+                    .get(sample.at.shard as usize)
+                    .map_or("?", |s| s.name.as_str());
+                prepared.bad.push(BadSample {
+                    at: sample.at,
+                    reason: format!("{}: {error:#}", sample.origin(shard)),
+                });
+            }
         }
     }
-    let images = (!tensors.is_empty()).then(|| Tensor::stack(&tensors, 0));
-    (images, good, bad)
+    prepared.images = (!tensors.is_empty()).then(|| Tensor::stack(&tensors, 0));
+    prepared
 }
 
 impl Loader {
@@ -205,15 +238,19 @@ impl Loader {
                 max_fraction: cfg.max_bad_fraction,
             };
             for step in 0..steps {
-                let (images, samples, bad) =
-                    build(stream.next_batch(), cfg.first_step + step as u64, &cfg);
-                let result = counter.check(step, samples.len(), &bad).and_then(|()| {
-                    let images = images.ok_or_else(|| {
+                let result = stream.next_batch().and_then(|read| {
+                    let shards = &stream.source().manifest().shards;
+                    let mut prepared =
+                        prepare(read.samples, cfg.first_step + step as u64, &cfg, shards);
+                    let mut bad = read.bad;
+                    bad.append(&mut prepared.bad);
+                    counter.check(step, prepared.samples.len(), &bad)?;
+                    let images = prepared.images.ok_or_else(|| {
                         anyhow::anyhow!("step {step}: every sample was bad: {:?}", bad.first())
                     })?;
                     Ok(Batch {
                         images,
-                        samples,
+                        samples: prepared.samples,
                         bad,
                     })
                 });

@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod labels;
 pub mod loader;
 pub mod remote;
+pub mod sample_check;
 pub mod sampler;
 pub mod shard;
 pub mod stream;

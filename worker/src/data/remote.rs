@@ -1,8 +1,8 @@
 //! A dataset's home in object storage, by URL: `s3://bucket/prefix`, `gs://…`, `az://…`,
 //! `file:///abs/path`, or `memory://` (in-process, for tests). Credentials and endpoints come
 //! from the usual environment (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`,
-//! `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`, …). Reads are retried with
-//! exponential backoff.
+//! `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`, …). Reads wait out a failing store
+//! with exponential backoff, within a budget.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,21 +12,61 @@ use bytes::Bytes;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-/// Retries of one read, and the first wait (doubled each time).
+/// How a read waits out a failing store: retries after `first_wait`, doubled each time up to
+/// `max_wait`, until `budget` has passed since the first failure.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
-    /// Attempts after the first.
-    pub retries: u32,
     /// Wait before the first retry.
     pub first_wait: Duration,
+    /// The longest wait between two attempts.
+    pub max_wait: Duration,
+    /// How long a read may wait for the store in all (`data.storage_wait_s`).
+    pub budget: Duration,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
         Self {
-            retries: 4,
             first_wait: Duration::from_millis(200),
+            max_wait: Duration::from_secs(5),
+            budget: Duration::from_secs(60),
         }
+    }
+}
+
+impl Backoff {
+    /// The default backoff with a budget of `seconds`.
+    pub fn within(seconds: f64) -> Self {
+        Self {
+            budget: Duration::from_secs_f64(seconds),
+            ..Self::default()
+        }
+    }
+}
+
+/// The store stayed unreachable for a read's whole wait budget. Not a bad sample: the data is
+/// there, the run stops and resumes from its last checkpoint once the store is back.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "waited {waited_s:.0} s for storage, reading {object} (the budget, data.storage_wait_s, \
+     is {budget_s:.0} s); the store is unreachable: {last}. The run can resume from its last \
+     checkpoint once the store is back"
+)]
+pub struct StorageUnavailable {
+    /// The object.
+    pub object: String,
+    /// Seconds waited.
+    pub waited_s: f64,
+    /// The budget, in seconds.
+    pub budget_s: f64,
+    /// The last error.
+    pub last: String,
+}
+
+impl StorageUnavailable {
+    /// Whether `error` is, or was caused by, an unreachable store.
+    pub fn caused(error: &anyhow::Error) -> bool {
+        error.chain().any(|cause| cause.is::<Self>())
     }
 }
 
@@ -68,8 +108,14 @@ impl Remote {
             local = format!("file://{}", path.display());
             &local
         };
-        let (store, prefix) =
-            arl_checkpoints::url::open_store(url, options).context("a dataset location")?;
+        // The client does not retry by itself: `get` waits out failures within its budget and
+        // says so while it waits.
+        let no_retries = object_store::RetryConfig {
+            max_retries: 0,
+            ..object_store::RetryConfig::default()
+        };
+        let (store, prefix) = arl_checkpoints::url::open_store_retrying(url, options, no_retries)
+            .context("a dataset location")?;
         Ok(Self {
             store,
             prefix,
@@ -146,36 +192,78 @@ impl Remote {
         self.prefix.clone().join(name)
     }
 
-    /// Reads an object, retrying transient failures (a missing object fails at once).
+    /// Reads an object. Transient failures are retried within the wait budget, and while the
+    /// store stays unreachable the rank says so ("waiting for storage", in its log and its
+    /// heartbeat, naming the object), so that its launcher's watchdog does not take it for hung.
     ///
     /// # Errors
-    /// The object is missing, or every attempt failed; the object is named.
+    /// The object is missing (at once), or [`StorageUnavailable`] past the budget.
     pub async fn get(&self, name: &str) -> anyhow::Result<Bytes> {
         let path = self.path(name);
         let mut wait = self.backoff.first_wait;
-        let mut attempt = 0;
+        let mut since: Option<std::time::Instant> = None;
         loop {
             let result = async { self.store.get(&path).await?.bytes().await }.await;
-            match result {
-                Ok(bytes) => return Ok(bytes),
+            let error = match result {
+                Ok(bytes) => {
+                    if let Some(since) = since {
+                        let waited = since.elapsed().as_secs_f64();
+                        tracing::warn!(object = %self.describe(name), "storage is back after {waited:.1} s");
+                        crate::heartbeat::storage(None);
+                    }
+                    return Ok(bytes);
+                }
                 Err(object_store::Error::NotFound { .. }) => {
                     anyhow::bail!("{}: not found", self.describe(name))
                 }
-                Err(error) if attempt >= self.backoff.retries => {
-                    return Err(anyhow::Error::new(error).context(format!(
-                        "reading {} ({} attempts)",
-                        self.describe(name),
-                        attempt + 1
-                    )));
+                Err(
+                    error @ (object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }),
+                ) => {
+                    return Err(anyhow::Error::new(error)
+                        .context(format!("reading {}", self.describe(name))));
                 }
-                Err(error) => {
-                    tracing::warn!(object = %self.describe(name), %error, "read failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                    attempt += 1;
+                Err(error) => error,
+            };
+            let first = *since.get_or_insert_with(std::time::Instant::now);
+            let waited = first.elapsed();
+            if waited >= self.backoff.budget {
+                return Err(StorageUnavailable {
+                    object: self.describe(name),
+                    waited_s: waited.as_secs_f64(),
+                    budget_s: self.backoff.budget.as_secs_f64(),
+                    last: error.to_string(),
                 }
+                .into());
             }
+            tracing::warn!(
+                object = %self.describe(name),
+                %error,
+                "waiting for storage ({:.1} s of {:.0} s)",
+                waited.as_secs_f64(),
+                self.backoff.budget.as_secs_f64()
+            );
+            crate::heartbeat::storage(Some(&self.describe(name)));
+            tokio::time::sleep(wait.min(self.backoff.budget - waited)).await;
+            wait = (wait * 2).min(self.backoff.max_wait);
         }
+    }
+
+    /// The size of every object directly in this folder, by name.
+    ///
+    /// # Errors
+    /// The folder cannot be listed (named).
+    pub async fn sizes(&self) -> anyhow::Result<std::collections::HashMap<String, u64>> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.prefix))
+            .await
+            .with_context(|| format!("listing {}", self.url))?;
+        Ok(listing
+            .objects
+            .into_iter()
+            .filter_map(|o| Some((o.location.filename()?.to_owned(), o.size)))
+            .collect())
     }
 
     /// Writes an object (whole; object stores make it visible at once).

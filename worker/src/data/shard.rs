@@ -19,6 +19,8 @@ use super::table;
 pub const MANIFEST_FILE: &str = "index.json";
 /// Version of the layout.
 pub const FORMAT_VERSION: u32 = 1;
+/// The fewest bytes a row or an item takes in an Arrow shard (its 4-byte offset).
+pub const MIN_ENTRY_BYTES: u64 = 4;
 
 /// One shard in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -72,10 +74,13 @@ impl Manifest {
         self.shards.iter().map(|s| s.items).collect()
     }
 
-    /// Parses `index.json`; `source` names it in errors.
+    /// Parses `index.json`; `source` names it in errors. A shard's counts must be possible for
+    /// its size (every row and item takes at least [`MIN_ENTRY_BYTES`] of the file), so that
+    /// nothing sized from them can be larger than the data.
     ///
     /// # Errors
-    /// Malformed JSON or another format version.
+    /// Malformed JSON, another format version, a shard name that is no plain file name or
+    /// appears twice, or counts its size cannot hold.
     pub fn parse(text: &[u8], source: &str) -> anyhow::Result<Self> {
         let manifest: Self =
             serde_json::from_slice(text).with_context(|| format!("parsing {source}"))?;
@@ -84,7 +89,47 @@ impl Manifest {
             "{source}: format_version {} (this build reads {FORMAT_VERSION})",
             manifest.format_version
         );
+        let mut names = std::collections::HashSet::new();
+        for shard in &manifest.shards {
+            let name = &shard.name;
+            ensure!(
+                !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..",
+                "{source}: shard name {name:?} is not a plain file name"
+            );
+            ensure!(names.insert(name), "{source}: shard {name} is listed twice");
+            let most = shard.bytes / MIN_ENTRY_BYTES;
+            ensure!(
+                shard.rows <= most && u64::from(shard.items) <= most,
+                "{source}: shard {name} claims {} rows and {} items in {} bytes",
+                shard.rows,
+                shard.items,
+                shard.bytes
+            );
+        }
         Ok(manifest)
+    }
+
+    /// Checks every shard's size against `sizes` (the objects' real sizes, by name).
+    ///
+    /// # Errors
+    /// A shard that is missing or of another size (named).
+    pub fn check_sizes(
+        &self,
+        sizes: &std::collections::HashMap<String, u64>,
+        source: &str,
+    ) -> anyhow::Result<()> {
+        for shard in &self.shards {
+            let size = sizes
+                .get(&shard.name)
+                .with_context(|| format!("{source}: shard {} is not there", shard.name))?;
+            ensure!(
+                *size == shard.bytes,
+                "{source}: shard {} has {size} bytes, the manifest says {}",
+                shard.name,
+                shard.bytes
+            );
+        }
+        Ok(())
     }
 
     /// The manifest of a single ARL `.arrow` file; its table kind follows from its columns.

@@ -5,15 +5,15 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
+use anyhow::{Context, ensure};
 use arrow_array::RecordBatch;
 use tokio::task::JoinHandle;
 
 use super::cache::ShardCache;
-use super::remote::Remote;
+use super::remote::{Backoff, Remote, StorageUnavailable};
 use super::sampler::{SampleRef, Sampler};
 use super::shard::{MANIFEST_FILE, Manifest, ShardEntry, verify_and_decode};
 use super::table::{self, ImageTextRow};
@@ -40,6 +40,8 @@ struct Shared {
     remote: Remote,
     cache: ShardCache,
     stats: StreamStats,
+    /// Set once the cache could not take a shard.
+    uncached: AtomicBool,
 }
 
 /// A dataset's shards, through the cache.
@@ -52,6 +54,23 @@ pub struct ShardSource {
 }
 
 impl Shared {
+    /// Caches a verified shard; a cache that cannot take it (a full disk) costs nothing but
+    /// the cache: the shard is served from memory, the run reads shards uncached from then on,
+    /// and says so once.
+    fn keep(&self, name: &str, bytes: &[u8]) {
+        if self.uncached.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(error) = self.cache.insert(name, bytes)
+            && !self.uncached.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                cache = %self.cache.dir().display(),
+                "the shard cache cannot take {name} ({error:#}): reading shards uncached from now on"
+            );
+        }
+    }
+
     /// Downloads a shard until its bytes match the manifest, caches it, and returns it decoded.
     async fn download(&self, entry: &ShardEntry) -> anyhow::Result<Vec<RecordBatch>> {
         let mut last = None;
@@ -63,7 +82,7 @@ impl Shared {
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             match verify_and_decode(entry, &bytes) {
                 Ok(batches) => {
-                    self.cache.insert(&entry.name, &bytes)?;
+                    self.keep(&entry.name, &bytes);
                     return Ok(batches);
                 }
                 Err(error) => {
@@ -88,11 +107,25 @@ impl ShardSource {
     /// # Errors
     /// The URL, the manifest or the cache folder cannot be used (named).
     pub fn open(url: &str, cache_dir: &Path, cache_bytes: u64) -> anyhow::Result<Self> {
+        Self::open_waiting(url, cache_dir, cache_bytes, Backoff::default())
+    }
+
+    /// As [`ShardSource::open`], waiting out a failing store as `backoff` says.
+    ///
+    /// # Errors
+    /// As [`ShardSource::open`].
+    pub fn open_waiting(
+        url: &str,
+        cache_dir: &Path,
+        cache_bytes: u64,
+        backoff: Backoff,
+    ) -> anyhow::Result<Self> {
         let (folder, file) = match url.rsplit_once('/') {
             Some((folder, file)) if file.ends_with(".arrow") => (folder, Some(file)),
             _ => (url, None),
         };
-        Self::with_remote(Remote::open(folder)?, file, cache_dir, cache_bytes)
+        let remote = Remote::open(folder)?.with_backoff(backoff);
+        Self::with_remote(remote, file, cache_dir, cache_bytes)
     }
 
     /// As [`ShardSource::open`] on an already opened folder; `file` names a single `.arrow` file.
@@ -116,7 +149,10 @@ impl ShardSource {
             }
             None => {
                 let text = runtime.block_on(remote.get(MANIFEST_FILE))?;
-                Manifest::parse(&text, &remote.describe(MANIFEST_FILE))?
+                let manifest = Manifest::parse(&text, &remote.describe(MANIFEST_FILE))?;
+                let sizes = runtime.block_on(remote.sizes())?;
+                manifest.check_sizes(&sizes, &remote.describe(MANIFEST_FILE))?;
+                manifest
             }
         };
         Ok(Self {
@@ -124,6 +160,7 @@ impl ShardSource {
                 remote,
                 cache: ShardCache::new(cache_dir, cache_bytes)?,
                 stats: StreamStats::default(),
+                uncached: AtomicBool::new(false),
             }),
             manifest,
             runtime,
@@ -202,25 +239,83 @@ impl ShardSource {
     }
 }
 
-/// A decoded shard with its item → (row, text) index.
-struct OpenShard {
+impl ShardSource {
+    /// Shard `shard`, decoded and indexed by item.
+    ///
+    /// # Errors
+    /// As [`ShardSource::shard`], or counts that differ from the manifest's.
+    pub(crate) fn open_shard(&self, shard: u32) -> anyhow::Result<OpenShard> {
+        let batches = self.shard(shard)?;
+        OpenShard::new(batches, self.entry(shard)?, &self.manifest.text_column)
+    }
+}
+
+/// A decoded shard with its item → (batch, row, text) index.
+pub(crate) struct OpenShard {
+    name: String,
     batches: Vec<RecordBatch>,
+    /// Index in the shard of each batch's first row.
+    first_rows: Vec<u32>,
     /// Per item: (batch, row in batch, text index).
     items: Vec<(u32, u32, u32)>,
 }
 
 impl OpenShard {
-    fn new(batches: Vec<RecordBatch>, text_column: &str) -> anyhow::Result<Self> {
-        let mut items = Vec::new();
+    /// Indexes the items of `batches`, which must hold as many rows and items as the manifest's
+    /// `entry` says (the sampler drew its order from those counts).
+    pub(crate) fn new(
+        batches: Vec<RecordBatch>,
+        entry: &ShardEntry,
+        text_column: &str,
+    ) -> anyhow::Result<Self> {
+        let mut items = Vec::with_capacity(entry.items as usize);
+        let mut first_rows = Vec::with_capacity(batches.len());
+        let mut rows = 0u64;
         for (b, batch) in batches.iter().enumerate() {
+            first_rows.push(rows as u32);
             for (row, texts) in table::text_counts(batch, text_column)?
                 .into_iter()
                 .enumerate()
             {
                 items.extend((0..texts).map(|t| (b as u32, row as u32, t)));
             }
+            rows += batch.num_rows() as u64;
         }
-        Ok(Self { batches, items })
+        ensure!(
+            rows == entry.rows && items.len() == entry.items as usize,
+            "shard {}: {rows} rows and {} items, the manifest says {} and {}",
+            entry.name,
+            items.len(),
+            entry.rows,
+            entry.items
+        );
+        Ok(Self {
+            name: entry.name.clone(),
+            batches,
+            first_rows,
+            items,
+        })
+    }
+
+    /// The sample of item `at.item`.
+    ///
+    /// # Errors
+    /// No such item, or a row that cannot be read (named by shard and row).
+    pub(crate) fn sample(&self, at: SampleRef) -> anyhow::Result<Sample> {
+        let name = &self.name;
+        let &(b, row, text) = self
+            .items
+            .get(at.item as usize)
+            .with_context(|| format!("shard {name}: no item {}", at.item))?;
+        let row_in_shard = self.first_rows[b as usize] + row;
+        let row = table::row(&self.batches[b as usize], row as usize)
+            .with_context(|| format!("shard {name}, row {row_in_shard}"))?;
+        Ok(Sample {
+            at,
+            row,
+            text: text as usize,
+            row_in_shard,
+        })
     }
 }
 
@@ -233,6 +328,18 @@ pub struct Sample {
     pub row: ImageTextRow,
     /// Index of the text in `row.captions`.
     pub text: usize,
+    /// Index of the row in its shard.
+    pub row_in_shard: u32,
+}
+
+impl Sample {
+    /// Where the sample is, for messages: `shard NAME, row R, text T (image "ID")`.
+    pub fn origin(&self, shard: &str) -> String {
+        format!(
+            "shard {shard}, row {}, text {} (image {:?})",
+            self.row_in_shard, self.text, self.row.image_id
+        )
+    }
 }
 
 /// A sample that could not be read, and why (the message names the shard and row).
@@ -283,9 +390,13 @@ impl RankStream {
         &self.source
     }
 
-    /// This rank's samples of the next step. A sample whose shard cannot be fetched or whose
-    /// row cannot be read is reported in [`Step::bad`], not returned.
-    pub fn next_batch(&mut self) -> Step {
+    /// This rank's samples of the next step. A sample whose shard is corrupt or whose row
+    /// cannot be read is reported in [`Step::bad`], not returned.
+    ///
+    /// # Errors
+    /// The store stayed unreachable past its wait budget ([`StorageUnavailable`]): the step's
+    /// samples are not skipped, the run stops and can resume.
+    pub fn next_batch(&mut self) -> anyhow::Result<Step> {
         let refs = self.sampler.next_batch();
         let upcoming = self.sampler.upcoming_shards(self.lookahead);
         self.source.prefetch(&upcoming);
@@ -293,6 +404,7 @@ impl RankStream {
         for at in refs {
             match self.read(at) {
                 Ok(sample) => step.samples.push(sample),
+                Err(error) if StorageUnavailable::caused(&error) => return Err(error),
                 Err(error) => step.bad.push(BadSample {
                     at,
                     reason: format!("{error:#}"),
@@ -301,28 +413,14 @@ impl RankStream {
         }
         // Keep only the shards still ahead.
         self.open.retain(|shard, _| upcoming.contains(shard));
-        step
+        Ok(step)
     }
 
     fn read(&mut self, at: SampleRef) -> anyhow::Result<Sample> {
-        let name = &self.source.manifest().shards[at.shard as usize].name;
         if !self.open.contains_key(&at.shard) {
-            let batches = self.source.shard(at.shard)?;
-            let text_column = &self.source.manifest().text_column;
-            self.open
-                .insert(at.shard, OpenShard::new(batches, text_column)?);
+            let shard = self.source.open_shard(at.shard)?;
+            self.open.insert(at.shard, shard);
         }
-        let shard = &self.open[&at.shard];
-        let &(b, row, text) = shard
-            .items
-            .get(at.item as usize)
-            .with_context(|| format!("shard {name}: no item {}", at.item))?;
-        let row = table::row(&shard.batches[b as usize], row as usize)
-            .with_context(|| format!("shard {name}, row {row}"))?;
-        Ok(Sample {
-            at,
-            row,
-            text: text as usize,
-        })
+        self.open[&at.shard].sample(at)
     }
 }

@@ -9,6 +9,7 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 use crate::knowledge::inputs::CharToToken;
 
 /// A tokenizer with a fixed sequence length.
+#[derive(Debug, Clone)]
 pub struct TextTokenizer {
     inner: Tokenizer,
     max_len: usize,
@@ -41,18 +42,29 @@ impl TextTokenizer {
     /// # Errors
     /// An unreadable or malformed file, or one without a padding token (named).
     pub fn from_file(path: &Path, max_len: usize) -> anyhow::Result<Self> {
-        let mut inner = Tokenizer::from_file(path)
+        let bytes = std::fs::read(path)
             .map_err(|e| anyhow::anyhow!("reading tokenizer {}: {e}", path.display()))?;
+        Self::from_bytes(&bytes, &path.display().to_string(), max_len)
+    }
+
+    /// [`TextTokenizer::from_file`] of a `tokenizer.json` already in memory; `name` names it in
+    /// errors.
+    ///
+    /// # Errors
+    /// As [`TextTokenizer::from_file`], less the reading.
+    pub fn from_bytes(bytes: &[u8], name: &str, max_len: usize) -> anyhow::Result<Self> {
+        let mut inner = Tokenizer::from_bytes(bytes)
+            .map_err(|e| anyhow::anyhow!("reading tokenizer {name}: {e}"))?;
         let (pad_token, pad_id) = ["<pad>", "[PAD]"]
             .into_iter()
             .find_map(|t| inner.token_to_id(t).map(|id| (t.to_owned(), id)))
-            .ok_or_else(|| anyhow::anyhow!("{}: no <pad> or [PAD] token", path.display()))?;
+            .ok_or_else(|| anyhow::anyhow!("{name}: no <pad> or [PAD] token"))?;
         inner
             .with_truncation(Some(TruncationParams {
                 max_length: max_len,
                 ..TruncationParams::default()
             }))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?
             .with_padding(Some(PaddingParams {
                 strategy: PaddingStrategy::Fixed(max_len),
                 pad_id,

@@ -2,16 +2,19 @@
 //! and a rank's training data.
 
 use arl_contract::JobConfig;
-use arl_contract::config::finetune::{FinetuneConfig, Init, TrainTransform};
+use arl_contract::config::finetune::{FinetuneConfig, Init, Task, TrainTransform};
 use arl_contract::config::model::ModelConfig;
 use arl_contract::events::{InitialWeights, Scratch};
+use arl_contract::validate::max_text_positions;
 use tch::nn;
 
 use super::task::{Head, TaskModel, UNUSED_HEADS};
 use super::weights;
 use crate::data::loader::{Loader, LoaderConfig, Transform};
+use crate::data::sample_check::{LabelRange, SampleCheck};
 use crate::data::sampler::{self, Sampler, SamplerConfig};
 use crate::data::stream::{RankStream, Sample, ShardSource};
+use crate::data::text::TextTokenizer;
 use crate::knowledge::vocab::KnowledgeGraph;
 use crate::train::collate::EntityMap;
 use crate::train::init::{self, Built};
@@ -77,20 +80,31 @@ pub fn task_model(
     Ok((vs, TaskModel { model, head }, graph, init))
 }
 
-/// The rank's training stream, with the caption pool of retrieval.
+/// The rank's training stream, with the caption pool of retrieval; each sample is checked
+/// against `tokenizer`, the knowledge vocabulary and the head's `outputs`.
 #[allow(clippy::too_many_arguments)]
 pub fn train_data(
     cfg: &FinetuneConfig,
-    threads: usize,
+    config: &JobConfig,
     source: ShardSource,
     ranks: &Rank<'_>,
     vocabulary: &std::collections::HashMap<&str, i64>,
     (start, total): (u64, u64),
-    image_size: u32,
+    (image_size, tokenizer, outputs): (u32, &TextTokenizer, i64),
     pool: Vec<Sample>,
 ) -> anyhow::Result<TrainData> {
     let manifest = source.manifest().clone();
     let map = EntityMap::new(&manifest.entities, vocabulary);
+    let check = SampleCheck {
+        tokenizer: tokenizer.clone(),
+        positions: max_text_positions(&config.model) as usize,
+        entity_ids: map.dataset_ids(vocabulary.len() as i64),
+        labels: match cfg.task {
+            Task::Vqa => LabelRange::Answers(outputs),
+            Task::Cls => LabelRange::Classes(outputs),
+            Task::Irtr => LabelRange::Unused,
+        },
+    };
     let items = manifest.items_per_shard();
     let sampler = Sampler::new(
         items.clone(),
@@ -109,13 +123,14 @@ pub fn train_data(
     let loader = Loader::start(
         RankStream::new(source, sampler, 2),
         LoaderConfig {
-            threads,
+            threads: config.data.threads,
             queue_depth: 2,
             transform,
-            max_bad_fraction: 0.01,
+            max_bad_fraction: config.data.max_bad_fraction,
             seed: cfg.seed,
             first_step: start,
             dicom: Default::default(),
+            check: Some(std::sync::Arc::new(check)),
         },
         (total - start) as usize,
     );

@@ -56,8 +56,10 @@ pub fn read_split(
     let mut samples = Vec::new();
     'shards: for shard in 0..manifest.shards.len() as u32 {
         let mut item = 0u32;
+        let mut row_in_shard = 0u32;
         for batch in source.shard(shard)? {
             for r in 0..batch.num_rows() {
+                row_in_shard += 1;
                 let mut row = table::row(&batch, r)
                     .with_context(|| format!("{url}: shard {shard}, row {r}"))?;
                 if !images {
@@ -71,6 +73,7 @@ pub fn read_split(
                         at: SampleRef { shard, item },
                         row: row.clone(),
                         text,
+                        row_in_shard: row_in_shard - 1,
                     });
                     item += 1;
                 }

@@ -29,6 +29,7 @@ use super::eval::{Evaluator, Split, read_split};
 use super::progress::{self, Best, Progress, Resumed};
 use super::task::{Targets, TaskModel, Texts};
 use super::weights;
+use crate::data::remote::Backoff;
 use crate::data::sampler;
 use crate::data::stream::{Sample, ShardSource};
 use crate::data::text::TextTokenizer;
@@ -86,10 +87,11 @@ pub fn finetune(
     let config_hash = identity_hash(&config.finetune_identity(&cfg, &model_cfg));
 
     // The splits: training streams; validation and test are read whole.
-    let source = ShardSource::open(
+    let source = ShardSource::open_waiting(
         &cfg.split_url("train"),
         &cache("train"),
         config.data.cache_mb << 20,
+        Backoff::within(config.data.storage_wait_s),
     )?;
     let train_manifest = source.manifest().clone();
     let train_hash = train_manifest.hash()?;
@@ -227,12 +229,12 @@ pub fn finetune(
         };
         let data = train_data(
             &cfg,
-            config.data.threads,
+            config,
             source,
             &ranks,
             &vocabulary,
             (start, total),
-            image_size,
+            (image_size, &tokenizer, outputs),
             pool,
         )?;
         let checkpointer = if ranks.rank == 0 {

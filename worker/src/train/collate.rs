@@ -51,6 +51,15 @@ impl EntityMap {
         )
     }
 
+    /// How many entity ids the dataset may use, with `knowledge` entities in the vocabulary:
+    /// the vocabulary's, or its own CUI table's.
+    pub fn dataset_ids(&self, knowledge: i64) -> i64 {
+        match self {
+            Self::Identity => knowledge,
+            Self::Table(ids) => ids.len() as i64,
+        }
+    }
+
     /// The knowledge id of dataset id `id`, if the vocabulary has it.
     pub fn get(&self, id: i64) -> Option<i64> {
         match self {

@@ -5,6 +5,7 @@
 //! and asynchronous checkpoints from rank 0.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::{Context, ensure};
 use arl_c10d::ProcessGroup;
@@ -13,6 +14,7 @@ use arl_contract::config::model::ModelConfig;
 use arl_contract::config::train::MlmBudget;
 use arl_contract::identity::{EXTRA_KEY, differences, identity_hash};
 use arl_contract::locations::tensorboard_dir;
+use arl_contract::validate::max_text_positions;
 use arl_contract::{Event, JobConfig, PRETRAIN_JOB};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
@@ -30,6 +32,8 @@ use super::schedule::Schedule;
 use super::step_loop::{Described, Forward, Job, StepLoop};
 use super::stop::StopRequest;
 use crate::data::loader::{Loader, LoaderConfig, Transform};
+use crate::data::remote::Backoff;
+use crate::data::sample_check::{LabelRange, SampleCheck};
 use crate::data::sampler::{self, Sampler, SamplerConfig};
 use crate::data::stream::{RankStream, Sample, ShardSource};
 use crate::data::text::TextTokenizer;
@@ -116,10 +120,11 @@ pub fn pretrain(
 
     // Data.
     let dataset = config.dataset()?;
-    let source = ShardSource::open(
+    let source = ShardSource::open_waiting(
         dataset,
         &at.pretrain_cache(ranks.rank),
         config.data.cache_mb << 20,
+        Backoff::within(config.data.storage_wait_s),
     )?;
     let data_hash = source.manifest().hash()?;
     if let Some((location, saved)) = resumed_data.filter(|(_, saved)| *saved != data_hash) {
@@ -143,6 +148,13 @@ pub fn pretrain(
         (ranks.rank, ranks.world),
         position(start),
     )?;
+    let tokenizer = TextTokenizer::from_file(config.tokenizer()?, config.data.max_text_len)?;
+    let check = SampleCheck {
+        tokenizer: tokenizer.clone(),
+        positions: max_text_positions(model_cfg) as usize,
+        entity_ids: map.dataset_ids(entities),
+        labels: LabelRange::Unused,
+    };
     let loader = Loader::start(
         RankStream::new(source, sampler, 2),
         LoaderConfig {
@@ -151,14 +163,14 @@ pub fn pretrain(
             transform: Transform::Clip {
                 size: model_cfg.vision.image_size as u32,
             },
-            max_bad_fraction: 0.01,
+            max_bad_fraction: config.data.max_bad_fraction,
             seed: train.seed,
             first_step: start,
             dicom: Default::default(),
+            check: Some(Arc::new(check)),
         },
         (end - start) as usize,
     );
-    let tokenizer = TextTokenizer::from_file(config.tokenizer()?, config.data.max_text_len)?;
     let collator = Collator {
         masking: Masking {
             probability: config.pretext.mlm_probability,

@@ -33,7 +33,9 @@ impl Schedule {
         if step < self.warmup_steps {
             return step as f64 / self.warmup_steps.max(1) as f64;
         }
-        if step > self.total_steps {
+        // At the end and past it: zero (also when the warm-up is the whole run, where the
+        // decay below would divide zero by zero).
+        if step >= self.total_steps {
             return 0.0;
         }
         let decay_steps = (self.total_steps - self.warmup_steps) as f64;
@@ -56,5 +58,7 @@ mod tests {
         assert_eq!(schedule.factor(100), 0.0);
         assert_eq!(schedule.factor(150), 0.0);
         assert_eq!(Schedule::new(100, 20.0).warmup_steps, 20);
+        let all_warmup = Schedule::new(2, 2.0);
+        assert_eq!((all_warmup.factor(1), all_warmup.factor(2)), (0.5, 0.0));
     }
 }

@@ -24,6 +24,12 @@ pub struct DataConfig {
     pub cache_mb: u64,
     /// Image decoding threads per rank.
     pub threads: usize,
+    /// Fraction of samples that may be bad (undecodable, out of range; each skipped and
+    /// named) before a run stops; checked once 100 samples are seen.
+    pub max_bad_fraction: f64,
+    /// How long a rank waits for an unreachable store, reporting "waiting for storage", before
+    /// it stops with a resumable error; below `dist.timeout_s`, which its peers wait for it.
+    pub storage_wait_s: f64,
 }
 
 impl Default for DataConfig {
@@ -35,6 +41,8 @@ impl Default for DataConfig {
             cache_dir: None,
             cache_mb: 4096,
             threads: 2,
+            max_bad_fraction: 0.01,
+            storage_wait_s: 60.0,
         }
     }
 }

@@ -85,15 +85,23 @@ impl JobConfig {
             ),
             None => (DEFAULT_CONFIG_NAME.to_owned(), DEFAULT_CONFIG.to_owned()),
         };
+        Self::parse(&text, &name, overrides)
+    }
+
+    /// [`JobConfig::load`] of config text already in memory; `name` names it in messages.
+    ///
+    /// # Errors
+    /// As [`JobConfig::load`], less the reading.
+    pub fn parse(text: &str, name: &str, overrides: &[String]) -> anyhow::Result<Self> {
         let mut table: toml::Table =
-            toml::from_str(&text).with_context(|| format!("parsing config {name}"))?;
+            toml::from_str(text).with_context(|| format!("parsing config {name}"))?;
         for assignment in overrides {
             apply_override(&mut table, assignment)
                 .with_context(|| format!("config {name}: --set {assignment}"))?;
         }
         let mut config = Self::from_table(table).with_context(|| format!("config {name}"))?;
         config.point_at_prepared();
-        config.source = name;
+        name.clone_into(&mut config.source);
         Ok(config)
     }
 

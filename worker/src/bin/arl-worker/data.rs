@@ -110,6 +110,23 @@ pub(crate) enum DataCommand {
         #[arg(long)]
         output: std::path::PathBuf,
     },
+    /// Check every sample of a dataset through a job's training path (for `arl data check`).
+    #[command(
+        override_usage = "arl data check DATASET [--config FILE] [--set KEY=VALUE]… [--job JOB]"
+    )]
+    CheckData {
+        /// Dataset URL or local folder (a folder with index.json, or one ARL .arrow file).
+        url: String,
+        /// The job config (default: the embedded default, as `arl run` resolves it).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        /// Override a config key (`--set data.max_bad_fraction=0.05`); repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// The job whose training path to check: `pretrain` or a fine-tune job's name.
+        #[arg(long, default_value = arl_contract::PRETRAIN_JOB)]
+        job: String,
+    },
     /// Describe a dataset and write a contact sheet of its images (for `arl data inspect`).
     Inspect {
         /// Dataset URL or local folder.
@@ -153,7 +170,7 @@ pub(crate) fn run(command: DataCommand) -> anyhow::Result<()> {
             let order = sampler::Sampler::new(items, cfg, global_batch, (rank, world), state)?;
             let mut stream = stream::RankStream::new(source, order, 2);
             for step in 0..steps {
-                let step_samples = stream.next_batch();
+                let step_samples = stream.next_batch()?;
                 for bad in &step_samples.bad {
                     eprintln!("skipped a sample: {}", bad.reason);
                 }
@@ -246,6 +263,20 @@ pub(crate) fn run(command: DataCommand) -> anyhow::Result<()> {
             println!(
                 "tokenizer with {vocab_size} tokens written to {}",
                 output.display()
+            );
+        }
+        DataCommand::CheckData {
+            url,
+            config,
+            overrides,
+            job,
+        } => {
+            let mut config = arl_contract::JobConfig::load(config.as_deref(), &overrides)?;
+            config.point_at_prepared();
+            let within = arl_worker::data_check::run(&config, &job, &url)?;
+            anyhow::ensure!(
+                within,
+                "{url}: more bad samples than data.max_bad_fraction allows"
             );
         }
         DataCommand::Inspect {
