@@ -20,6 +20,9 @@ use arl_tests::{
     SMALL_PIPELINE, arl_ok, committed_steps, release_binary, scratch_dir, step_reports,
     tensorboard_log,
 };
+use arl_worker::data::shard::ShardWriter;
+use arl_worker::data::stream::ShardSource;
+use arl_worker::data::table;
 use serde_json::Value;
 
 /// `--set` overrides of a small pipeline in run folder `run`.
@@ -384,6 +387,55 @@ fn fine_tunes_run_at_another_resolution_and_from_scratch() {
     );
     let result = json(&run.join("finetune/cls/result.json"));
     assert_eq!(result["init"], "scratch");
+}
+
+/// Rewrites the dataset in `dataset` with its first row's image cut in half; returns the row's
+/// image id and its number of texts.
+fn damage_first_image(dataset: &Path) -> (String, u64) {
+    let cache = scratch_dir("finetune-damage-cache");
+    let source = ShardSource::open(&dataset.to_string_lossy(), &cache, 1 << 30).unwrap();
+    let mut rows = Vec::new();
+    for shard in 0..source.manifest().shards.len() as u32 {
+        for batch in source.shard(shard).unwrap() {
+            for r in 0..batch.num_rows() {
+                rows.push(table::row(&batch, r).unwrap());
+            }
+        }
+    }
+    let first = &mut rows[0];
+    first.image.truncate(first.image.len() / 2);
+    let damaged = (first.image_id.clone(), first.captions.len() as u64);
+    let manifest = source.manifest().clone();
+    std::fs::remove_dir_all(dataset).unwrap();
+    let mut writer = ShardWriter::new(dataset, 16 << 20).unwrap();
+    for row in rows {
+        writer.push(row).unwrap();
+    }
+    writer
+        .finish_with(manifest.entities, manifest.label_names)
+        .unwrap();
+    damaged
+}
+
+#[test]
+fn a_bad_image_in_the_test_split_costs_only_its_own_items() {
+    let run = copy_of("bad-test-image");
+    let test = run.join("synth/cls/test");
+    let before = items(&test);
+    let (id, texts) = damage_first_image(&test);
+    arl(
+        "finetune",
+        &run,
+        &["--job", "cls", "--set", "finetune.cls.init=\"scratch\""],
+    );
+    let result = json(&run.join("finetune/cls/result.json"));
+    assert_eq!(result["test"]["cls"]["items"], before - texts, "{result}");
+    let log = std::fs::read_to_string(run.join("finetune/cls/logs/rank0.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("skipped a bad sample") && l.contains(&format!("{id:?}"))),
+        "{log}"
+    );
 }
 
 #[test]

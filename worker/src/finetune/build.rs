@@ -80,6 +80,28 @@ pub fn task_model(
     Ok((vs, TaskModel { model, head }, graph, init))
 }
 
+/// The checks of the job's samples of a split whose entity ids `map` maps onto a vocabulary of
+/// `entities`, for a head of `outputs`.
+pub fn sample_check(
+    config: &JobConfig,
+    cfg: &FinetuneConfig,
+    map: &EntityMap,
+    entities: usize,
+    tokenizer: &TextTokenizer,
+    outputs: i64,
+) -> SampleCheck {
+    SampleCheck {
+        tokenizer: tokenizer.clone(),
+        positions: max_text_positions(&config.model) as usize,
+        entity_ids: map.dataset_ids(entities as i64),
+        labels: match cfg.task {
+            Task::Vqa => LabelRange::Answers(outputs),
+            Task::Cls => LabelRange::Classes(outputs),
+            Task::Irtr => LabelRange::Unused,
+        },
+    }
+}
+
 /// The rank's training stream, with the caption pool of retrieval; each sample is checked
 /// against `tokenizer`, the knowledge vocabulary and the head's `outputs`.
 #[allow(clippy::too_many_arguments)]
@@ -95,16 +117,7 @@ pub fn train_data(
 ) -> anyhow::Result<TrainData> {
     let manifest = source.manifest().clone();
     let map = EntityMap::new(&manifest.entities, vocabulary);
-    let check = SampleCheck {
-        tokenizer: tokenizer.clone(),
-        positions: max_text_positions(&config.model) as usize,
-        entity_ids: map.dataset_ids(vocabulary.len() as i64),
-        labels: match cfg.task {
-            Task::Vqa => LabelRange::Answers(outputs),
-            Task::Cls => LabelRange::Classes(outputs),
-            Task::Irtr => LabelRange::Unused,
-        },
-    };
+    let check = sample_check(config, cfg, &map, vocabulary.len(), tokenizer, outputs);
     let items = manifest.items_per_shard();
     let sampler = Sampler::new(
         items.clone(),

@@ -18,7 +18,7 @@ use arl_contract::metrics::{Metric, Recall};
 use super::metrics;
 use super::task::{TaskModel, Texts, answer_type, class_label, vqa_target};
 use crate::data::image;
-use crate::data::loader;
+use crate::data::loader::{self, LoaderConfig};
 use crate::data::sampler::SampleRef;
 use crate::data::shard::Manifest;
 use crate::data::stream::{Sample, ShardSource};
@@ -86,6 +86,35 @@ pub fn read_split(
         manifest,
         hash,
     })
+}
+
+/// Drops the samples of `split` (read from `url`) that `cfg` refuses (its sample checks, the
+/// image's decode and transform), each logged with its shard, row and reason, so that a bad
+/// image or label costs its own item, not the evaluation. Checked 64 at a time.
+///
+/// # Errors
+/// More than `cfg.max_bad_fraction` of the split is bad (in a split of 100 samples or more),
+/// or all of it.
+pub fn keep_usable(split: &mut Split, cfg: &LoaderConfig, url: &str) -> anyhow::Result<()> {
+    let mut bad = std::collections::HashSet::new();
+    for chunk in split.samples.chunks(64) {
+        for sample in loader::prepare(chunk.to_vec(), 0, cfg, &split.manifest.shards).bad {
+            tracing::warn!(split = url, reason = %sample.reason, "skipped a bad sample");
+            bad.insert(sample.at);
+        }
+    }
+    let total = split.samples.len();
+    split.samples.retain(|s| !bad.contains(&s.at));
+    // As in training: the fraction counts from 100 samples on (from the first when it is 0).
+    let enforced = total >= 100 || cfg.max_bad_fraction == 0.0;
+    ensure!(
+        !split.samples.is_empty()
+            && (!enforced || bad.len() as f64 <= cfg.max_bad_fraction * total as f64),
+        "{url}: {} of {total} samples are bad, more than data.max_bad_fraction = {}",
+        bad.len(),
+        cfg.max_bad_fraction
+    );
+    Ok(())
 }
 
 /// The images of `samples`, decoded and given the `clip` transform at `size` (B, 3, S, S).

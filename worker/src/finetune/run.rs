@@ -24,11 +24,12 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
-use super::build::{TrainData, task_model, train_data};
-use super::eval::{Evaluator, Split, read_split};
+use super::build::{TrainData, sample_check, task_model, train_data};
+use super::eval::{Evaluator, Split, keep_usable, read_split};
 use super::progress::{self, Best, Progress, Resumed};
 use super::task::{Targets, TaskModel, Texts};
 use super::weights;
+use crate::data::loader::{LoaderConfig, Transform};
 use crate::data::remote::Backoff;
 use crate::data::sampler;
 use crate::data::stream::{Sample, ShardSource};
@@ -109,7 +110,7 @@ pub fn finetune(
     };
     let limit = (cfg.task == Task::Irtr).then_some(cfg.eval_pairs);
     let read = |split: &str| read_split(&cfg.split_url(split), &cache(split), limit, true);
-    let (val, test) = (read(&cfg.val_split)?, read(&cfg.test_split)?);
+    let (mut val, mut test) = (read(&cfg.val_split)?, read(&cfg.test_split)?);
     for (split, manifest) in [
         (&cfg.val_split, &val.manifest),
         (&cfg.test_split, &test.manifest),
@@ -136,6 +137,25 @@ pub fn finetune(
     let vocabulary = graph.entity_ids();
     let map_of = |split: &Split| EntityMap::new(&split.manifest.entities, &vocabulary);
     let (val_map, test_map) = (map_of(&val), map_of(&test));
+    for (split, map, name) in [
+        (&mut val, &val_map, &cfg.val_split),
+        (&mut test, &test_map, &cfg.test_split),
+    ] {
+        let check = sample_check(config, &cfg, map, vocabulary.len(), &tokenizer, outputs);
+        let loader = LoaderConfig {
+            threads: config.data.threads,
+            queue_depth: 1,
+            transform: Transform::Clip {
+                size: model_cfg.vision.image_size as u32,
+            },
+            max_bad_fraction: config.data.max_bad_fraction,
+            seed: cfg.seed,
+            first_step: 0,
+            dicom: Default::default(),
+            check: Some(std::sync::Arc::new(check)),
+        };
+        keep_usable(split, &loader, &cfg.split_url(name))?;
+    }
 
     let items = train_manifest.items_per_shard();
     let total_items: u64 = items.iter().map(|&n| u64::from(n)).sum();
