@@ -132,7 +132,8 @@ fn lock_checkpoints(
     config: &JobConfig,
     job: &str,
 ) -> anyhow::Result<Option<arl_checkpoints::lock::LocationLock>> {
-    if config.launch.node_rank != 0 {
+    // The node's index as the launch resolves it (SLURM's node id inside a job step).
+    if Topology::layout(&config.launch)?.node_rank != 0 {
         return Ok(None);
     }
     let at = config.locations();

@@ -140,7 +140,7 @@ fn three_hosts_from_a_slurm_job_step_train_as_one_host_does() {
 }
 
 /// `arl pretrain` of two hosts, 30 steps with a checkpoint every 5, ready to restart.
-const LOSS_SETS: [&str; 6] = [
+const LOSS_SETS: [&str; 7] = [
     "train.steps=30",
     "checkpoint.every_steps=5",
     "launch.restart_backoff_s=0.2",

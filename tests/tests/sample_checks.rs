@@ -55,6 +55,20 @@ fn vqa(labels: Vec<i64>, scores: Vec<f64>) -> Labels {
     }])
 }
 
+/// The loader settings of a check: 32-px crops, strict, with `check`.
+fn loader(check: Option<SampleCheck>) -> LoaderConfig {
+    LoaderConfig {
+        threads: 2,
+        queue_depth: 1,
+        transform: Transform::Clip { size: 32 },
+        max_bad_fraction: 0.0,
+        seed: 0,
+        first_step: 0,
+        dicom: Default::default(),
+        check: check.map(Arc::new),
+    }
+}
+
 /// The check's error for `sample`, or "ok".
 fn verdict(check: &SampleCheck, sample: &Sample) -> String {
     check
@@ -166,16 +180,7 @@ fn data_check_names_the_rows_whose_ids_are_out_of_range() {
     }
     writer.finish().unwrap();
     let source = ShardSource::open(&data.to_string_lossy(), &dir.join("cache"), 1 << 30).unwrap();
-    let cfg = LoaderConfig {
-        threads: 2,
-        queue_depth: 1,
-        transform: Transform::Clip { size: 32 },
-        max_bad_fraction: 0.0,
-        seed: 0,
-        first_step: 0,
-        dicom: Default::default(),
-        check: Some(Arc::new(checks(LabelRange::Classes(8)))),
-    };
+    let cfg = loader(Some(checks(LabelRange::Classes(8))));
     let report = data_check::check(&source, &cfg, &indicatif::ProgressBar::hidden()).unwrap();
     let reasons: Vec<&str> = report.bad.iter().map(|b| b.reason.as_str()).collect();
     assert_eq!(report.samples, 12);
@@ -249,16 +254,7 @@ fn forged_shard_counts_and_sizes_are_refused_before_anything_is_sized_from_them(
     )
     .unwrap();
     let source = ShardSource::open(&data.to_string_lossy(), &dir.join("c2"), 1 << 30).unwrap();
-    let cfg = LoaderConfig {
-        threads: 1,
-        queue_depth: 1,
-        transform: Transform::Clip { size: 8 },
-        max_bad_fraction: 0.0,
-        seed: 0,
-        first_step: 0,
-        dicom: Default::default(),
-        check: None,
-    };
+    let cfg = loader(None);
     let report = data_check::check(&source, &cfg, &indicatif::ProgressBar::hidden()).unwrap();
     let first: Vec<&str> = report
         .bad
