@@ -291,8 +291,10 @@ fn pretraining_waits_out_a_stalled_store_and_loses_no_sample() {
         !stalled.join("restarts").join("round-1.json").exists(),
         "no restart: the watchdog knew the rank was waiting for storage\n{stderr}"
     );
-    let samples = |run: &Path| -> Vec<(String, u64, Vec<(u64, u64)>)> {
-        let mut lines: Vec<_> = sample_lines(&[run.to_owned()])
+    // (rank log, step, samples) of every line, sorted.
+    type Lines = Vec<(String, u64, Vec<(u64, u64)>)>;
+    let samples = |run: &Path| -> Lines {
+        let mut lines: Lines = sample_lines(&[run.to_owned()])
             .into_iter()
             .map(|l| (l.file, l.step, l.ids))
             .collect();
