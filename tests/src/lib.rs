@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
+pub mod fuzz_targets;
 pub mod hosts;
 mod pretraining;
 pub mod tmpfs;

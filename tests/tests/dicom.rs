@@ -229,3 +229,29 @@ fn a_frame_larger_than_the_bounds_is_refused_before_its_pixels_are_decoded() {
         "{error:#}"
     );
 }
+
+#[test]
+fn malformed_rle_frames_and_forged_lengths_are_named_errors() {
+    // Found by fuzzing (RELIABILITY.md): dicom-rs's RLE decoder indexes past the first two, and
+    // would allocate the 4 GB that 722 bytes claim for a value.
+    let regressions = arl_tests::workspace_root().join("tests/fuzz/regressions/dicom");
+    for (file, words) in [
+        (
+            "rle_short_header.dcm",
+            "claims 12336 bytes, more than the 0 left",
+        ),
+        (
+            "rle_short_segment.dcm",
+            "segment 1 decodes to 58 bytes, not the 8×8",
+        ),
+        (
+            "forged_element_length.dcm",
+            "(0009,1010) claims 4294967280 bytes, more than the 4 left",
+        ),
+    ] {
+        let error = read(&regressions.join(file), Frames::All).unwrap_err();
+        assert!(format!("{error:#}").contains(words), "{file}: {error:#}");
+    }
+    let whole = read(&manifest().tests.join("MR_small_RLE.dcm"), Frames::All).unwrap();
+    assert_eq!((whole[0].width, whole[0].height), (64, 64));
+}

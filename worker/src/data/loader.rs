@@ -141,7 +141,7 @@ pub fn contained<T>(work: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<
             .map(|s| (*s).to_owned())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "no message".to_owned());
-        Err(anyhow::anyhow!("panicked while decoding: {message}"))
+        Err(anyhow::anyhow!("panicked while reading: {message}"))
     })
 }
 
@@ -298,7 +298,7 @@ mod tests {
         std::panic::set_hook(hook);
         let error = format!("{:#}", caught.unwrap_err());
         assert!(
-            error.contains("panicked while decoding: bad pixels in row 7"),
+            error.contains("panicked while reading: bad pixels in row 7"),
             "{error}"
         );
         assert_eq!(super::contained(|| Ok(3)).unwrap(), 3);

@@ -206,8 +206,11 @@ fn entry_for(
 /// # Errors
 /// Not an Arrow IPC file, or truncated.
 pub fn decode(bytes: &[u8]) -> anyhow::Result<Vec<RecordBatch>> {
-    let reader = FileReader::try_new(Cursor::new(bytes), None)?;
-    Ok(reader.collect::<Result<_, _>>()?)
+    // arrow-ipc 60 panics on some malformed files (RELIABILITY.md): their error, not the rank's.
+    super::loader::contained(|| {
+        let reader = FileReader::try_new(Cursor::new(bytes), None)?;
+        Ok(reader.collect::<Result<_, _>>()?)
+    })
 }
 
 /// Checks a shard's bytes against its entry, then decodes it.

@@ -183,6 +183,11 @@ pub(super) fn float_at(array: &dyn Array, row: usize) -> anyhow::Result<f64> {
 /// # Errors
 /// A missing column or one of another type (named).
 pub fn row(batch: &RecordBatch, row: usize) -> anyhow::Result<ImageTextRow> {
+    // arrow 60 panics on some malformed arrays (RELIABILITY.md): the row's error, not the rank's.
+    super::loader::contained(|| read_row(batch, row))
+}
+
+fn read_row(batch: &RecordBatch, row: usize) -> anyhow::Result<ImageTextRow> {
     let get = |name: &str| column(batch, name);
     let with = |name: &'static str| move |e: anyhow::Error| e.context(format!("column {name:?}"));
     let mention = |values: &dyn Array, i: usize| -> anyhow::Result<[i64; 3]> {
@@ -215,6 +220,10 @@ pub fn row(batch: &RecordBatch, row: usize) -> anyhow::Result<ImageTextRow> {
 /// # Errors
 /// No text column, or one that is not a list.
 pub fn text_counts(batch: &RecordBatch, text_column: &str) -> anyhow::Result<Vec<u32>> {
+    super::loader::contained(|| count_texts(batch, text_column))
+}
+
+fn count_texts(batch: &RecordBatch, text_column: &str) -> anyhow::Result<Vec<u32>> {
     let texts = column(batch, text_column)?;
     (0..batch.num_rows())
         .map(|r| Ok(list_at(texts, r)?.map_or(0, |l| l.len() as u32)))

@@ -1,0 +1,5 @@
+//! AFL++ fuzzer of [`arl_tests::fuzz_targets::dicom`].
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| arl_tests::fuzz_targets::dicom(data));
+}
