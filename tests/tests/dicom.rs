@@ -231,9 +231,9 @@ fn a_frame_larger_than_the_bounds_is_refused_before_its_pixels_are_decoded() {
 }
 
 #[test]
-fn malformed_rle_frames_and_forged_lengths_are_named_errors() {
+fn malformed_frames_and_forged_lengths_are_named_errors() {
     // Found by fuzzing (RELIABILITY.md): dicom-rs's RLE decoder indexes past the first two, and
-    // would allocate the 4 GB that 722 bytes claim for a value.
+    // dicom-rs would allocate the 4 GB that 722 bytes claim for a value.
     let regressions = arl_tests::workspace_root().join("tests/fuzz/regressions/dicom");
     for (file, words) in [
         (
@@ -248,6 +248,22 @@ fn malformed_rle_frames_and_forged_lengths_are_named_errors() {
             "forged_element_length.dcm",
             "(0009,1010) claims 4294967280 bytes, more than the 4 left",
         ),
+        // dicom-pixeldata panics on a BitsStored outside 1..=BitsAllocated; the JPEG and
+        // JPEG 2000 decoders write a stream larger than the header's frame past the end of the
+        // frame's buffer.
+        (
+            "bits_stored_out_of_range.dcm",
+            "BitsStored 64 is not between 1 and BitsAllocated 16",
+        ),
+        (
+            "jpeg_larger_than_frame.dcm",
+            "the JPEG stream is 100×100 with 3 samples of 1 bytes, larger than the 100×50 frame",
+        ),
+        (
+            "j2k_larger_than_frame.dcm",
+            "the JPEG 2000 stream is 64×64 with 1 samples of 1 bytes, larger than the 64×32",
+        ),
+        ("j2k_stream_past_frame.dcm", "the JPEG 2000 stream is"),
     ] {
         let error = read(&regressions.join(file), Frames::All).unwrap_err();
         assert!(format!("{error:#}").contains(words), "{file}: {error:#}");

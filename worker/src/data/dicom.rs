@@ -17,6 +17,8 @@ use serde::Deserialize;
 
 use super::image::Rgb;
 
+mod guard;
+
 /// Whether `bytes` start like a DICOM Part 10 file (a 128-byte preamble, then `DICM`).
 pub fn is_dicom(bytes: &[u8]) -> bool {
     bytes.get(128..132) == Some(b"DICM")
@@ -124,91 +126,7 @@ fn check_pixel_size(object: &DefaultDicomObject) -> anyhow::Result<()> {
         "the DICOM pixel data would decode to {total} bytes ({frames} frames of {columns}×{rows}), \
          more than {MAX_DECODED_BYTES}"
     );
-    if object.meta().transfer_syntax().trim_end_matches('\0') == RLE_LOSSLESS {
-        check_rle(object)?;
-    }
-    Ok(())
-}
-
-/// The RLE Lossless transfer syntax.
-const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
-
-/// Checks the RLE Lossless frames (one fragment each) that dicom-rs would decode, which index
-/// past the end of a fragment shorter than its 64-byte header and of a segment that decodes to
-/// fewer bytes than the frame has pixels (dicom-transfer-syntax-registry 0.10.1 panics on both).
-fn check_rle(object: &DefaultDicomObject) -> anyhow::Result<()> {
-    let number = |tag| {
-        object
-            .get(tag)
-            .and_then(|e| e.uint16().ok())
-            .map(usize::from)
-    };
-    let (Some(rows), Some(columns), Some(samples), Some(bits)) = (
-        number(tags::ROWS),
-        number(tags::COLUMNS),
-        number(tags::SAMPLES_PER_PIXEL),
-        number(tags::BITS_ALLOCATED),
-    ) else {
-        return Ok(()); // The decoder names the missing attribute.
-    };
-    let used = samples * bits / 8; // The segments that the decoder reads (when 8 or 16 bits).
-    let fragments = object.get(tags::PIXEL_DATA).and_then(|e| e.fragments());
-    for (frame, fragment) in fragments.unwrap_or_default().iter().enumerate() {
-        let header = fragment.get(..64).with_context(|| {
-            format!(
-                "RLE frame {frame} has {} bytes, less than its 64-byte header",
-                fragment.len()
-            )
-        })?;
-        let word = |i: usize| {
-            header[4 * i..4 * i + 4]
-                .iter()
-                .rev()
-                .fold(0usize, |value, &byte| value << 8 | usize::from(byte))
-        };
-        let segments = word(0);
-        ensure!(
-            segments <= 15,
-            "RLE frame {frame} claims {segments} segments, more than the 15 of its header"
-        );
-        for segment in 0..segments.min(used) {
-            let end = if segment + 1 < segments {
-                word(segment + 2)
-            } else {
-                fragment.len()
-            };
-            // A range outside the fragment is refused by the decoder itself.
-            if let Some(data) = fragment.get(word(segment + 1)..end) {
-                let decoded = packbits_len(data);
-                ensure!(
-                    decoded >= rows * columns,
-                    "RLE frame {frame}, segment {segment} decodes to {decoded} bytes, not the \
-                     {rows}×{columns} of the frame"
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The number of bytes PackBits data decodes to (a truncated run counts what is there).
-fn packbits_len(data: &[u8]) -> usize {
-    let (mut at, mut decoded) = (0, 0);
-    while let Some(&header) = data.get(at) {
-        match header as i8 {
-            -128 => at += 1,
-            count @ -127..=-1 => {
-                decoded += usize::from(count.unsigned_abs()) + 1;
-                at += 2;
-            }
-            count => {
-                let literal = usize::from(count as u8) + 1;
-                decoded += literal.min(data.len() - at - 1);
-                at += 1 + literal;
-            }
-        }
-    }
-    decoded
+    guard::frames(object)
 }
 
 /// The most bytes a DICOM file's pixel data may decode to.
@@ -246,145 +164,10 @@ fn parse(bytes: &[u8]) -> anyhow::Result<DefaultDicomObject> {
         is_dicom(bytes),
         "not a DICOM file (no DICM marker after the 128-byte preamble)"
     );
-    check_lengths(&bytes[132..]).context("parsing the DICOM data set")?;
+    guard::lengths(&bytes[132..]).context("parsing the DICOM data set")?;
     OpenFileOptions::new()
         .from_reader(&bytes[128..])
         .context("parsing the DICOM data set")
-}
-
-/// The undefined length (a sequence, item or encapsulated pixel data that ends with a delimiter).
-const UNDEFINED: usize = 0xFFFF_FFFF;
-
-/// What an element of undefined length holds until its sequence delimiter.
-#[derive(Clone, Copy, PartialEq)]
-enum Open {
-    /// Items of data elements.
-    Sequence,
-    /// Items of raw bytes (encapsulated pixel data).
-    Pixels,
-}
-
-/// Refuses an element whose defined length is more than the bytes left in the file. dicom-rs
-/// allocates and zero-fills a value's claimed length before it reads the value, so a 722-byte
-/// file that claims a 4 GB value would take 4 GB. Walks the element headers of the meta group
-/// and the data set (explicit or implicit VR, either byte order); leaves to dicom-rs what it
-/// cannot follow (a deflated data set, a sequence inside a UN value, a truncated header).
-fn check_lengths(data: &[u8]) -> anyhow::Result<()> {
-    let (mut at, mut explicit, mut little) = (0, true, true);
-    let mut syntax: Option<&[u8]> = None; // Set once the meta group has been walked.
-    let mut meta = true;
-    let mut open: Vec<Open> = Vec::new();
-    while at + 8 <= data.len() {
-        let word = |at: usize| {
-            let pair = [data[at], data[at + 1]];
-            if little {
-                u16::from_le_bytes(pair)
-            } else {
-                u16::from_be_bytes(pair)
-            }
-        };
-        let long = |at: usize| {
-            let (first, second) = (usize::from(word(at)), usize::from(word(at + 2)));
-            if little {
-                second << 16 | first
-            } else {
-                first << 16 | second
-            }
-        };
-        let (group, element) = (word(at), word(at + 2));
-        if meta && group != 0x0002 {
-            meta = false;
-            let uid = String::from_utf8_lossy(syntax.unwrap_or_default());
-            match uid.trim_end_matches(['\0', ' ']) {
-                "1.2.840.10008.1.2" => explicit = false,
-                "1.2.840.10008.1.2.2" => little = false,
-                "" | "1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.4.95" => return Ok(()),
-                _ => {}
-            }
-            continue;
-        }
-        if group == 0xFFFE {
-            let length = long(at + 4);
-            at += 8;
-            match element {
-                0xE000 if length == UNDEFINED => {}
-                0xE000 => {
-                    ensure_within(length, data.len() - at, group, element)?;
-                    if open.last() == Some(&Open::Pixels) {
-                        at += length; // A fragment: raw bytes.
-                    }
-                }
-                0xE00D => {}
-                0xE0DD => {
-                    open.pop();
-                }
-                // Another (FFFE,xxxx): dicom-rs reads it as an element of that length.
-                _ if length == UNDEFINED => return Ok(()),
-                _ => {
-                    ensure_within(length, data.len() - at, group, element)?;
-                    at += length;
-                }
-            }
-            continue;
-        }
-        let vr = &data[at + 4..at + 6];
-        // As dicom-rs reads a header: the VRs of PS3.5 Table 7.1-2 have a 16-bit length, all
-        // others (an unknown VR is read as UN) a 32-bit one after two reserved bytes.
-        let short = [
-            "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH",
-            "SL", "SS", "ST", "TM", "UI", "UL", "US",
-        ];
-        let (length, header) = if !explicit {
-            (long(at + 4), 8)
-        } else if short.iter().any(|s| s.as_bytes() == vr) {
-            (usize::from(word(at + 6)), 8)
-        } else if at + 12 <= data.len() {
-            (long(at + 8), 12)
-        } else {
-            return Ok(());
-        };
-        at += header;
-        let pixel_data = (group, element) == (0x7FE0, 0x0010);
-        if length == UNDEFINED {
-            let kind = if pixel_data || (explicit && matches!(vr, b"OB" | b"OW")) {
-                Open::Pixels
-            } else if !explicit || vr == b"SQ" {
-                Open::Sequence
-            } else {
-                return Ok(()); // UN: a sequence in implicit VR inside, not followed.
-            };
-            open.push(kind);
-            continue;
-        }
-        ensure_within(length, data.len() - at, group, element)?;
-        if meta && element == 0x0010 {
-            syntax = Some(&data[at..at + length]);
-        }
-        // A sequence of defined length: its items follow. In implicit VR, a value is taken for
-        // one when it starts with an item that fits in it.
-        let sequence = if explicit {
-            vr == b"SQ"
-        } else {
-            !pixel_data
-                && length >= 8
-                && (word(at), word(at + 2)) == (0xFFFE, 0xE000)
-                && (long(at + 4) == UNDEFINED || long(at + 4) <= length - 8)
-        };
-        if !sequence {
-            at += length;
-        }
-    }
-    Ok(())
-}
-
-/// Refuses `length` bytes of element `(group,element)` where `left` remain.
-fn ensure_within(length: usize, left: usize, group: u16, element: u16) -> anyhow::Result<()> {
-    ensure!(
-        length <= left,
-        "DICOM element ({group:04X},{element:04X}) claims {length} bytes, more than the {left} \
-         left in the file"
-    );
-    Ok(())
 }
 
 /// The name of a common transfer syntax, with its UID.
@@ -419,7 +202,7 @@ fn frame_to_rgb(
         bits == 8 || bits == 16,
         "BitsAllocated {bits} is not supported (8 or 16)"
     );
-    // dicom-pixeldata asserts this in its lookup tables (0.10.1 panics on BitsStored 0).
+    // dicom-pixeldata asserts this in its lookup tables (0.10.1 panics on BitsStored 0 or 64).
     let stored = pixels.bits_stored();
     ensure!(
         (1..=bits).contains(&stored),
@@ -669,17 +452,4 @@ fn read_lut(item: &InMemDicomObject, signed: bool) -> anyhow::Result<LutTable> {
         entries: data.into_iter().map(f64::from).collect(),
         bits: bits.clamp(1, 16) as u8,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::packbits_len;
-
-    #[test]
-    fn packbits_lengths_count_runs_literals_and_truncated_literals() {
-        // A run of 3, a literal of 3, a no-op; then a literal of 6 cut after 2 bytes.
-        assert_eq!(packbits_len(&[0xFE, 7, 2, 1, 2, 3, 0x80]), 6);
-        assert_eq!(packbits_len(&[5, 1, 2]), 2);
-        assert_eq!(packbits_len(&[]), 0);
-    }
 }

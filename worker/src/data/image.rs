@@ -64,6 +64,9 @@ pub fn decode(bytes: &[u8]) -> anyhow::Result<Rgb> {
         .context("decoding an image header")?;
     check_size(u64::from(width), u64::from(height), "the image")?;
     reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format()?;
+    if reader.format() == Some(image::ImageFormat::Png) {
+        check_png_palette(bytes)?;
+    }
     if reader.format() == Some(image::ImageFormat::Jpeg) {
         // The decoder fills a truncated JPEG with grey instead of failing: require the
         // end-of-image marker (entropy-coded data never holds FF D9) near the end.
@@ -85,6 +88,21 @@ pub fn decode(bytes: &[u8]) -> anyhow::Result<Rgb> {
         height: rgb.height(),
         pixels: rgb.into_raw(),
     })
+}
+
+/// Refuses a PNG whose palette (PLTE chunk) is not 1 to 256 whole RGB entries: png 0.18.1
+/// indexes past the end of such a palette when it expands the image.
+fn check_png_palette(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut at: usize = 8; // After the signature: chunks of length, type, data and CRC.
+    while let Some(&[a, b, c, d, ref kind @ ..]) = bytes.get(at..at.saturating_add(8)) {
+        let length = u32::from_be_bytes([a, b, c, d]) as usize;
+        ensure!(
+            kind != b"PLTE" || (length % 3 == 0 && (3..=768).contains(&length)),
+            "the PNG palette has {length} bytes, not 1 to 256 RGB entries"
+        );
+        at = at.saturating_add(12).saturating_add(length);
+    }
+    Ok(())
 }
 
 /// Resizes the region `(left, top, width, height)` of `image` to `width × height` pixels with
@@ -293,5 +311,24 @@ mod tests {
         assert!(decode(&truncated[..truncated.len() / 2]).is_err());
         assert!(check_size(0, 10, "x").is_err());
         assert!(decode(&png(64, 48)).is_ok());
+    }
+
+    #[test]
+    fn a_png_palette_of_partial_entries_is_refused() {
+        let chunk = |kind: &[u8], data: &[u8]| {
+            [&(data.len() as u32).to_be_bytes()[..], kind, data, &[0; 4]].concat()
+        };
+        let with_palette = |palette: &[u8]| {
+            [
+                &b"\x89PNG\r\n\x1a\n"[..],
+                &chunk(b"IHDR", &[0; 13]),
+                &chunk(b"PLTE", palette),
+            ]
+            .concat()
+        };
+        assert!(check_png_palette(&with_palette(&[1, 2, 3])).is_ok());
+        let error = check_png_palette(&with_palette(&[1, 2])).unwrap_err();
+        assert!(error.to_string().contains("palette has 2 bytes"), "{error}");
+        assert!(check_png_palette(&with_palette(&[0; 771])).is_err());
     }
 }
