@@ -128,6 +128,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
+/// The sha256 of a file's content as lowercase hex, read in pieces.
+///
+/// # Errors
+/// The file cannot be read (named).
+pub fn sha256_of_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let mut hasher = Sha256::new();
+    std::fs::File::open(path)
+        .and_then(|mut file| std::io::copy(&mut file, &mut hasher))
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
 /// The groups of `files`, in file order, each once.
 pub fn groups_of<'a>(files: impl IntoIterator<Item = &'a FileEntry>) -> Vec<&'a str> {
     let mut groups: Vec<&str> = Vec::new();

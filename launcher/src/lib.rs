@@ -15,6 +15,7 @@ pub mod heartbeats;
 pub mod job;
 pub mod liveness;
 pub mod membership;
+pub mod model_init;
 pub mod net_beats;
 pub mod paths;
 pub mod prepare;

@@ -1,5 +1,6 @@
 //! `arl`: the command-line front of the launcher (see the `arl_launcher` library).
 
+use anyhow::Context;
 use arl_contract::{JobConfig, PRETRAIN_JOB};
 use arl_launcher::failure::Failure;
 use arl_launcher::{bench, ckpt, finetune, run};
@@ -168,11 +169,15 @@ enum BenchCommand {
     /// Pretraining under killed and stopped ranks: recovered, and bit-identical to a run
     /// without faults?
     Chaos(bench::chaos::ChaosArgs),
-    /// Entity-linking throughput over the Indiana University reports (one thread).
+    /// Entity-linking throughput over the odd-numbered Indiana University reports (one thread),
+    /// or with `--quality` recall and false-finding rate against their MeSH annotations.
     Link {
         /// Passes over all reports; the median is reported.
         #[arg(long, default_value_t = 5)]
         passes: usize,
+        /// Measure linking quality instead of throughput.
+        #[arg(long)]
+        quality: bool,
     },
 }
 
@@ -295,11 +300,12 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
 
 /// `arl finetune` and `arl eval`: one job, then its result.
 fn finetune_command(
-    config: &JobConfig,
+    mut config: JobConfig,
     job: &str,
     mode: finetune::Mode,
 ) -> anyhow::Result<ExitCode> {
-    check(config, &[job.to_owned()])?;
+    check(&mut config, &[job.to_owned()])?;
+    let config = &config;
     if config.prepare.as_ref().is_some_and(|p| p.synthetic) {
         arl_launcher::prepare::prepare(config)?;
     }
@@ -323,14 +329,18 @@ fn finetune_command(
 }
 
 /// `config` after the check of its pipeline ([`check()`]).
-fn checked(config: JobConfig) -> anyhow::Result<JobConfig> {
-    check(&config, &config.jobs())?;
+fn checked(mut config: JobConfig) -> anyhow::Result<JobConfig> {
+    let jobs = config.jobs();
+    check(&mut config, &jobs)?;
     Ok(config)
 }
 
 /// The check of `config` for `jobs`; a refusal is a start-up failure.
-fn check(config: &JobConfig, jobs: &[String]) -> anyhow::Result<()> {
+fn check(config: &mut JobConfig, jobs: &[String]) -> anyhow::Result<()> {
     arl_launcher::check::check(config, jobs).map_err(Failure::start_up)?;
+    arl_launcher::model_init::seal(config, jobs)
+        .with_context(|| format!("config {}", config.source))
+        .map_err(Failure::start_up)?;
     Ok(())
 }
 
@@ -375,8 +385,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             bench::checkpoint::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(BenchCommand::Link { passes }) => {
-            bench::link::run(passes)?;
+        Command::Bench(BenchCommand::Link { passes, quality }) => {
+            bench::link::run(passes, quality)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Model(args)) => {
@@ -406,8 +416,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(exit_code(command.status()?))
         }
         Command::Pretrain { config, stop_at } => {
-            let config = load(&config)?;
-            check(&config, &[PRETRAIN_JOB.to_owned()])?;
+            let mut config = load(&config)?;
+            check(&mut config, &[PRETRAIN_JOB.to_owned()])?;
             let pretrained = arl_launcher::pretrain::pretrain(&config, stop_at)?;
             if let Some(code) = stopped("pretrain", pretrained.stopped()) {
                 return Ok(code);
@@ -424,9 +434,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             config,
             job,
             stop_at,
-        } => finetune_command(&load(&config)?, &job, finetune::Mode::Train(stop_at)),
+        } => finetune_command(load(&config)?, &job, finetune::Mode::Train(stop_at)),
         Command::Eval { config, job } => {
-            finetune_command(&load(&config)?, &job, finetune::Mode::Evaluate)
+            finetune_command(load(&config)?, &job, finetune::Mode::Evaluate)
         }
 
         Command::Data(command) => {

@@ -19,6 +19,14 @@ pub fn show(event: &Event) {
             job, start, end, ..
         } => console::start_bar(job, *end, *start),
         Event::Step(report) => console::advance(report.step, &step_message(report)),
+        Event::Initialised { files } => {
+            for file in files {
+                console::line(&format!(
+                    "model.init.{} from {} ({}, {} tensors, sha256 {:.12})",
+                    file.key, file.path, file.format, file.tensors, file.sha256
+                ));
+            }
+        }
         Event::Resumed { step, from } => {
             console::line(&format!("resumed at step {step} from {from}"));
         }

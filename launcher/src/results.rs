@@ -109,11 +109,36 @@ fn against_chance(recall: &Recall) -> Option<Vec<String>> {
     Some(cells)
 }
 
+/// The line naming the `[model.init]` files the results' weights descend from, by sha256
+/// (none when every job started from random weights).
+fn model_start(results: &[(String, JobResult)]) -> String {
+    let mut starts: Vec<&BTreeMap<String, String>> = results
+        .iter()
+        .map(|(_, r)| &r.model_init)
+        .filter(|init| !init.is_empty())
+        .collect();
+    starts.dedup();
+    starts
+        .iter()
+        .map(|init| {
+            let files: Vec<String> = init
+                .iter()
+                .map(|(key, hash)| format!("{key} `{}`", short(hash)))
+                .collect();
+            format!(
+                "\nStarted from the pretrained weights of [model.init] (sha256): {}.\n",
+                files.join(", ")
+            )
+        })
+        .collect()
+}
+
 /// The Markdown tables of `results` (job name, result), titled with `run`.
 pub fn markdown(run: &str, results: &[(String, JobResult)]) -> String {
     let mut md = format!(
         "# Results of {run}\n\nAll numbers are percentages on each job's test split; `weights` is the hash of the evaluated model tensors, `config` of the job's resolved settings, `data` of the test split's manifest.\n"
     );
+    md.push_str(&model_start(results));
     let vqa: Vec<_> = results
         .iter()
         .filter_map(|(name, r)| match &r.test {
@@ -269,6 +294,19 @@ mod tests {
         serde_json::from_value(all).unwrap()
     }
 
+    #[test]
+    fn the_model_init_files_are_cited_once() {
+        let init = json!({"model_init": {"text": "1234567890abcdef", "vision": "fedcba0987654321"},
+            "test": {"cls": {"accuracy": 50.0, "items": 4}}, "weights": "w", "config_hash": "c"});
+        let rows = [
+            ("a".into(), result(init.clone())),
+            ("b".into(), result(init)),
+        ];
+        let md = markdown("runs/x", &rows);
+        let line = "Started from the pretrained weights of [model.init] (sha256): text `1234567890ab`, vision `fedcba098765`.";
+        assert_eq!(md.matches(line).count(), 1, "{md}");
+    }
+
     fn recall(images: usize, texts: usize) -> Recall {
         Recall {
             i2t: [0.0; 3],
@@ -305,6 +343,7 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("Med-ITC"), "{md}");
+        assert!(!md.contains("[model.init]"), "{md}");
         // Zero-shot T2I R@1: 0.5 × 10 rounds to 1 hit, at least one by chance 1 − 0.9^10;
         // R@5: 2.5 rounds to 3 hits (of 10 at one half each: 1 − 56/1024).
         assert!(

@@ -57,6 +57,39 @@ pub fn model_fixtures() -> PathBuf {
         .clone()
 }
 
+/// One model of the parity fixtures: its weights and its Hugging Face `config.json` as the
+/// manifest names them (empty where it has none), and its inputs and transformers' outputs.
+pub struct ModelFixture {
+    /// The weights (safetensors).
+    pub weights: PathBuf,
+    /// The `config.json`.
+    pub config: PathBuf,
+    /// Inputs and expected outputs by name.
+    pub io: std::collections::BTreeMap<String, tch::Tensor>,
+}
+
+/// The parity fixture `name` (`clip_tiny`, `roberta_tiny`, `bert_minilm`, …).
+///
+/// # Panics
+/// If the fixtures cannot be made or read.
+pub fn model_fixture(name: &str) -> ModelFixture {
+    let dir = model_fixtures();
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let path = |key: &str| {
+        PathBuf::from(
+            manifest[name][key]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}.{key} in the manifest")),
+        )
+    };
+    ModelFixture {
+        weights: path("weights"),
+        config: path("config"),
+        io: arl_worker::model::load::read(&dir.join(format!("{name}.io.safetensors"))).unwrap(),
+    }
+}
+
 /// The folder of the entity-input parity fixtures (`scripts/fixtures/entity_inputs.py`).
 pub fn entity_input_fixtures() -> PathBuf {
     static MADE: OnceLock<PathBuf> = OnceLock::new();
@@ -68,6 +101,38 @@ pub fn entity_input_fixtures() -> PathBuf {
 pub fn arl_arrow_fixtures() -> PathBuf {
     static MADE: OnceLock<PathBuf> = OnceLock::new();
     MADE.get_or_init(|| fixtures("arl_arrow", "arl_arrow.py"))
+        .clone()
+}
+
+/// `--set` values that give the model the vision tower of the tiny CLIP fixtures at 48 px.
+pub const CLIP_TINY_VISION: [&str; 6] = [
+    "model.vision.image_size=48",
+    "model.vision.patch_size=8",
+    "model.vision.width=32",
+    "model.vision.layers=3",
+    "model.vision.heads=4",
+    "model.vision.keep_last_layer=false",
+];
+
+/// `--set` values of `[model.text]` from a Hugging Face `config.json`.
+///
+/// # Panics
+/// If the file is no BERT or RoBERTa config.
+pub fn text_overrides(config: &Path) -> Vec<String> {
+    let text = arl_contract::config::model::TextConfig::from_hf_json(config).unwrap();
+    let text = serde_json::to_value(text).unwrap();
+    text.as_object()
+        .unwrap()
+        .iter()
+        .map(|(key, value)| format!("model.text.{key}={value}"))
+        .collect()
+}
+
+/// Tiny stand-ins for the weight downloads of `scripts/convert_weights.py`, in their real
+/// formats (`scripts/fixtures/weight_downloads.py`).
+pub fn weight_download_fixtures() -> PathBuf {
+    static MADE: OnceLock<PathBuf> = OnceLock::new();
+    MADE.get_or_init(|| fixtures("weight_downloads", "weight_downloads.py"))
         .clone()
 }
 

@@ -182,3 +182,44 @@ fn an_arl_checkpoint_from_another_resolution_loads_with_resized_positions() {
     )
     .unwrap();
 }
+
+#[test]
+fn the_base_align_head_loads_the_reference_gat_shapes_under_its_names() {
+    // ARL_SPEC.md §2.4: conv1 = GATConv(256, 64, heads=8) (512 wide), conv2 = GATConv(512, 256),
+    // named as torch-geometric 2.0 saves them in an ARL checkpoint.
+    let cfg = ModelConfig::base().entity;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let edges = Tensor::from_slice2(&[[0i64, 1], [1, 0]]);
+    let _head =
+        arl_worker::model::align::AlignHead::new(vs.root() / "align_head", &cfg, 2, &edges, 8);
+    let reference: Weights = [
+        ("conv1.lin_src.weight", vec![512, 256]),
+        ("conv1.lin_dst.weight", vec![512, 256]),
+        ("conv1.att_src", vec![1, 8, 64]),
+        ("conv1.att_dst", vec![1, 8, 64]),
+        ("conv1.bias", vec![512]),
+        ("conv2.lin_src.weight", vec![256, 512]),
+        ("conv2.lin_dst.weight", vec![256, 512]),
+        ("conv2.att_src", vec![1, 1, 256]),
+        ("conv2.att_dst", vec![1, 1, 256]),
+        ("conv2.bias", vec![256]),
+    ]
+    .into_iter()
+    .map(|(name, shape)| {
+        (
+            name.to_owned(),
+            Tensor::ones(shape, (Kind::Float, Device::Cpu)),
+        )
+    })
+    .collect();
+    let file = scratch("reference_gat.safetensors");
+    let gat = load::gat_from_pyg(reference).unwrap();
+    let in_gat = |key: &str| !key.starts_with("conv");
+    load::assign(&vs, "align_head", gat, in_gat, &file).unwrap();
+    let loaded = variables(&vs);
+    assert!(
+        loaded["align_head.conv1.att_src"]
+            .equal(&Tensor::ones([1, 8, 64], (Kind::Float, Device::Cpu)))
+    );
+    assert_eq!(loaded["align_head.conv2.lin_src.weight"].size(), [256, 512]);
+}

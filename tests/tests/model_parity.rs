@@ -1,12 +1,11 @@
 //! Our model's towers against Hugging Face transformers on the same weights and inputs, in
 //! float32 (fixtures from scripts/fixtures/model_parity.py), and strict weight loading.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use arl_contract::config::model::{CrossSource, FusionConfig};
 use arl_contract::config::model::{TextConfig, VisionConfig};
-use arl_tests::model_fixtures;
+use arl_tests::model_fixture as fixture;
 use arl_worker::model::fusion::{FusionLayer, FusionMasks};
 use arl_worker::model::gat::{GatConv, LoopedEdges};
 use arl_worker::model::heads::{patchify_normalised, sincos_positions_2d};
@@ -18,31 +17,6 @@ use tch::{Kind, Tensor, nn};
 
 /// The largest tolerated absolute difference in float32.
 const TOLERANCE: f64 = 1e-5;
-
-struct Fixture {
-    weights: PathBuf,
-    config: PathBuf,
-    io: BTreeMap<String, Tensor>,
-}
-
-fn fixture(name: &str) -> Fixture {
-    let dir = model_fixtures();
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
-    let entry = &manifest[name];
-    let path = |key: &str| {
-        PathBuf::from(
-            entry[key]
-                .as_str()
-                .unwrap_or_else(|| panic!("{name}.{key} in manifest")),
-        )
-    };
-    Fixture {
-        weights: path("weights"),
-        config: path("config"),
-        io: load::read(&dir.join(format!("{name}.io.safetensors"))).unwrap(),
-    }
-}
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.size(), b.size());

@@ -32,6 +32,12 @@ pub enum Event {
         #[serde(default)]
         restart: u32,
     },
+    /// The model was set from the pretrained weights of `[model.init]` (a start, never a
+    /// resume).
+    Initialised {
+        /// The files, in loading order.
+        files: Vec<InitFile>,
+    },
     /// The job resumed from a committed checkpoint.
     Resumed {
         /// Its step.
@@ -156,6 +162,21 @@ impl StepReport {
     }
 }
 
+/// One file of `[model.init]` that a model was set from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitFile {
+    /// Its key: `whole`, `vision` or `text`.
+    pub key: String,
+    /// Its path.
+    pub path: String,
+    /// The layout its keys were read as (`Hugging Face CLIPVisionModel`, `METER`, …).
+    pub format: String,
+    /// Tensors in it.
+    pub tensors: usize,
+    /// Its sha256, as the launcher recorded it.
+    pub sha256: String,
+}
+
 /// What a fine-tune started from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -168,6 +189,9 @@ pub enum InitialWeights {
         step: u64,
         /// The hash of its model tensors.
         weights: String,
+        /// The sha256 of the `[model.init]` files that pretraining started from, by key.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        model_init: BTreeMap<String, String>,
     },
     /// Pretraining's initialisation, untrained (`"scratch"`).
     Scratch(Scratch),
@@ -182,6 +206,15 @@ pub enum Scratch {
 }
 
 impl InitialWeights {
+    /// The `[model.init]` hashes the weights descend from: pretraining's, or `own` (the job's
+    /// own config) from scratch.
+    pub fn model_init(&self, own: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        match self {
+            Self::Pretrained { model_init, .. } => model_init.clone(),
+            Self::Scratch(_) => own.clone(),
+        }
+    }
+
     /// The hash of the pretrained weights, if the job started from them.
     pub fn weights(&self) -> Option<&str> {
         match self {
@@ -244,6 +277,10 @@ pub struct JobResult {
     pub weights: String,
     /// What the job started from.
     pub init: InitialWeights,
+    /// The sha256 of the `[model.init]` files its weights descend from, by key: pretraining's,
+    /// or this job's own when it starts from scratch (empty: a random start).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub model_init: BTreeMap<String, String>,
     /// The hash of the job's resolved settings.
     pub config_hash: String,
     /// The splits' manifest hashes.

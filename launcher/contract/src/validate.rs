@@ -246,6 +246,8 @@ impl JobConfig {
                 m.fusion.entity_intermediate,
             ),
             ("model.mim.layers", m.mim.layers),
+            ("model.entity.gat_heads", m.entity.gat_heads),
+            ("model.entity.gat_head_width", m.entity.gat_head_width),
         ] {
             positive(key, value)?;
         }
@@ -274,12 +276,6 @@ impl JobConfig {
             m.fusion.entity_hidden,
             "model.fusion.entity_heads",
             m.fusion.entity_heads,
-        )?;
-        divides(
-            "model.entity.width",
-            m.entity.width,
-            "model.entity.gat_heads",
-            m.entity.gat_heads,
         )?;
         divides(
             "model.mim.width",

@@ -97,7 +97,7 @@ fn check_png_palette(bytes: &[u8]) -> anyhow::Result<()> {
     while let Some(&[a, b, c, d, ref kind @ ..]) = bytes.get(at..at.saturating_add(8)) {
         let length = u32::from_be_bytes([a, b, c, d]) as usize;
         ensure!(
-            kind != b"PLTE" || (length % 3 == 0 && (3..=768).contains(&length)),
+            kind != b"PLTE" || (length.is_multiple_of(3) && (3..=768).contains(&length)),
             "the PNG palette has {length} bytes, not 1 to 256 RGB entries"
         );
         at = at.saturating_add(12).saturating_add(length);

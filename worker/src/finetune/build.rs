@@ -16,6 +16,7 @@ use crate::data::sampler::{self, Sampler, SamplerConfig};
 use crate::data::stream::{RankStream, Sample, ShardSource};
 use crate::data::text::TextTokenizer;
 use crate::knowledge::vocab::KnowledgeGraph;
+use crate::model::init_weights;
 use crate::train::collate::EntityMap;
 use crate::train::init::{self, Built};
 use crate::train::rank::Rank;
@@ -33,8 +34,8 @@ pub struct TrainData {
 }
 
 /// The task's model at `model_cfg`: pretraining's initialisation (seeded with the pretraining
-/// seed), the head (seeded with the job's), the pretrained weights unless the job starts from
-/// scratch, the retrieval head copied from the ITM "match" row, unused heads frozen. Also
+/// seed), the head (seeded with the job's), the pretrained weights (or from scratch, the
+/// files of `[model.init]`), the retrieval head copied from the ITM "match" row, unused heads frozen. Also
 /// returns the entity graph and the record of the initial weights.
 pub fn task_model(
     config: &JobConfig,
@@ -54,19 +55,15 @@ pub fn task_model(
     );
     let variables = train_state::sorted_variables(&vs);
     let init = if cfg.init == Init::Pretrained {
-        let location = config.locations().checkpoints();
-        let (weights, step) = weights::load_pretrained(
-            &location,
+        weights::load_pretrained(
+            &config.locations().checkpoints(),
             &variables,
             cfg.task.head(),
             model_cfg.vision.grid(),
-        )?;
-        InitialWeights::Pretrained {
-            pretrained: location,
-            step,
-            weights,
-        }
+        )?
     } else {
+        // From scratch is from where pretraining starts, [model.init] included.
+        init_weights::load(&vs, model_cfg)?;
         InitialWeights::Scratch(Scratch::Scratch)
     };
     if let Head::Retrieval(retrieval) = &head {

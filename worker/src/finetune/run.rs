@@ -324,6 +324,9 @@ pub fn finetune(
     let metric = evaluator(&test_map).evaluate(&test.samples)?;
     if let Some(reporter) = reporter.as_mut() {
         reporter.scalars(total, &metric.scalars("test"));
+        let init = progress
+            .init
+            .context("the job's record of its initial weights")?;
         let result = JobResult {
             job: job.to_owned(),
             section: progress.section,
@@ -339,9 +342,8 @@ pub fn finetune(
             image_size,
             selected,
             weights,
-            init: progress
-                .init
-                .context("the job's record of its initial weights")?,
+            model_init: init.model_init(&config.model.init.sha256),
+            init,
             config_hash,
             data: DataHashes {
                 train: train_hash,

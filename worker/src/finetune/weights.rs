@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context, ensure};
 use arl_checkpoints::{Checkpoints, Loaded, Manifest};
+use arl_contract::events::InitialWeights;
+use arl_contract::identity::EXTRA_KEY;
 
 use crate::model::vision::interpolate_positions;
 use crate::train_state::{self, Named};
@@ -19,8 +21,7 @@ pub fn model_hash(manifest: &Manifest) -> String {
 }
 
 /// Copies the pretrained model of the newest committed checkpoint at `location` into
-/// `variables`, except those under `fresh` (the task head); returns the checkpoint's model
-/// hash and step.
+/// `variables`, except those under `fresh` (the task head); returns what they were.
 ///
 /// # Errors
 /// No committed checkpoint, or tensors missing, unexpected or of another shape (listed).
@@ -29,12 +30,30 @@ pub fn load_pretrained(
     variables: &[Named],
     fresh: &str,
     grid: i64,
-) -> anyhow::Result<(String, u64)> {
+) -> anyhow::Result<InitialWeights> {
     let loaded = Checkpoints::open(location)?.resume()?.with_context(|| {
         format!("{location}: no committed pretraining checkpoint (run the pretraining job first)")
     })?;
     copy_model(&loaded, variables, |name| name.starts_with(fresh), grid)?;
-    Ok((model_hash(&loaded.manifest), loaded.manifest.state.step))
+    let state = &loaded.manifest.state;
+    // The pretraining identity records the hashes of its [model.init] files.
+    let model_init = state
+        .extra
+        .get(EXTRA_KEY)
+        .and_then(|identity| identity["model"]["init"]["sha256"].as_object())
+        .map(|hashes| {
+            hashes
+                .iter()
+                .filter_map(|(key, hash)| Some((key.clone(), hash.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(InitialWeights::Pretrained {
+        pretrained: location.to_owned(),
+        step: state.step,
+        weights: model_hash(&loaded.manifest),
+        model_init,
+    })
 }
 
 /// Copies the `model` group of `loaded` into `variables`; those for which `fresh` holds must

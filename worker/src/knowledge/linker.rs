@@ -1,17 +1,35 @@
 //! Dictionary entity linking: every name and synonym of a concept (keyed by UMLS CUI) becomes a
-//! pattern of an Aho-Corasick automaton over normalised text (case, hyphens, punctuation,
-//! grammatical number); matches are leftmost-longest on word boundaries, reported with exact
+//! pattern of an Aho-Corasick automaton over the morphological keys of normalised text (case,
+//! hyphens, punctuation, inflection and medical derivation: see [`super::morphology`]); a text
+//! word whose key no dictionary word has is first stripped of a fused side prefix
+//! ("dextroscoliosis") and then corrected to the most similar dictionary word by character 3-gram
+//! TF-IDF ([`super::fuzzy`]). Matches are leftmost-longest on word boundaries, reported with exact
 //! character offsets into the original text, and flagged negated or uncertain by NegEx-style
-//! triggers in the same sentence.
+//! triggers in the same sentence. HPO dictionaries also get the radiology lexicon's aliases and
+//! frames ([`super::lexicon`], [`super::frames`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
+use super::frames::Frames;
+use super::fuzzy::TrigramIndex;
 use super::graph::mrconso_names;
-use super::normalize::{normalize, normalize_phrase, number_variants};
+use super::lexicon::Lexicon;
+use super::morphology::Morphology;
+use super::normalize::{normalize, normalize_phrase};
 use super::obo::{Ontology, SynonymScope};
 use super::rrf::{ConceptName, SemanticType};
+use super::tokens::{KeyText, Word, sentence_ids, words};
+
+/// Cosine similarity a word needs to be corrected to a dictionary word (SciSpaCy's linker
+/// proposes candidates from 0.7; a single word needs more to stay precise).
+const FUZZY_THRESHOLD: f32 = 0.8;
+/// Shortest word (in characters) that is prefix-stripped or corrected.
+const MIN_FUZZY_LEN: usize = 6;
+/// Most remembered word keys.
+const KEY_CACHE: usize = 1 << 20;
 
 /// Words before a finding that negate it.
 const NEGATION_BEFORE: [&str; 16] = [
@@ -61,6 +79,19 @@ const UNCERTAIN_BEFORE: [&str; 14] = [
 ];
 /// Words that end the scope of a trigger.
 const TERMINATORS: [&str; 6] = ["but", "however", "although", "except", "which", "though"];
+/// Words that join a list: a negation before a list ("no consolidation, pleural effusion or
+/// pneumothorax") reaches twice the window across it.
+const LIST_JOINERS: [&str; 3] = ["or", "nor", "and"];
+/// Words that start a new clause and so stop that extension.
+const CLAUSE_VERBS: [&str; 7] = ["is", "are", "was", "were", "there", "has", "have"];
+/// Qualifiers between a negation and "change" ("no significant change in the granuloma").
+const CHANGE_QUALIFIERS: [&str; 5] = [
+    "significant",
+    "interval",
+    "appreciable",
+    "definite",
+    "substantial",
+];
 
 /// Settings of the linker.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -70,7 +101,7 @@ pub struct LinkerConfig {
     pub min_len: usize,
     /// Phrases never linked (modifiers that ontologies also list as terms).
     pub stop_terms: Vec<String>,
-    /// Words a trigger reaches.
+    /// Words a trigger reaches (a negation reaches twice as far across a list).
     pub window: usize,
     /// UMLS semantic types (TUI such as `T047`, or name such as `Disease or Syndrome`) whose
     /// concepts are kept; empty keeps all. Applies to UMLS dictionaries ([`Linker::from_umls`]).
@@ -139,22 +170,30 @@ struct Pattern {
     concept: usize,
     /// Abbreviations match only with this exact case in the original text.
     exact_case: Option<String>,
+    /// Other concepts whose phrase has the same key, by their normalised phrase: a text that
+    /// spells one of them exactly links to it.
+    others: Vec<(String, usize)>,
 }
+
+/// A dictionary entry: CUI, preferred name, and phrases (`true`: an abbreviation).
+type Entry = (String, String, Vec<(String, bool)>);
+/// A frame of the dictionary: the index of its entry, subject phrases and state phrases.
+type FrameEntry = (usize, Vec<String>, Vec<String>);
 
 /// The linker: a dictionary compiled into an automaton.
 pub struct Linker {
     automaton: AhoCorasick,
     patterns: Vec<Pattern>,
     concepts: Vec<Concept>,
+    frames: Frames,
+    morphology: Morphology,
+    /// Keys of the dictionary's words.
+    vocabulary: HashSet<String>,
+    /// The dictionary's words, for correcting text words outside it.
+    fuzzy: TrigramIndex,
+    /// Text words seen and the key each matches by ([`Linker::word_key`]).
+    keys: Mutex<HashMap<String, String>>,
     cfg: LinkerConfig,
-}
-
-/// A word of the normalised text: its text, character span and sentence.
-struct Word<'a> {
-    text: &'a str,
-    start_char: usize,
-    end_char: usize,
-    sentence: usize,
 }
 
 impl Linker {
@@ -164,47 +203,90 @@ impl Linker {
     /// # Errors
     /// The automaton cannot be built (for example, an empty dictionary).
     pub fn new(
-        entries: impl IntoIterator<Item = (String, String, Vec<(String, bool)>)>,
+        entries: impl IntoIterator<Item = Entry>,
         cfg: LinkerConfig,
     ) -> anyhow::Result<Self> {
-        let stop: Vec<String> = cfg.stop_terms.iter().map(|s| normalize_phrase(s)).collect();
+        Self::with_frames(entries.into_iter().collect(), Vec::new(), cfg)
+    }
+
+    fn with_frames(
+        entries: Vec<Entry>,
+        frames: Vec<FrameEntry>,
+        cfg: LinkerConfig,
+    ) -> anyhow::Result<Self> {
+        let morphology = Morphology::default();
+        let stop: HashSet<String> = cfg
+            .stop_terms
+            .iter()
+            .map(|s| morphology.phrase_key(&normalize_phrase(s)))
+            .collect();
         let mut concepts = Vec::new();
         let mut phrases: Vec<String> = Vec::new();
-        let mut patterns = Vec::new();
+        let mut patterns: Vec<Pattern> = Vec::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut surface_words: HashSet<String> = HashSet::new();
         for (cui, name, names) in entries {
             let concept = concepts.len();
             concepts.push(Concept { cui, name });
             for (phrase, abbreviation) in names {
                 let normal = normalize_phrase(&phrase);
-                if normal.chars().count() < cfg.min_len || stop.contains(&normal) {
+                let key = morphology.phrase_key(&normal);
+                if normal.chars().count() < cfg.min_len || stop.contains(&key) {
                     continue;
                 }
-                let forms = if abbreviation {
-                    vec![normal]
-                } else {
-                    number_variants(&normal)
-                };
-                for form in forms {
-                    if seen.contains_key(&form) {
-                        continue; // the first concept that claims a phrase keeps it
+                surface_words.extend(normal.split(' ').map(str::to_owned));
+                match seen.get(&key) {
+                    // The first concept that claims a key keeps it; the others keep their
+                    // exact spelling.
+                    Some(&at) => {
+                        let first = &mut patterns[at];
+                        if first.concept != concept && !abbreviation {
+                            first.others.push((normal, concept));
+                        }
                     }
-                    seen.insert(form.clone(), patterns.len());
-                    phrases.push(form);
-                    patterns.push(Pattern {
-                        concept,
-                        exact_case: abbreviation.then(|| phrase.clone()),
-                    });
+                    None => {
+                        seen.insert(key.clone(), patterns.len());
+                        phrases.push(key);
+                        patterns.push(Pattern {
+                            concept,
+                            exact_case: abbreviation.then(|| phrase.clone()),
+                            others: Vec::new(),
+                        });
+                    }
                 }
             }
         }
         let automaton = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
             .build(&phrases)?;
+        let key_all = |phrases: Vec<String>| -> Vec<String> {
+            phrases
+                .iter()
+                .map(|p| morphology.phrase_key(&normalize_phrase(p)))
+                .collect()
+        };
+        let frames = Frames::new(
+            frames
+                .into_iter()
+                .map(|(concept, subjects, states)| (concept, key_all(subjects), key_all(states)))
+                .collect(),
+        )?;
+        let vocabulary = surface_words.iter().map(|w| morphology.key(w)).collect();
+        let fuzzy = TrigramIndex::new(
+            surface_words.into_iter().filter(|w| {
+                w.chars().count() >= MIN_FUZZY_LEN && w.chars().all(char::is_alphabetic)
+            }),
+            FUZZY_THRESHOLD,
+        );
         Ok(Self {
             automaton,
             patterns,
             concepts,
+            frames,
+            morphology,
+            vocabulary,
+            fuzzy,
+            keys: Mutex::default(),
             cfg,
         })
     }
@@ -218,13 +300,19 @@ impl Linker {
     }
 
     /// The CUI-keyed dictionary of an OBO ontology: every live term with a UMLS xref, by its
-    /// name and its EXACT synonyms (abbreviations case-sensitive).
+    /// name and its EXACT synonyms (abbreviations case-sensitive), plus the radiology lexicon's
+    /// aliases and frames of those terms.
     ///
     /// # Errors
     /// As [`Linker::new`].
     pub fn from_ontology(ontology: &Ontology, cfg: LinkerConfig) -> anyhow::Result<Self> {
-        let entries = ontology.terms.iter().filter_map(|term| {
-            let cui = term.umls.first()?.clone();
+        let lexicon = Lexicon::radiology()?;
+        let mut entries = Vec::new();
+        let mut entry_of: HashMap<&str, usize> = HashMap::new();
+        for term in &ontology.terms {
+            let Some(cui) = term.umls.first() else {
+                continue;
+            };
             let mut names = vec![(term.name.clone(), false)];
             names.extend(
                 term.synonyms
@@ -235,9 +323,22 @@ impl Linker {
                         (s.text.clone(), abbreviation)
                     }),
             );
-            Some((cui, term.name.clone(), names))
-        });
-        Self::new(entries, cfg)
+            names.extend(
+                lexicon
+                    .aliases
+                    .iter()
+                    .filter(|(id, _)| *id == term.id)
+                    .map(|(_, phrase)| (phrase.clone(), false)),
+            );
+            entry_of.insert(&term.id, entries.len());
+            entries.push((cui.clone(), term.name.clone(), names));
+        }
+        let frames = lexicon
+            .frames
+            .into_iter()
+            .filter_map(|f| Some((*entry_of.get(f.id.as_str())?, f.subjects, f.states)))
+            .collect();
+        Self::with_frames(entries, frames, cfg)
     }
 
     /// The dictionary of UMLS `MRCONSO` names, limited to the concepts of the configured semantic
@@ -289,42 +390,116 @@ impl Linker {
         let normal = normalize(text);
         let sentences = sentence_ids(text);
         let words = words(&normal.text, &normal.origin, &sentences);
-        let bytes = normal.text.as_bytes();
+        let keys = self.key_text(&words);
         let chars: Vec<char> = text.chars().collect();
         let mut mentions = Vec::new();
-        for found in self.automaton.find_iter(&normal.text) {
-            let (start, end) = (found.start(), found.end());
-            let on_boundary = (start == 0 || bytes[start - 1] == b' ')
-                && (end == bytes.len() || bytes[end] == b' ');
-            if !on_boundary {
+        for found in self.automaton.find_iter(&keys.text) {
+            let Some((first, last)) = keys.words_of(found.start(), found.end()) else {
                 continue;
-            }
+            };
             let pattern = &self.patterns[found.pattern().as_usize()];
-            let (start_char, end_char) = (normal.origin[start], normal.origin[end - 1] + 1);
+            let (start_char, end_char) = (words[first].start_char, words[last].end_char);
             if let Some(exact) = &pattern.exact_case
                 && chars[start_char..end_char].iter().collect::<String>() != *exact
             {
                 continue;
             }
-            let first = words
-                .iter()
-                .position(|w| w.end_char > start_char)
-                .unwrap_or(0);
-            let last = words
-                .iter()
-                .rposition(|w| w.start_char < end_char)
-                .unwrap_or(first);
-            let concept = &self.concepts[pattern.concept];
-            mentions.push(Mention {
-                start_char,
-                end_char,
-                cui: concept.cui.clone(),
-                name: concept.name.clone(),
-                negated: self.triggered(&words, first, last, &NEGATION_BEFORE, &NEGATION_AFTER),
-                uncertain: self.triggered(&words, first, last, &UNCERTAIN_BEFORE, &[]),
-            });
+            let concept = if pattern.others.is_empty() {
+                pattern.concept
+            } else {
+                let spelled: Vec<&str> = words[first..=last].iter().map(|w| w.text).collect();
+                let spelled = spelled.join(" ");
+                pattern
+                    .others
+                    .iter()
+                    .find(|(phrase, _)| *phrase == spelled)
+                    .map_or(pattern.concept, |&(_, concept)| concept)
+            };
+            mentions.push(self.mention(&words, first, last, concept, false));
         }
+        for found in self.frames.find(&keys, &words) {
+            let (start, end) = (words[found.first].start_char, words[found.last].end_char);
+            let cui = &self.concepts[found.concept].cui;
+            let covered = mentions
+                .iter()
+                .any(|m| m.cui == *cui && m.start_char < end && start < m.end_char);
+            if !covered {
+                let negated = found.negated_inside;
+                mentions.push(self.mention(
+                    &words,
+                    found.first,
+                    found.last,
+                    found.concept,
+                    negated,
+                ));
+            }
+        }
+        mentions.sort_by_key(|m| (m.start_char, m.end_char));
         mentions
+    }
+
+    /// The mention of `concept` over words `first..=last`, negated when `negated` or a trigger
+    /// says so.
+    fn mention(
+        &self,
+        words: &[Word],
+        first: usize,
+        last: usize,
+        concept: usize,
+        negated: bool,
+    ) -> Mention {
+        let concept = &self.concepts[concept];
+        Mention {
+            start_char: words[first].start_char,
+            end_char: words[last].end_char,
+            cui: concept.cui.clone(),
+            name: concept.name.clone(),
+            negated: negated
+                || self.triggered(words, first, last, &NEGATION_BEFORE, &NEGATION_AFTER),
+            uncertain: self.triggered(words, first, last, &UNCERTAIN_BEFORE, &[]),
+        }
+    }
+
+    /// The key text of `words`, each word's key remembered for the next texts.
+    fn key_text(&self, words: &[Word]) -> KeyText {
+        let mut cache = self
+            .keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut keys = KeyText::default();
+        for word in words {
+            if let Some(key) = cache.get(word.text) {
+                keys.push(key);
+                continue;
+            }
+            let key = self.word_key(word.text);
+            keys.push(&key);
+            if cache.len() < KEY_CACHE {
+                cache.insert(word.text.to_owned(), key);
+            }
+        }
+        keys
+    }
+
+    /// The key a text word matches by: its own key when a dictionary word has it, else the key
+    /// of its remainder after a side prefix, else that of the dictionary word it is most similar
+    /// to, else its own.
+    fn word_key(&self, word: &str) -> String {
+        let key = self.morphology.key(word);
+        if self.vocabulary.contains(&key)
+            || word.chars().count() < MIN_FUZZY_LEN
+            || !word.chars().all(char::is_alphabetic)
+        {
+            return key;
+        }
+        Morphology::strip_side_prefix(word)
+            .map(|rest| self.morphology.key(rest))
+            .filter(|k| self.vocabulary.contains(k))
+            .or_else(|| {
+                let (nearest, _) = self.fuzzy.nearest(word)?;
+                Some(self.morphology.key(nearest))
+            })
+            .unwrap_or(key)
     }
 
     /// Whether a trigger of `before` ends, or one of `after` starts, within the window around
@@ -349,15 +524,20 @@ impl Linker {
             triggers.contains(&joined.as_str())
         };
         let window = self.cfg.window;
-        for k in (first.saturating_sub(window)..first).rev() {
-            if !in_scope(k) {
+        let (mut list, mut clause) = (false, false);
+        for k in (first.saturating_sub(2 * window)..first).rev() {
+            let reach = if list && !clause { 2 * window } else { window };
+            if !in_scope(k) || first - k > reach {
                 break;
             }
-            if (k.saturating_sub(3)..=k)
-                .any(|from| phrase_at(before, from, k) && (from..=k).all(in_scope))
+            if !about_change(words, k + 1)
+                && (k.saturating_sub(3)..=k)
+                    .any(|from| phrase_at(before, from, k) && (from..=k).all(in_scope))
             {
                 return true;
             }
+            list |= LIST_JOINERS.contains(&words[k].text);
+            clause |= CLAUSE_VERBS.contains(&words[k].text);
         }
         for k in last + 1..(last + 1 + window).min(words.len()) {
             if !in_scope(k) {
@@ -373,39 +553,12 @@ impl Linker {
     }
 }
 
-/// Sentence number of every character: a new sentence after `.`, `!`, `?`, `;` or a newline.
-fn sentence_ids(text: &str) -> Vec<usize> {
-    let mut sentence = 0;
-    text.chars()
-        .map(|c| {
-            let id = sentence;
-            if matches!(c, '.' | '!' | '?' | ';' | '\n') {
-                sentence += 1;
-            }
-            id
-        })
-        .collect()
-}
-
-/// The words of the normalised text with their original spans and sentences.
-fn words<'a>(normal: &'a str, origin: &[usize], sentences: &[usize]) -> Vec<Word<'a>> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    for text in normal.split(' ') {
-        let (start, end) = (offset, offset + text.len());
-        offset = end + 1;
-        if text.is_empty() {
-            continue;
-        }
-        let start_char = origin[start];
-        out.push(Word {
-            text,
-            start_char,
-            end_char: origin[end - 1] + 1,
-            sentence: sentences[start_char],
-        });
-    }
-    out
+/// Whether the words from `k` say "change" or "significant change" (after "no" or "without"
+/// that is no negation: NegEx's pseudo-negation).
+fn about_change(words: &[Word], k: usize) -> bool {
+    let at = |i: usize| words.get(i).map(|w| w.text);
+    at(k) == Some("change")
+        || (at(k).is_some_and(|w| CHANGE_QUALIFIERS.contains(&w)) && at(k + 1) == Some("change"))
 }
 
 #[cfg(test)]
@@ -553,5 +706,121 @@ mod tests {
             [("CHF".to_owned(), "C0018802", false, false)]
         );
         assert!(spans("chf").is_empty());
+    }
+
+    /// The HPO dictionary of data/hpo/hp.obo (installed by scripts/setup).
+    fn hpo() -> &'static Linker {
+        static HPO: std::sync::OnceLock<Linker> = std::sync::OnceLock::new();
+        HPO.get_or_init(|| {
+            let obo = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/hpo/hp.obo");
+            Linker::from_obo_file(std::path::Path::new(obo)).unwrap()
+        })
+    }
+
+    /// (surface, CUI, negated) of every mention.
+    fn hpo_spans(text: &str) -> Vec<(String, String, bool)> {
+        hpo()
+            .link(text)
+            .into_iter()
+            .map(|m| {
+                let surface = text
+                    .chars()
+                    .skip(m.start_char)
+                    .take(m.end_char - m.start_char)
+                    .collect();
+                (surface, m.cui, m.negated)
+            })
+            .collect()
+    }
+
+    fn span(surface: &str, cui: &str, negated: bool) -> (String, String, bool) {
+        (surface.to_owned(), cui.to_owned(), negated)
+    }
+
+    const CALCINOSIS: &str = "C0006663";
+    const EFFUSION: &str = "C0032227";
+    const CARDIOMEGALY: &str = "C0018800";
+
+    #[test]
+    fn derived_forms_link_to_their_hpo_concept() {
+        assert_eq!(
+            hpo_spans("Calcified granuloma. Scattered calcifications."),
+            [
+                span("Calcified", CALCINOSIS, false),
+                span("calcifications", CALCINOSIS, false)
+            ]
+        );
+        assert_eq!(
+            hpo_spans("Atherosclerotic aorta."),
+            [span("Atherosclerotic", "C0004153", false)]
+        );
+        assert_eq!(
+            hpo_spans("Mild dextroscoliosis of the thoracic spine."),
+            [span("dextroscoliosis", "C0037932", false)]
+        );
+    }
+
+    #[test]
+    fn paraphrases_link_and_negate() {
+        assert_eq!(
+            hpo_spans("The cardiac silhouette is enlarged."),
+            [span("cardiac silhouette is enlarged", CARDIOMEGALY, false)]
+        );
+        assert_eq!(
+            hpo_spans("The cardiac silhouette is not enlarged."),
+            [span(
+                "cardiac silhouette is not enlarged",
+                CARDIOMEGALY,
+                true
+            )]
+        );
+        assert_eq!(
+            hpo_spans("Blunting of the costophrenic angle."),
+            [span("Blunting of the costophrenic angle", EFFUSION, false)]
+        );
+        assert_eq!(
+            hpo_spans("No blunting of the costophrenic angle."),
+            [span("blunting of the costophrenic angle", EFFUSION, true)]
+        );
+    }
+
+    #[test]
+    fn negation_reaches_across_lists_but_not_past_change() {
+        let spans = hpo_spans("No focal airspace consolidation, pleural effusion or pneumothorax.");
+        assert!(spans.iter().all(|s| s.2), "{spans:?}");
+        let cuis: Vec<&str> = spans.iter().map(|s| s.1.as_str()).collect();
+        assert!(cuis.ends_with(&[EFFUSION, "C0032326"]), "{spans:?}");
+        let spans = hpo_spans("No pneumothorax, and there is a small pleural effusion.");
+        assert_eq!(
+            spans.last().unwrap(),
+            &span("pleural effusion", EFFUSION, false)
+        );
+        assert_eq!(
+            hpo_spans("No change in the calcified granuloma."),
+            [span("calcified", CALCINOSIS, false)]
+        );
+        assert_eq!(
+            hpo_spans(
+                "No pneumothorax. Severe cardiomegaly with small bilateral pleural effusions."
+            ),
+            [
+                span("pneumothorax", "C0032326", true),
+                span("cardiomegaly", CARDIOMEGALY, false),
+                span("pleural effusions", EFFUSION, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn misspellings_are_corrected_and_other_words_left_alone() {
+        assert_eq!(
+            hpo_spans("Small left pneumothoraxes."),
+            [span("pneumothoraxes", "C0032326", false)]
+        );
+        assert_eq!(
+            hpo_spans("Western blot, showing cardiomegaly."),
+            [span("cardiomegaly", CARDIOMEGALY, false)]
+        );
+        assert!(hpo_spans("The silhouette is unremarkable.").is_empty());
     }
 }

@@ -1,18 +1,26 @@
 //! Knowledge (ARL_SPEC.md §2): ontology readers for OBO (the Human Phenotype Ontology, real UMLS
 //! CUIs, installable offline) and UMLS Rich Release Format files (for users with a licence),
-//! and dictionary entity linking with negation.
+//! dictionary entity linking with negation, and its quality against the Indiana University
+//! reports' MeSH annotations.
 
 pub mod build;
+mod frames;
+pub mod fuzzy;
 pub mod graph;
 pub mod hpoa;
 pub mod inputs;
+pub mod lexicon;
 pub mod linker;
+pub mod mesh;
+pub mod morphology;
 pub mod normalize;
 pub mod obo;
 pub mod openke;
+pub mod quality;
 pub mod reports;
 pub mod rrf;
 pub mod store;
+mod tokens;
 pub mod transe;
 pub mod vocab;
 

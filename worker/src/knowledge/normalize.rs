@@ -1,6 +1,6 @@
 //! Text normalisation for dictionary matching, keeping a map back to the original characters:
 //! lower case, every run of non-alphanumeric characters (hyphens, punctuation, spaces) becomes
-//! one space.
+//! one space. Inflection and derivation are matched by keys, see [`super::morphology`].
 
 /// Normalised text and, per byte of it, the index of the original character it came from.
 #[derive(Debug)]
@@ -44,35 +44,6 @@ pub fn normalize_phrase(text: &str) -> String {
     normalize(text).text
 }
 
-/// The phrase plus the other grammatical number of its last word, so that "effusions" matches
-/// "effusion" and back: `mass` → `masses`, `nodules` → `nodule`, `opacity` → `opacities`,
-/// `effusion` → `effusions`. Short or non-alphabetic last words are left alone.
-pub fn number_variants(phrase: &str) -> Vec<String> {
-    let mut variants = vec![phrase.to_owned()];
-    let Some(last) = phrase
-        .split(' ')
-        .next_back()
-        .filter(|w| w.len() > 3 && w.chars().all(char::is_alphabetic))
-    else {
-        return variants;
-    };
-    let stem = &phrase[..phrase.len() - last.len()];
-    let other = if ["ss", "x", "z", "ch", "sh"]
-        .iter()
-        .any(|e| last.ends_with(e))
-    {
-        format!("{last}es")
-    } else if let Some(singular) = last.strip_suffix('s') {
-        singular.to_owned()
-    } else if let Some(base) = last.strip_suffix('y') {
-        format!("{base}ies")
-    } else {
-        format!("{last}s")
-    };
-    variants.push(format!("{stem}{other}"));
-    variants
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,17 +55,5 @@ mod tests {
         let at = n.text.find("pleural").unwrap();
         assert_eq!(n.origin[at], 19);
         assert_eq!(n.origin[n.text.len() - 1], 35);
-    }
-
-    #[test]
-    fn plural_and_singular_forms_of_the_last_word() {
-        assert_eq!(
-            number_variants("pleural effusion"),
-            ["pleural effusion", "pleural effusions"]
-        );
-        assert_eq!(number_variants("opacity"), ["opacity", "opacities"]);
-        assert_eq!(number_variants("nodules"), ["nodules", "nodule"]);
-        assert_eq!(number_variants("mass"), ["mass", "masses"]);
-        assert_eq!(number_variants("ct"), ["ct"]);
     }
 }

@@ -35,7 +35,6 @@ impl AlignHead {
         hidden: i64,
     ) -> Self {
         let w = cfg.width;
-        let per_head = w / cfg.gat_heads;
         Self {
             x: vs.var(
                 "x",
@@ -47,10 +46,17 @@ impl AlignHead {
             ),
             edges: LoopedEdges::new(&edge_index.to_device(vs.device()), entities),
             embedding_ln: layer_norm(&vs / "embedding_ln", w, 1e-5),
-            conv1: GatConv::new(&vs / "conv1", w, per_head, cfg.gat_heads, true, cfg.dropout),
+            conv1: GatConv::new(
+                &vs / "conv1",
+                w,
+                cfg.gat_head_width,
+                cfg.gat_heads,
+                true,
+                cfg.dropout,
+            ),
             conv2: GatConv::new(
                 &vs / "conv2",
-                per_head * cfg.gat_heads,
+                cfg.gat_head_width * cfg.gat_heads,
                 w,
                 1,
                 false,
@@ -143,6 +149,7 @@ mod tests {
             let cfg = EntityConfig {
                 width: 8,
                 gat_heads: 2,
+                gat_head_width: 4,
                 dropout: 0.0,
                 final_relu,
             };

@@ -6,6 +6,7 @@ pub mod arl;
 pub mod fusion;
 pub mod gat;
 pub mod heads;
+pub mod init_weights;
 pub mod layers;
 pub mod load;
 pub mod pretext;

@@ -38,6 +38,7 @@ use crate::data::sampler::{self, Sampler, SamplerConfig};
 use crate::data::stream::{RankStream, Sample, ShardSource};
 use crate::data::text::TextTokenizer;
 use crate::model::arl::ArlModel;
+use crate::model::init_weights;
 use crate::model::pretext::{LOSS_WEIGHTS, LossWeights, weighted_pretrain_losses};
 use crate::train_state;
 
@@ -73,17 +74,24 @@ pub fn pretrain(
         graph,
     } = init::build(config.knowledge_dir()?, model_cfg, train.seed)?;
     let entities = graph.entities.len() as i64;
+    // A start (no checkpoint to resume) sets rank 0's model from [model.init]; the broadcast
+    // gives it to the others. A resume never reads those files: the checkpoint has the weights.
+    let location = at.checkpoints();
+    let resumed = Checkpoints::open(&location)?.resume()?;
+    if resumed.is_none() && ranks.rank == 0 && !model_cfg.init.is_empty() {
+        let files = init_weights::load(&vs, model_cfg)?;
+        emit(Event::Initialised { files });
+    }
     init::broadcast(&mut vs, device, group)?;
     let variables = train_state::sorted_variables(&vs);
     let mut optimizer = AdamW::new(&vs, config.optim.clone(), true);
     let schedule = Schedule::new(train.steps, config.optim.warmup);
 
     // Resume.
-    let location = at.checkpoints();
     let mut start = 0;
     let mut resumed_data = None;
     let mut resumed_hash = None;
-    if let Some(loaded) = Checkpoints::open(&location)?.resume()? {
+    if let Some(loaded) = resumed {
         let state = &loaded.manifest.state;
         resumed_hash = Some(state.config_hash.clone());
         if state.config_hash != config_hash {

@@ -8,6 +8,7 @@ pub mod data;
 pub mod finetune;
 pub mod launch;
 pub mod model;
+pub mod model_init;
 pub mod prepare;
 pub mod train;
 

@@ -8,6 +8,8 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+use super::model_init::ModelInit;
+
 /// The CLIP ViT vision tower (ARL_SPEC.md §1.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +96,9 @@ pub struct ModelConfig {
     pub entity: EntityConfig,
     /// MIM decoder.
     pub mim: MimConfig,
+    /// The pretrained weights it starts from (none: random).
+    #[serde(default, skip_serializing_if = "ModelInit::is_empty")]
+    pub init: ModelInit,
 }
 
 impl ModelConfig {
@@ -149,6 +154,7 @@ impl ModelConfig {
             entity: EntityConfig {
                 width: 256,
                 gat_heads: 8,
+                gat_head_width: 64,
                 dropout: 0.2,
                 final_relu: true,
             },
@@ -159,6 +165,7 @@ impl ModelConfig {
                 tap_layer: 3,
                 mask_ratio: 0.75,
             },
+            init: ModelInit::default(),
         }
     }
 
@@ -202,6 +209,7 @@ impl ModelConfig {
             entity: EntityConfig {
                 width: 32,
                 gat_heads: 4,
+                gat_head_width: 8,
                 dropout: 0.2,
                 final_relu: true,
             },
@@ -212,6 +220,7 @@ impl ModelConfig {
                 tap_layer: 1,
                 mask_ratio: 0.75,
             },
+            init: ModelInit::default(),
         }
     }
 }
@@ -241,6 +250,11 @@ impl ModelConfig {
     /// An unknown preset, or an unknown key or a wrong type, named with its dotted path.
     pub fn from_section(section: &toml::Table) -> anyhow::Result<Self> {
         let mut overrides = section.clone();
+        let init = match overrides.remove("init") {
+            None => ModelInit::default(),
+            Some(init) => serde_path_to_error::deserialize(init)
+                .map_err(|e| anyhow::anyhow!("model.init.{}: {}", e.path(), e.inner()))?,
+        };
         let preset = match overrides.remove("preset") {
             None => "tiny".to_owned(),
             Some(toml::Value::String(name)) => name,
@@ -248,6 +262,7 @@ impl ModelConfig {
         };
         let mut merged =
             toml::Table::try_from(Self::preset(&preset)?).context("serialising the preset")?;
+        merged.remove("init");
         merge(&mut merged, overrides, "model")?;
         let Resolved {
             vision,
@@ -263,6 +278,7 @@ impl ModelConfig {
             fusion,
             entity,
             mim,
+            init,
         })
     }
 }
@@ -417,8 +433,11 @@ fn knowledge_on() -> bool {
 pub struct EntityConfig {
     /// Entity vector width (TransE dimension).
     pub width: i64,
-    /// Heads of the first GAT layer (its per-head width is `width / heads`).
+    /// Heads of the first GAT layer.
     pub gat_heads: i64,
+    /// Width of each head of the first GAT layer, which concatenates them: the reference's
+    /// `GATConv(256, 64, heads=8)` is 512 wide, and its second layer maps that back to `width`.
+    pub gat_head_width: i64,
     /// Dropout on the table, between the GAT layers and on attention coefficients.
     pub dropout: f64,
     /// A ReLU after the second layer of the image and text alignment MLPs (the reference

@@ -90,7 +90,9 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         layout_out: Option<std::path::PathBuf>,
     },
-    /// Time entity linking over the Indiana University reports (for `arl bench link`).
+    /// Time entity linking over the Indiana University reports, or with `--quality` measure it
+    /// against their MeSH annotations (for `arl bench link`). Even-numbered reports are held
+    /// out and never read.
     BenchLink {
         /// OBO ontology for the dictionary.
         #[arg(long)]
@@ -101,6 +103,10 @@ pub(crate) enum BenchCommand {
         /// Passes over all reports (the median is reported).
         #[arg(long, default_value_t = 5)]
         passes: usize,
+        /// Print recall and the false-finding rate (with the missed pairs) instead of the
+        /// throughput.
+        #[arg(long)]
+        quality: bool,
     },
     /// Time a square matrix multiply (the GPU check's throughput figure).
     BenchMatmul {
@@ -203,20 +209,25 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<()> {
             ontology,
             reports,
             passes,
+            quality,
         } => {
-            use arl_worker::knowledge::{linker, obo, reports as iu};
+            use arl_worker::knowledge::{linker, mesh, obo, quality as q, reports as iu};
             let dictionary = obo::read(&ontology)?;
             let linker =
                 linker::Linker::from_ontology(&dictionary, linker::LinkerConfig::default())?;
-            let texts: Vec<String> = iu::read_dir(&reports)?
-                .iter()
-                .map(iu::Report::text)
-                .collect();
+            let found = iu::read_dir(&reports)?;
             anyhow::ensure!(
-                !texts.is_empty(),
+                !found.is_empty(),
                 "no *.xml reports under {}",
                 reports.display()
             );
+            if quality {
+                let gold = mesh::gold_set(&found, &mesh::MeshTable::indiana()?);
+                let result = q::evaluate(&linker, &dictionary, &gold);
+                println!("{}", serde_json::to_string(&result)?);
+                return Ok(());
+            }
+            let texts: Vec<String> = found.iter().map(iu::Report::text).collect();
             println!(
                 "{}",
                 serde_json::to_string(&bench::time_linking(&linker, &texts, passes))?

@@ -15,6 +15,13 @@ pub(crate) enum ModelCommand {
         #[arg(long, default_value_t = 0)]
         entities: i64,
     },
+    /// Check that the `[model.init]` files of a resolved job config fit its model (for `arl
+    /// check`): each loaded as the start of training loads it.
+    CheckInit {
+        /// The resolved job config.
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
     /// Print a model preset's config as JSON (the Python side of `arl bench model` reads it).
     ModelConfig {
         /// Preset: tiny or base.
@@ -41,6 +48,15 @@ pub(crate) fn run(command: ModelCommand) -> anyhow::Result<()> {
             };
             println!("model {source} entities={entities}");
             println!("{}", arl_worker::model::summary::summarize(&cfg, entities));
+        }
+        ModelCommand::CheckInit { config } => {
+            let config = arl_contract::JobConfig::from_file(&config)?;
+            for file in arl_worker::model::init_weights::check(&config)? {
+                println!(
+                    "model.init.{} fits the model: {} ({}, {} tensors)",
+                    file.key, file.path, file.format, file.tensors
+                );
+            }
         }
         ModelCommand::ModelConfig { preset } => {
             let cfg = arl_contract::config::model::ModelConfig::preset(&preset)?;

@@ -303,19 +303,21 @@ fn jpeg(data: &[u8], frame: &Frame) -> anyhow::Result<()> {
             let Some(segment) = data.get(at..at + length) else {
                 return Ok(()); // Truncated: the decoder says so.
             };
-            if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
-                if let [_, _, precision, y0, y1, x0, x1, components, ..] = *segment {
-                    let size = |high: u8, low: u8| usize::from(high) << 8 | usize::from(low);
-                    let bytes = usize::from(precision).div_ceil(8);
-                    let stream = (size(x0, x1), size(y0, y1), usize::from(components), bytes);
-                    fits("JPEG", stream, frame)?;
-                }
+            // A start-of-frame marker (not DHT, JPG or DAC, which share the range).
+            if matches!(marker, 0xC0..=0xCF)
+                && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
+                && let [_, _, precision, y0, y1, x0, x1, components, ..] = *segment
+            {
+                let size = |high: u8, low: u8| usize::from(high) << 8 | usize::from(low);
+                let bytes = usize::from(precision).div_ceil(8);
+                let stream = (size(x0, x1), size(y0, y1), usize::from(components), bytes);
+                fits("JPEG", stream, frame)?;
             }
             at += length;
             if marker == 0xDA {
                 // Entropy-coded data up to the next marker (not a stuffed 0 or a restart).
                 while at + 1 < data.len()
-                    && !(data[at] == 0xFF && !matches!(data[at + 1], 0x00 | 0xD0..=0xD7))
+                    && (data[at] != 0xFF || matches!(data[at + 1], 0x00 | 0xD0..=0xD7))
                 {
                     at += 1;
                 }
