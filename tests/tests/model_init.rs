@@ -248,3 +248,27 @@ fn a_file_that_does_not_fit_is_named_with_its_bad_keys_before_anything_starts() 
         "{error}"
     );
 }
+
+#[test]
+fn the_minilm_demo_starts_its_text_tower_from_the_installed_weights() {
+    // scripts/setup copies all-MiniLM-L6-v2 to data/minilm; the paths are the project root's.
+    let out = Command::new(release_binary("arl"))
+        .args(["check", "configs/demo-minilm.toml"])
+        .current_dir(arl_tests::workspace_root())
+        .env("TORCH_CPP_LOG_LEVEL", "ERROR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("model.init.text fits the model: data/minilm/model.safetensors"),
+        "{stderr}"
+    );
+    let minilm = model_fixture("bert_minilm");
+    let resolved = String::from_utf8_lossy(&out.stdout);
+    let hash = sha256_of_file(&minilm.weights).unwrap();
+    assert!(
+        resolved.contains(&format!("text = \"{hash}\"")),
+        "{resolved}"
+    );
+}

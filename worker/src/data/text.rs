@@ -84,6 +84,11 @@ impl TextTokenizer {
         self.inner.token_to_id(token).map(i64::from)
     }
 
+    /// The id of the mask token: RoBERTa's `<mask>` or BERT's `[MASK]`.
+    pub fn mask_id(&self) -> Option<i64> {
+        self.token_id("<mask>").or_else(|| self.token_id("[MASK]"))
+    }
+
     /// Tokens in the vocabulary, added tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

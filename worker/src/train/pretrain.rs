@@ -179,15 +179,19 @@ pub fn pretrain(
         },
         (end - start) as usize,
     );
+    let tokenizer_file = config.tokenizer()?;
     let collator = Collator {
         masking: Masking {
             probability: config.pretext.mlm_probability,
             whole_entities: config.pretext.entity_masking,
             padded_budget: config.pretext.mlm_budget == MlmBudget::Padded,
             ..Masking::reference(
-                tokenizer
-                    .token_id("<mask>")
-                    .context("the tokenizer has no <mask>")?,
+                tokenizer.mask_id().with_context(|| {
+                    format!(
+                        "{}: no <mask> or [MASK] token for MLM",
+                        tokenizer_file.display()
+                    )
+                })?,
                 tokenizer.vocab_size() as i64,
             )
         },
