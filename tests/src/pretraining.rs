@@ -187,3 +187,22 @@ pub fn sample_lines(runs: &[PathBuf]) -> Vec<SampleLine> {
     }
     lines
 }
+
+/// `arl check` of [`pretrain_config`] (in a fresh folder `name`) with `--set` values `sets`:
+/// whether it passed, and its standard error.
+pub fn check_pretrain_config(name: &str, sets: &[String]) -> (bool, String) {
+    let run = crate::scratch_dir(name);
+    let mut command = std::process::Command::new(crate::release_binary("arl"));
+    command.arg("check").arg(pretrain_config(&run));
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    let out = command
+        .env("TORCH_CPP_LOG_LEVEL", "ERROR")
+        .output()
+        .expect("starting arl check");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use arl_tests::{
-    CLIP_TINY_VISION, model_fixture, pretrain_config, python, release_binary, scratch_dir,
-    text_overrides, weight_download_fixtures, workspace_root,
+    CLIP_TINY_VISION, check_pretrain_config, model_fixture, python, scratch_dir, text_overrides,
+    weight_download_fixtures, workspace_root,
 };
 use arl_worker::model::load;
 
@@ -31,18 +31,8 @@ fn converted(key: &str, source: &Path, output: &Path) {
 
 /// `arl check` of the test pretraining config with `sets`; its standard error.
 fn check(sets: &[String]) -> String {
-    let run = scratch_dir("convert-check");
-    let mut command = Command::new(release_binary("arl"));
-    command.arg("check").arg(pretrain_config(&run));
-    for set in sets {
-        command.args(["--set", set]);
-    }
-    let out = command
-        .env("TORCH_CPP_LOG_LEVEL", "ERROR")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
+    let (passed, stderr) = check_pretrain_config("convert-check", sets);
+    assert!(passed, "{stderr}");
     stderr
 }
 

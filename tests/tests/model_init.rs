@@ -11,8 +11,8 @@ use std::process::Command;
 use arl_checkpoints::manifest::sha256_of_file;
 use arl_contract::config::model::{TextConfig, VisionConfig};
 use arl_tests::{
-    CLIP_TINY_VISION, ModelFixture, arl_ok, model_fixture, pretrain_config, release_binary,
-    scratch_dir, step_reports, text_overrides,
+    CLIP_TINY_VISION, ModelFixture, arl_ok, check_pretrain_config, model_fixture, pretrain_config,
+    release_binary, scratch_dir, step_reports, text_overrides,
 };
 use arl_worker::model::load::{self, Weights};
 use arl_worker::model::text::TextEncoder;
@@ -194,19 +194,9 @@ fn pretraining_starts_from_the_real_minilm_weights() {
 
 /// `arl check` of the test pretraining config with `sets`; its error output when it fails.
 fn check_error(sets: &[String]) -> String {
-    let run = scratch_dir("model-init-check");
-    let config = pretrain_config(&run);
-    let mut command = Command::new(release_binary("arl"));
-    command.arg("check").arg(&config);
-    for set in sets {
-        command.args(["--set", set]);
-    }
-    let out = command
-        .env("TORCH_CPP_LOG_LEVEL", "ERROR")
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "arl check passed with {sets:?}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let (passed, stderr) = check_pretrain_config("model-init-check", sets);
+    assert!(!passed, "arl check passed with {sets:?}");
+    stderr
 }
 
 #[test]
