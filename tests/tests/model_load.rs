@@ -223,3 +223,46 @@ fn the_base_align_head_loads_the_reference_gat_shapes_under_its_names() {
     );
     assert_eq!(loaded["align_head.conv2.lin_src.weight"].size(), [256, 512]);
 }
+
+#[test]
+fn model_init_whole_tells_meter_from_arl_files_and_loads_both() {
+    let (source, _) = tiny_model(1, &ModelConfig::tiny());
+    let named = |w: Weights| -> Vec<(String, Tensor)> { w.into_iter().collect() };
+    let (arl, meter) = (
+        scratch("whole-arl.safetensors"),
+        scratch("whole-meter.safetensors"),
+    );
+    Tensor::write_safetensors(&named(variables(&source)), &arl).unwrap();
+    Tensor::write_safetensors(&named(meter_file(&source)), &meter).unwrap();
+    for (file, format, fresh) in [
+        (&arl, "ARL", (|_: &str| false) as fn(&str) -> bool),
+        (&meter, "METER", load::is_fresh_from_meter),
+    ] {
+        let mut cfg = ModelConfig::tiny();
+        cfg.init.whole = Some(file.clone());
+        let (target, _) = tiny_model(2, &cfg);
+        let loaded = arl_worker::model::init_weights::load(&target, &cfg).unwrap();
+        assert_eq!(loaded[0].format, format);
+        assert!(
+            same(&variables(&source), &variables(&target), fresh),
+            "{format}"
+        );
+    }
+    // An OpenAI CLIP file is no whole model: refused with its keys shown.
+    let mut cfg = ModelConfig::tiny();
+    let clip = scratch("whole-clip.safetensors");
+    let tower = [(
+        "visual.conv1.weight".to_owned(),
+        Tensor::zeros([1], (Kind::Float, Device::Cpu)),
+    )];
+    Tensor::write_safetensors(&tower, &clip).unwrap();
+    cfg.init.whole = Some(clip);
+    let (target, _) = tiny_model(2, &cfg);
+    let error = arl_worker::model::init_weights::load(&target, &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("not METER") && error.contains("visual.conv1.weight"),
+        "{error}"
+    );
+}
