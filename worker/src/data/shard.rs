@@ -6,7 +6,7 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, ensure};
+use anyhow::{Context, bail, ensure};
 use arrow_array::RecordBatch;
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::FileWriter;
@@ -206,11 +206,54 @@ fn entry_for(
 /// # Errors
 /// Not an Arrow IPC file, or truncated.
 pub fn decode(bytes: &[u8]) -> anyhow::Result<Vec<RecordBatch>> {
+    check_lengths(bytes)?;
     // arrow-ipc 60 panics on some malformed files (RELIABILITY.md): their error, not the rank's.
     super::loader::contained(|| {
         let reader = FileReader::try_new(Cursor::new(bytes), None)?;
         Ok(reader.collect::<Result<_, _>>()?)
     })
+}
+
+/// Refuses an Arrow IPC file whose footer, or a block that the footer lists, claims more bytes
+/// than the file has: arrow-ipc 60 allocates a claimed footer length before it reads it, so a
+/// 5 KB file could ask for 2 GB (found by fuzzing, RELIABILITY.md).
+fn check_lengths(bytes: &[u8]) -> anyhow::Result<()> {
+    const MAGIC: &[u8] = b"ARROW1";
+    // Magic and padding (8), then the footer, its length (4) and the magic again (6).
+    let Some(footer_end) = bytes.len().checked_sub(10).filter(|end| *end >= 8) else {
+        bail!("not an Arrow IPC file: {} bytes", bytes.len());
+    };
+    ensure!(
+        bytes.starts_with(MAGIC) && bytes.ends_with(MAGIC),
+        "not an Arrow IPC file (no ARROW1 at both ends)"
+    );
+    let claimed = i32::from_le_bytes(bytes[footer_end..footer_end + 4].try_into()?);
+    let footer_len = usize::try_from(claimed).unwrap_or(usize::MAX);
+    ensure!(
+        footer_len <= footer_end - 8,
+        "the Arrow footer claims {claimed} bytes, more than the file's {}",
+        bytes.len()
+    );
+    let footer = arrow_ipc::root_as_footer(&bytes[footer_end - footer_len..footer_end])
+        .map_err(|e| anyhow::anyhow!("the Arrow footer: {e}"))?;
+    let blocks = footer.recordBatches().into_iter().flatten();
+    for block in blocks.chain(footer.dictionaries().into_iter().flatten()) {
+        let end = i128::from(block.offset())
+            + i128::from(block.metaDataLength())
+            + i128::from(block.bodyLength());
+        ensure!(
+            block.offset() >= 0
+                && block.metaDataLength() >= 0
+                && block.bodyLength() >= 0
+                && end <= footer_end as i128,
+            "an Arrow block at byte {} claims {} + {} bytes, past the end of the file's {}",
+            block.offset(),
+            block.metaDataLength(),
+            block.bodyLength(),
+            bytes.len()
+        );
+    }
+    Ok(())
 }
 
 /// Checks a shard's bytes against its entry, then decodes it.
@@ -350,6 +393,23 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::data::table::ImageTextRow;
+
+    #[test]
+    fn claimed_lengths_past_the_end_are_refused_before_any_allocation() {
+        // Found by fuzzing under a 2 GB limit: 4,900 bytes whose footer claims 1.7 GB.
+        let file = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fuzz/regressions/arrow_shard/arrow_forged_footer_length.arrow"
+        );
+        let error = decode(&std::fs::read(file).unwrap()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("the Arrow footer claims 1728054968 bytes, more than the file's 4900"),
+            "{error}"
+        );
+        assert!(decode(b"ARROW1").is_err());
+    }
 
     fn rows(n: usize) -> Vec<ImageTextRow> {
         (0..n)
