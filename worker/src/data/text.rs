@@ -4,8 +4,11 @@
 
 use std::path::Path;
 
+use anyhow::Context;
+
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
+use super::loader::contained;
 use crate::knowledge::inputs::CharToToken;
 
 /// A tokenizer with a fixed sequence length.
@@ -53,8 +56,11 @@ impl TextTokenizer {
     /// # Errors
     /// As [`TextTokenizer::from_file`], less the reading.
     pub fn from_bytes(bytes: &[u8], name: &str, max_len: usize) -> anyhow::Result<Self> {
-        let mut inner = Tokenizer::from_bytes(bytes)
-            .map_err(|e| anyhow::anyhow!("reading tokenizer {name}: {e}"))?;
+        // tokenizers 0.23 panics on some malformed files (a decoder without its fields, merges
+        // shorter than the model's prefix; RELIABILITY.md): the file's error, not the rank's.
+        let mut inner =
+            contained(|| Tokenizer::from_bytes(bytes).map_err(|e| anyhow::anyhow!("{e}")))
+                .with_context(|| format!("reading tokenizer {name}"))?;
         let (pad_token, pad_id) = ["<pad>", "[PAD]"]
             .into_iter()
             .find_map(|t| inner.token_to_id(t).map(|id| (t.to_owned(), id)))
@@ -117,5 +123,31 @@ impl TextTokenizer {
                 .map(|&s| s == 1)
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenizer_files_that_make_tokenizers_panic_are_named_errors() {
+        // Found by fuzzing (RELIABILITY.md).
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fuzz/regressions/tokenizer"
+        );
+        for file in [
+            "decoder_without_fields.json",
+            "bpe_merge_shorter_than_prefix.json",
+        ] {
+            let bytes = std::fs::read(format!("{dir}/{file}")).unwrap();
+            let error = TextTokenizer::from_bytes(&bytes, file, 16).unwrap_err();
+            let message = format!("{error:#}");
+            assert!(
+                message.contains(&format!("reading tokenizer {file}: panicked while reading")),
+                "{message}"
+            );
+        }
     }
 }
