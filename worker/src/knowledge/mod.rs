@@ -4,6 +4,7 @@
 //! reports' MeSH annotations.
 
 pub mod build;
+mod context;
 mod frames;
 pub mod fuzzy;
 pub mod graph;
