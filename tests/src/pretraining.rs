@@ -206,3 +206,17 @@ pub fn check_pretrain_config(name: &str, sets: &[String]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Exports the model weights of the newest checkpoint of the run in `run` with `arl ckpt
+/// export` to `<run>/weights.safetensors`; returns that path.
+pub fn export_model(run: &Path) -> PathBuf {
+    let file = run.join("weights.safetensors");
+    crate::arl_ok(&[
+        "ckpt",
+        "export",
+        &run.join("checkpoints").to_string_lossy(),
+        "--output",
+        &file.to_string_lossy(),
+    ]);
+    file
+}

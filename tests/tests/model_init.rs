@@ -11,8 +11,8 @@ use std::process::Command;
 use arl_checkpoints::manifest::sha256_of_file;
 use arl_contract::config::model::{TextConfig, VisionConfig};
 use arl_tests::{
-    CLIP_TINY_VISION, ModelFixture, arl_ok, check_pretrain_config, model_fixture, pretrain_config,
-    release_binary, scratch_dir, step_reports, text_overrides,
+    CLIP_TINY_VISION, ModelFixture, arl_ok, check_pretrain_config, export_model, model_fixture,
+    pretrain_config, release_binary, scratch_dir, step_reports, text_overrides,
 };
 use arl_worker::model::load::{self, Weights};
 use arl_worker::model::text::TextEncoder;
@@ -42,15 +42,7 @@ fn pretrain_one_step(name: &str, extra: &[String]) -> PathBuf {
 
 /// The model weights of the run's newest checkpoint, exported by `arl ckpt export`.
 fn exported(run: &Path) -> Weights {
-    let file = run.join("weights.safetensors");
-    arl_ok(&[
-        "ckpt",
-        "export",
-        &run.join("checkpoints").to_string_lossy(),
-        "--output",
-        &file.to_string_lossy(),
-    ]);
-    load::read(&file).unwrap()
+    load::read(&export_model(run)).unwrap()
 }
 
 /// The tensors of `weights` under `prefix.`, relative to it.

@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 use arl_tests::{
-    arl_ok, pretrain_config, release_binary, scratch_dir, step_reports, tensorboard_log,
-    wait_for_step,
+    arl_ok, export_model, pretrain_config, release_binary, scratch_dir, step_reports,
+    tensorboard_log, wait_for_step,
 };
 use serde_json::Value;
 
@@ -217,14 +217,7 @@ fn the_papers_ablation_switches_train_without_alignment_reasoning_or_entity_mask
     }
     assert!(steps[5]["loss"].as_f64() < steps[0]["loss"].as_f64());
     // The checkpoint holds no knowledge sublayers.
-    let weights = run.join("weights.safetensors");
-    arl_ok(&[
-        "ckpt",
-        "export",
-        &run.join("checkpoints").to_string_lossy(),
-        "--output",
-        &weights.to_string_lossy(),
-    ]);
+    let weights = export_model(&run);
     let bytes = std::fs::read(&weights).unwrap();
     let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let names = tensors.names();
