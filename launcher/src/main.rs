@@ -158,6 +158,8 @@ fn stopped(command: &str, stopped: Option<(i32, Option<u64>)>) -> Option<ExitCod
 enum BenchCommand {
     /// Our c10d all-reduce against Python torch.distributed (Gloo), in the same run.
     Allreduce(bench::allreduce::AllreduceArgs),
+    /// Gradient reduction overlapped with backward against PyTorch's DistributedDataParallel.
+    Ddp(bench::ddp::DdpArgs),
     /// Forward + backward of the four pretraining objectives against the PyTorch reference.
     Model(bench::model::ModelArgs),
     /// The whole pretraining step (objectives, backward, clipping, AdamW) against the reference.
@@ -371,6 +373,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Allreduce(args)) => {
             bench::allreduce::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Ddp(args)) => {
+            bench::ddp::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Data(args)) => {

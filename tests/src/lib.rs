@@ -318,6 +318,34 @@ impl Drop for Rank {
     }
 }
 
+/// Starts `n` ranks of `program SCENARIO` (a peer binary such as `c10d_peer`) on a fresh port.
+pub fn peer_world(program: &str, n: usize, scenario: &str, env: &[(&str, String)]) -> Vec<Rank> {
+    let port = free_port();
+    (0..n)
+        .map(|rank| Rank::spawn(program, &[scenario], rank, n, port, env))
+        .collect()
+}
+
+/// Each peer rank's final JSON line and whether it exited successfully.
+pub fn peer_results(ranks: &mut [Rank], timeout: Duration) -> Vec<(bool, Value)> {
+    ranks
+        .iter_mut()
+        .map(|rank| {
+            let line = rank.next_line(timeout).expect("rank printed no result");
+            (rank.wait_exit(timeout).success(), line)
+        })
+        .collect()
+}
+
+/// The error message of a peer rank that failed (panics if it succeeded).
+pub fn peer_error(result: &(bool, Value)) -> String {
+    assert!(!result.0, "expected a failure, got {}", result.1);
+    result.1["error"]
+        .as_str()
+        .expect("an error message")
+        .to_owned()
+}
+
 fn forward_json_lines(stdout: ChildStdout) -> Receiver<Value> {
     let (sender, receiver) = channel();
     std::thread::spawn(move || {

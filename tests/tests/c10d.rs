@@ -3,35 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use arl_tests::{Rank, free_port};
+use arl_tests::{Rank, free_port, peer_error, peer_results, peer_world};
 use serde_json::Value;
 
 const PEER: &str = env!("CARGO_BIN_EXE_c10d_peer");
 
 fn world(n: usize, scenario: &str, env: &[(&str, String)]) -> Vec<Rank> {
-    let port = free_port();
-    (0..n)
-        .map(|rank| Rank::spawn(PEER, &[scenario], rank, n, port, env))
-        .collect()
-}
-
-/// Each rank's final JSON line and whether it exited successfully.
-fn finish(ranks: &mut [Rank], timeout: Duration) -> Vec<(bool, Value)> {
-    ranks
-        .iter_mut()
-        .map(|rank| {
-            let line = rank.next_line(timeout).expect("rank printed no result");
-            (rank.wait_exit(timeout).success(), line)
-        })
-        .collect()
-}
-
-fn error_of(result: &(bool, Value)) -> String {
-    assert!(!result.0, "expected a failure, got {}", result.1);
-    result.1["error"]
-        .as_str()
-        .expect("an error message")
-        .to_owned()
+    peer_world(PEER, n, scenario, env)
 }
 
 /// Checks every tensor of `actual` against `input` scaled by `factor`, exactly, with dtype
@@ -65,7 +43,7 @@ fn allreduce_is_exact(n: usize, bucket_bytes: usize) {
         &[("PEER_BUCKET_BYTES", bucket_bytes.to_string())],
     );
     let rank_scale_sum = (n * (n + 1) / 2) as f64;
-    for (ok, line) in finish(&mut ranks, Duration::from_secs(60)) {
+    for (ok, line) in peer_results(&mut ranks, Duration::from_secs(60)) {
         assert!(ok, "{line}");
         let out = &line["ok"];
         assert_scaled(&out["sum"], &out["input"], rank_scale_sum);
@@ -86,7 +64,7 @@ fn three_ranks_all_reduce_exactly_through_many_small_buckets() {
 #[test]
 fn broadcast_from_a_non_zero_root_reaches_every_rank() {
     let mut ranks = world(3, "broadcast", &[("PEER_ROOT", "1".into())]);
-    for (ok, line) in finish(&mut ranks, Duration::from_secs(60)) {
+    for (ok, line) in peer_results(&mut ranks, Duration::from_secs(60)) {
         assert!(ok, "{line}");
         assert_scaled(&line["ok"]["result"], &line["ok"]["input"], 2.0);
     }
@@ -97,8 +75,8 @@ fn no_master_at_the_address_is_a_timed_out_error() {
     let port = free_port();
     let env = [("PEER_TIMEOUT_MS", "1500".to_owned())];
     let mut lone = [Rank::spawn(PEER, &["join"], 1, 2, port, &env)];
-    let result = finish(&mut lone, Duration::from_secs(30)).remove(0);
-    let error = error_of(&result);
+    let result = peer_results(&mut lone, Duration::from_secs(30)).remove(0);
+    let error = peer_error(&result);
     assert!(
         error.contains(&format!("connect to 127.0.0.1:{port}")),
         "{error}"
@@ -111,8 +89,8 @@ fn a_port_in_use_is_reported() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let mut master = [Rank::spawn(PEER, &["join"], 0, 1, port, &[])];
-    let result = finish(&mut master, Duration::from_secs(30)).remove(0);
-    let error = error_of(&result);
+    let result = peer_results(&mut master, Duration::from_secs(30)).remove(0);
+    let error = peer_error(&result);
     assert!(
         error.contains(&format!("serve at 127.0.0.1:{port}")),
         "{error}"
@@ -126,8 +104,8 @@ fn a_port_in_use_is_reported() {
 #[test]
 fn mismatched_shapes_fail_on_every_rank() {
     let mut ranks = world(2, "mismatch", &[("PEER_TIMEOUT_MS", "10000".into())]);
-    for result in finish(&mut ranks, Duration::from_secs(30)) {
-        let error = error_of(&result);
+    for result in peer_results(&mut ranks, Duration::from_secs(30)) {
+        let error = peer_error(&result);
         assert!(error.contains("allreduce"), "{error}");
     }
 }
@@ -159,7 +137,7 @@ fn survivors_of_a_killed_peer_fail_within_five_seconds() {
         let line = rank
             .next_line(Duration::from_secs(5))
             .expect("no error within 5 s");
-        let error = error_of(&(rank.wait_exit(Duration::from_secs(5)).success(), line));
+        let error = peer_error(&(rank.wait_exit(Duration::from_secs(5)).success(), line));
         assert!(error.contains("allreduce"), "{error}");
     }
     assert!(
@@ -177,7 +155,7 @@ fn a_silent_peer_fails_the_others_at_the_configured_timeout() {
         .next_line(Duration::from_secs(20))
         .expect("no error after the timeout");
     let elapsed = started.elapsed();
-    let error = error_of(&(ranks[0].wait_exit(Duration::from_secs(5)).success(), line));
+    let error = peer_error(&(ranks[0].wait_exit(Duration::from_secs(5)).success(), line));
     assert!(error.to_lowercase().contains("timed out"), "{error}");
     assert!(
         elapsed >= Duration::from_millis(1_500),

@@ -30,7 +30,8 @@ fn main() {
         .define("USE_C10D_GLOO", None)
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .define("GLOG_USE_GLOG_EXPORT", None)
-        .file("shim/c10d_shim.cpp");
+        .file("shim/c10d_shim.cpp")
+        .file("shim/ddp.cpp");
     if env::var_os("CARGO_FEATURE_NCCL").is_some() {
         add_nccl(&mut build, &lib_dir);
     }

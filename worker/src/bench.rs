@@ -17,6 +17,13 @@ use arl_contract::config::train::OptimConfig;
 
 use crate::train::optim::{AdamW, GROUPS, group_of};
 
+/// The upper median (the middle value; the higher of the middle pair for an even count), as
+/// every worker-side benchmark reports it.
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// One size's result (printed by rank 0 as a JSON line).
 #[derive(Debug, serde::Serialize)]
 pub struct AllreduceTiming {

@@ -11,6 +11,7 @@ use anyhow::{Context, ensure};
 use arl_checkpoints::{AsyncSaver, Checkpoints, Retention, SaverConfig, TrainingState};
 use tch::{Device, Kind, Tensor, nn};
 
+use crate::bench::median;
 use crate::model::arl::ArlModel;
 use arl_contract::config::model::ModelConfig;
 use arl_contract::config::train::OptimConfig;
@@ -33,11 +34,6 @@ pub struct CheckpointTiming {
     pub durable_s: f64,
     /// Loading the newest checkpoint with every hash verified, s.
     pub load_s: f64,
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// The model's variables and AdamW's `exp_avg` and `exp_avg_sq` of each trainable one: what

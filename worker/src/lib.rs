@@ -7,6 +7,7 @@ pub mod checkpoint_bench;
 pub mod convert;
 pub mod data;
 pub mod data_check;
+pub mod ddp_bench;
 pub mod dist;
 pub mod finetune;
 pub mod heartbeat;

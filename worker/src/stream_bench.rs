@@ -14,6 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::bench::median;
 use crate::data::remote::Remote;
 use crate::data::shard::{Manifest, ShardWriter};
 use crate::data::stream::ShardSource;
@@ -91,11 +92,6 @@ fn read_all(source: &ShardSource, shards: u32) -> anyhow::Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// Writes and uploads the dataset to `url`, then times `rounds` rounds of the three reads, with
 /// fresh caches under `work`.
 ///
@@ -135,9 +131,9 @@ pub fn time_stream(
         std::fs::remove_dir_all(&cache)?;
     }
     Ok(StreamTiming {
-        raw_mb_s: median(raw),
-        cold_mb_s: median(cold),
-        warm_mb_s: median(warm),
+        raw_mb_s: median(&mut raw),
+        cold_mb_s: median(&mut cold),
+        warm_mb_s: median(&mut warm),
         bytes,
         shards: manifest.shards.len(),
     })

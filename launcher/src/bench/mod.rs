@@ -5,6 +5,7 @@ pub mod chaos;
 pub mod checkpoint;
 pub mod compare;
 pub mod data;
+pub mod ddp;
 pub mod faults;
 pub mod link;
 pub mod model;

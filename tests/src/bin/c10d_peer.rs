@@ -2,6 +2,9 @@
 //! environment. Prints one JSON line: `{"ok": …}` on success, `{"error": "…"}` (exit 1) on a
 //! c10d failure.
 //!
+//! Scenarios: `allreduce`, `broadcast`, `mismatch`, `stall`, `join`, and the data-parallel
+//! gradient ones `ddp`, `ddp_late`, `ddp_nonfinite` (through the training path's `GradSync`).
+//!
 //! Usage: `c10d_peer SCENARIO` with `PEER_TIMEOUT_MS` (collective timeout), `PEER_ROOT`
 //! (broadcast root) and `PEER_VICTIM` (the rank that stalls) in the environment.
 
@@ -9,6 +12,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use arl_c10d::{GroupOptions, ProcessGroup, RankEnv, ReduceOp};
+use arl_worker::train::grad_sync::GradSync;
 use serde_json::{Value, json};
 use tch::{Device, Kind, Tensor};
 
@@ -73,6 +77,93 @@ fn values(tensors: &[Tensor]) -> Value {
         .collect()
 }
 
+/// The parameters of the `ddp*` scenarios: two float matrices, a double vector (its own
+/// bucket) and one that no loss uses, named in a fixed order.
+fn ddp_params() -> Vec<(String, Tensor)> {
+    let leaf = |values: &[f64], shape: &[i64], kind: Kind| {
+        Tensor::from_slice(values)
+            .to_kind(kind)
+            .view(shape)
+            .set_requires_grad(true)
+    };
+    vec![
+        (
+            "a.weight".into(),
+            leaf(&[1., 2., 3., 4., 5., 6.], &[2, 3], Kind::Float),
+        ),
+        ("b.weight".into(), leaf(&[1., -1., 2.], &[3], Kind::Float)),
+        ("c.scale".into(), leaf(&[2., 3.], &[2], Kind::Double)),
+        ("unused.bias".into(), leaf(&[0.; 4], &[4], Kind::Float)),
+    ]
+}
+
+/// Micro-batch `k`'s loss on `rank`; small integers throughout, so every gradient and every
+/// sum of them is exact. With `bad`, rank 1's input holds an infinity.
+fn ddp_loss(params: &[(String, Tensor)], rank: usize, k: usize, bad: bool) -> Tensor {
+    let shift = (rank * 3 + k) as f64;
+    let mut input = Tensor::from_slice(&[1., 0., 2.]) + shift;
+    if bad && rank == 1 {
+        input = input.fill_(f64::INFINITY);
+    }
+    let hidden = params[0].1.mv(&(input.to_kind(Kind::Float) * &params[1].1));
+    hidden.sum(Kind::Float).to_kind(Kind::Double) * params[2].1.sum(Kind::Double)
+}
+
+/// Gradients as JSON, `null` for a parameter without one.
+fn grads(params: &[(String, Tensor)]) -> Value {
+    params
+        .iter()
+        .map(|(name, p)| {
+            let grad = p.grad();
+            let values = grad
+                .defined()
+                .then(|| Vec::<f64>::try_from(grad.to_kind(Kind::Double).reshape([-1])).unwrap());
+            json!({ "name": name, "grad": values })
+        })
+        .collect()
+}
+
+/// Two steps of two micro-batches each through [`GradSync`] (no parameter update, so both
+/// steps see the same parameters): per step, the gradients after the first micro-batch (not
+/// reduced) and after the step; next to them the plain local gradients of the first
+/// micro-batch and of both. With `late`, the second step's loss also uses the parameter that
+/// the first left out.
+fn ddp_steps(group: &ProcessGroup, bad: bool, late: bool) -> anyhow::Result<Value> {
+    let rank = group.rank();
+    let local = |micro_batches: usize| {
+        let params = ddp_params();
+        for k in 0..micro_batches {
+            ddp_loss(&params, rank, k, bad).backward();
+        }
+        grads(&params)
+    };
+    let params = ddp_params();
+    let mut sync = GradSync::new(group, &params)?;
+    let mut steps = Vec::new();
+    for step in 1..=2 {
+        sync.zero_grad()?;
+        let mut unsynced = Value::Null;
+        for k in 0..2 {
+            sync.arm(k == 1)?;
+            let mut loss = ddp_loss(&params, rank, k, bad);
+            if late && step == 2 {
+                loss += params[3].1.sum(Kind::Double);
+            }
+            loss.backward();
+            if k == 0 {
+                unsynced = grads(&params);
+            }
+        }
+        let reduced = sync.finish(step)?;
+        steps.push(json!({
+            "finite": reduced.finite,
+            "unsynced": unsynced,
+            "grads": grads(&params),
+        }));
+    }
+    Ok(json!({ "local_first": local(1), "local": local(2), "steps": steps }))
+}
+
 fn run(scenario: &str) -> anyhow::Result<Value> {
     match scenario {
         "allreduce" => {
@@ -118,6 +209,12 @@ fn run(scenario: &str) -> anyhow::Result<Value> {
             }
             group.all_reduce(&tensor, ReduceOp::Sum)?;
             Ok(Value::Null)
+        }
+        "ddp" | "ddp_late" | "ddp_nonfinite" => {
+            let group = join()?;
+            let out = ddp_steps(&group, scenario == "ddp_nonfinite", scenario == "ddp_late")?;
+            group.shutdown()?;
+            Ok(out)
         }
         "join" => {
             join()?;

@@ -13,6 +13,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include "common.h"
+
 #include <ATen/autocast_mode.h>
 #include <c10/util/Exception.h>
 #include <c10/util/Logging.h>
@@ -26,58 +28,9 @@
 #include <string>
 #include <vector>
 
-struct arl_store {
-  c10::intrusive_ptr<c10d::Store> store;
-};
-
-struct arl_pg {
-  c10::intrusive_ptr<c10d::Backend> backend;
-};
-
-namespace {
-
-char* dup_message(const std::string& message) {
-  char* out = static_cast<char*>(std::malloc(message.size() + 1));
-  if (out != nullptr) {
-    std::memcpy(out, message.c_str(), message.size() + 1);
-  }
-  return out;
-}
-
-// Runs `body`, turning every C++ exception into a returned message.
-template <typename F>
-char* guarded(F&& body) noexcept {
-  try {
-    body();
-    return nullptr;
-  } catch (const c10::Error& e) {
-    return dup_message(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return dup_message(e.what());
-  } catch (...) {
-    return dup_message("unknown C++ exception");
-  }
-}
-
-// Waits for every work item, then rethrows the first failure (after all have settled,
-// so no in-flight operation outlives the call).
-void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works) {
-  std::exception_ptr first;
-  for (auto& work : works) {
-    try {
-      work->wait();
-    } catch (...) {
-      if (!first) {
-        first = std::current_exception();
-      }
-    }
-  }
-  if (first) {
-    std::rethrow_exception(first);
-  }
-}
-
-} // namespace
+using arl_shim::dup_message;
+using arl_shim::guarded;
+using arl_shim::wait_all;
 
 extern "C" {
 

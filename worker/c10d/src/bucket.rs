@@ -29,23 +29,33 @@ impl TensorSpec {
 /// Groups tensor indices into buckets: one (dtype, device) per bucket, input order kept,
 /// at most `cap_bytes` per bucket unless a single tensor is larger.
 pub fn plan_buckets(specs: &[TensorSpec], cap_bytes: usize) -> Vec<Vec<usize>> {
-    // Open bucket per (kind, device): index into `buckets` and its byte count.
-    let mut open: Vec<((Kind, Device), usize, usize)> = Vec::new();
+    plan_buckets_first(specs, cap_bytes, cap_bytes)
+}
+
+/// [`plan_buckets`] with a smaller cap, `first_cap_bytes`, for the first bucket of each
+/// (dtype, device), as DDP does so that the first reduction starts early in backward.
+pub fn plan_buckets_first(
+    specs: &[TensorSpec],
+    first_cap_bytes: usize,
+    cap_bytes: usize,
+) -> Vec<Vec<usize>> {
+    // Open bucket per (kind, device): index into `buckets`, its byte count and its cap.
+    let mut open: Vec<((Kind, Device), usize, usize, usize)> = Vec::new();
     let mut buckets: Vec<Vec<usize>> = Vec::new();
     for (index, spec) in specs.iter().enumerate() {
         let key = (spec.kind, spec.device);
-        match open.iter_mut().find(|(k, _, _)| *k == key) {
-            Some((_, bucket, bytes)) if *bytes + spec.bytes <= cap_bytes => {
+        match open.iter_mut().find(|(k, ..)| *k == key) {
+            Some((_, bucket, bytes, cap)) if *bytes + spec.bytes <= *cap => {
                 buckets[*bucket].push(index);
                 *bytes += spec.bytes;
             }
             Some(slot) => {
                 buckets.push(vec![index]);
-                *slot = (key, buckets.len() - 1, spec.bytes);
+                *slot = (key, buckets.len() - 1, spec.bytes, cap_bytes);
             }
             None => {
                 buckets.push(vec![index]);
-                open.push((key, buckets.len() - 1, spec.bytes));
+                open.push((key, buckets.len() - 1, spec.bytes, first_cap_bytes));
             }
         }
     }
@@ -126,6 +136,21 @@ mod tests {
         assert_eq!(
             plan_buckets(&specs, 1 << 20),
             vec![vec![0, 2], vec![1, 4], vec![3]]
+        );
+    }
+
+    #[test]
+    fn the_first_bucket_of_each_kind_has_its_own_cap() {
+        let specs = [
+            spec(Kind::Float, 40),
+            spec(Kind::Double, 40),
+            spec(Kind::Float, 40),
+            spec(Kind::Float, 40),
+            spec(Kind::Float, 40),
+        ];
+        assert_eq!(
+            plan_buckets_first(&specs, 40, 100),
+            vec![vec![0], vec![1], vec![2, 3], vec![4]]
         );
     }
 

@@ -19,6 +19,12 @@ pub(crate) struct RawGroup {
     _private: [u8; 0],
 }
 
+/// Opaque overlapped gradient reducer (`shim/ddp.cpp`).
+#[repr(C)]
+pub(crate) struct RawDdp {
+    _private: [u8; 0],
+}
+
 unsafe extern "C" {
     pub(crate) fn arl_c10d_free_error(error: *mut c_char);
     pub(crate) fn arl_c10d_init_logging() -> *mut c_char;
@@ -71,6 +77,28 @@ unsafe extern "C" {
     ) -> *mut c_char;
     pub(crate) fn arl_pg_barrier(group: *mut RawGroup) -> *mut c_char;
     pub(crate) fn arl_pg_shutdown(group: *mut RawGroup) -> *mut c_char;
+    pub(crate) fn arl_ddp_create(
+        group: *mut RawGroup,
+        params: *const *mut C_tensor,
+        count: usize,
+        out: *mut *mut RawDdp,
+    ) -> *mut c_char;
+    pub(crate) fn arl_ddp_free(ddp: *mut RawDdp);
+    pub(crate) fn arl_ddp_set_buckets(
+        ddp: *mut RawDdp,
+        members: *const i64,
+        sizes: *const i64,
+        count: usize,
+    ) -> *mut c_char;
+    pub(crate) fn arl_ddp_zero(ddp: *mut RawDdp) -> *mut c_char;
+    pub(crate) fn arl_ddp_arm(ddp: *mut RawDdp, sync: bool) -> *mut c_char;
+    pub(crate) fn arl_ddp_finish(
+        ddp: *mut RawDdp,
+        finite: *mut u8,
+        fired: *mut u8,
+        order: *mut i64,
+        wait_seconds: *mut f64,
+    ) -> *mut c_char;
 }
 
 /// `op` of [`arl_pg_allreduce`]: element-wise sum.

@@ -212,6 +212,11 @@ impl ProcessGroup {
         self.world_size
     }
 
+    /// The bucket size of [`ProcessGroup::all_reduce`] and of gradient reduction, in bytes.
+    pub fn bucket_cap_bytes(&self) -> usize {
+        self.bucket_cap_bytes
+    }
+
     /// Reduces every tensor across ranks, in place, through flat buckets of at most
     /// `bucket_cap_bytes` (one dtype per bucket; tensors may have any shapes and dtypes).
     ///
@@ -328,26 +333,27 @@ impl ProcessGroup {
     ) -> Result<()> {
         let ptrs: Vec<*mut torch_sys::C_tensor> =
             tensors.iter().map(|t| t.as_ptr() as *mut _).collect();
+        let sizes: Vec<i64> = tensors.iter().map(|t| t.numel() as i64).collect();
+        self.observed(op, &sizes, || f(self.raw, ptrs.as_ptr(), ptrs.len()))
+    }
+
+    /// Runs the shim call `f`, a collective over tensors of `sizes` elements, between the
+    /// observer's enter and leave, and turns its status into this rank's error.
+    pub(crate) fn observed(
+        &self,
+        op: &str,
+        sizes: &[i64],
+        f: impl FnOnce() -> *mut std::os::raw::c_char,
+    ) -> Result<()> {
         let seq = self.seq.get() + 1;
         self.seq.set(seq);
         if let Some(observer) = &self.observer {
-            let sizes: Vec<i64> = tensors
-                .iter()
-                .map(Tensor::numel)
-                .map(|n| n as i64)
-                .collect();
-            observer(Collective::Enter {
-                seq,
-                op,
-                sizes: &sizes,
-            });
+            observer(Collective::Enter { seq, op, sizes });
         }
-        ffi::take_error(f(self.raw, ptrs.as_ptr(), ptrs.len())).map_err(|message| {
-            C10dError::Op {
-                op: op.to_owned(),
-                rank: self.rank as i64,
-                message,
-            }
+        ffi::take_error(f()).map_err(|message| C10dError::Op {
+            op: op.to_owned(),
+            rank: self.rank as i64,
+            message,
         })?;
         if let Some(observer) = &self.observer {
             observer(Collective::Leave { seq });
@@ -355,7 +361,13 @@ impl ProcessGroup {
         Ok(())
     }
 
-    fn invalid(&self, op: &str, reason: String) -> C10dError {
+    /// The shim's handle.
+    pub(crate) fn raw(&self) -> *mut ffi::RawGroup {
+        self.raw
+    }
+
+    /// `reason` as this rank's error in `op`.
+    pub(crate) fn invalid(&self, op: &str, reason: String) -> C10dError {
         C10dError::Invalid {
             op: op.to_owned(),
             rank: self.rank as i64,

@@ -1,9 +1,10 @@
 //! libtorch's distributed engine, c10d, for Rust: `TCPStore` rendezvous, `ProcessGroupGloo`
 //! (CPU) and `ProcessGroupNCCL` (GPU, feature `nccl`), with bucketed all-reduce, broadcast,
-//! barrier and shutdown. Every failure is a [`C10dError`] carrying c10d's own message; nothing
+//! barrier and shutdown, and gradient all-reduce overlapped with backward ([`DataParallel`]). Every failure is a [`C10dError`] carrying c10d's own message; nothing
 //! aborts or panics across the FFI boundary.
 
 mod bucket;
+mod ddp;
 mod env;
 mod error;
 mod ffi;
@@ -11,7 +12,8 @@ mod group;
 mod layout;
 mod store;
 
-pub use bucket::{TensorSpec, plan_buckets};
+pub use bucket::{TensorSpec, plan_buckets, plan_buckets_first};
+pub use ddp::{DataParallel, Synced};
 pub use env::RankEnv;
 pub use error::{C10dError, Result};
 pub use group::{Backend, Collective, GroupOptions, Observer, ProcessGroup, ReduceOp};

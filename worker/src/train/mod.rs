@@ -4,6 +4,7 @@
 
 pub mod checkpointing;
 pub mod collate;
+pub mod grad_sync;
 pub mod init;
 pub mod masking;
 pub mod optim;

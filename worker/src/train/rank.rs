@@ -1,6 +1,6 @@
 //! One rank's view of a data-parallel run and the collectives every training loop shares:
 //! small host-side reductions, the per-step agreement on non-finite gradients and stop
-//! signals, gradient averaging, and the cross-rank parameter checksum.
+//! signals, and the cross-rank parameter checksum.
 
 use anyhow::bail;
 use arl_c10d::{ProcessGroup, ReduceOp};
@@ -54,29 +54,15 @@ impl<'a> Rank<'a> {
         self.sum(&Tensor::from_slice(&slots))
     }
 
-    /// One reduction for the step's two decisions (whether `grads` are finite everywhere, and
-    /// whether some rank was asked to stop); then, when every rank's gradients are finite,
-    /// their rank-mean in place.
-    pub fn sync_gradients(
-        &self,
-        grads: &[Tensor],
-        stop: Option<i32>,
-    ) -> anyhow::Result<GradientSync> {
-        let finite: Vec<Tensor> = grads.iter().map(|g| g.isfinite().all()).collect();
-        let nonfinite = !finite.is_empty()
-            && !bool::try_from(Tensor::stack(&finite, 0).all().to_device(Device::Cpu))?;
+    /// One reduction for the step's two decisions: which ranks' gradients were not finite
+    /// (`finite` is this rank's answer) and whether some rank was asked to stop.
+    pub fn decide(&self, finite: bool, stop: Option<i32>) -> anyhow::Result<GradientSync> {
         let mut slots = vec![0f64; 2 * self.world];
-        slots[self.rank] = f64::from(u8::from(nonfinite));
+        slots[self.rank] = f64::from(u8::from(!finite));
         slots[self.world + self.rank] = f64::from(stop.unwrap_or(0));
         let all = self.sum(&Tensor::from_slice(&slots))?;
         let bad_ranks: Vec<usize> = (0..self.world).filter(|&r| all[r] > 0.0).collect();
         let signal = all[self.world..].iter().fold(0f64, |a, &b| a.max(b)) as i32;
-        if bad_ranks.is_empty() {
-            self.group.all_reduce(grads, ReduceOp::Sum)?;
-            for grad in grads {
-                let _ = grad.shallow_clone().g_div_scalar_(self.world as f64);
-            }
-        }
         Ok(GradientSync {
             bad_ranks,
             stop: (signal > 0).then_some(signal),

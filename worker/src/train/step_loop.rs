@@ -2,8 +2,9 @@
 //! what differs through [`Job`]: its forward pass and losses, the names of what it logs, when it
 //! checks replicas and saves, and its evaluation. The loop does the rest, the same for all:
 //!
-//! for each step: the rank's batch → micro-batches (forward, backward at 1/accum) → one
-//! all-rank decision on non-finite gradients and stop signals, then the rank-mean gradients →
+//! for each step: the rank's batch → micro-batches (forward, backward at 1/accum; the last
+//! backward all-reduces gradient buckets as they fill, [`GradSync`]) → the rank-mean gradients
+//! → one all-rank decision on non-finite gradients and stop signals →
 //! clip and AdamW under the schedule → replica checksum → report → evaluation → checkpoint →
 //! stop.
 //!
@@ -23,6 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
 use super::checkpointing::Checkpointer;
+use super::grad_sync::GradSync;
 use super::optim::{AdamW, GROUPS};
 use super::rank::{GradientSync, Rank};
 use super::report::{MimPicture, Reporter, emit};
@@ -146,6 +148,7 @@ impl StepLoop<'_> {
     /// a failed save or collective.
     pub fn run(&mut self, job: &mut impl Job, start: u64, end: u64) -> anyhow::Result<Ended> {
         let mut nonfinite_run = 0;
+        let mut grads = GradSync::new(self.ranks.group, &self.optimizer.parameters())?;
         for step in start..end {
             let done = step + 1;
             let started = Instant::now();
@@ -170,15 +173,16 @@ impl StepLoop<'_> {
             tch::manual_seed(seed as i64);
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let wants_picture = self.reporter.as_ref().is_some_and(|r| r.wants_image(done));
-            let (logged, picture) = self.accumulate(job, &batch, &mut rng, wants_picture)?;
+            let (logged, picture) =
+                self.accumulate(job, &grads, &batch, &mut rng, wants_picture)?;
 
-            // Gradients: one decision on non-finite values and stop requests, then the rank-mean.
-            let grads = self.optimizer.grads();
+            // Gradients: the rank-mean, then one decision on non-finite values and stop requests.
             heartbeat::phase(Phase::Collective);
+            let reduced = grads.finish(done)?;
             let GradientSync {
                 bad_ranks,
                 stop: stop_signal,
-            } = self.ranks.sync_gradients(&grads, self.stop.signal())?;
+            } = self.ranks.decide(reduced.finite, self.stop.signal())?;
             let world = self.ranks.world as f64;
             let logged: Vec<f64> = self.ranks.sum(&logged)?.iter().map(|s| s / world).collect();
             let last = done == end || stop_signal.is_some();
@@ -269,10 +273,12 @@ impl StepLoop<'_> {
     }
 
     /// The micro-batches of one step: near-equal slices of the rank's batch, gradients summed
-    /// at 1/accum; returns the logged values averaged over them, and the picture.
+    /// at 1/accum (the last backward reduces them); returns the logged values averaged over
+    /// them, and the picture.
     fn accumulate(
         &mut self,
         job: &mut impl Job,
+        grads: &GradSync,
         batch: &crate::data::loader::Batch,
         rng: &mut ChaCha8Rng,
         wants_picture: bool,
@@ -280,7 +286,7 @@ impl StepLoop<'_> {
         let (samples, accum) = (batch.samples.len(), self.grad_accum);
         let mut logged: Option<Tensor> = None;
         let mut picture = None;
-        self.optimizer.zero_grad();
+        grads.zero_grad()?;
         for k in 0..accum {
             let (from, to) = (k * samples / accum, (k + 1) * samples / accum);
             let images = batch.images.narrow(0, from as i64, (to - from) as i64);
@@ -294,6 +300,7 @@ impl StepLoop<'_> {
                 )
             })?;
             heartbeat::phase(Phase::Backward);
+            grads.arm(k + 1 == accum)?;
             (&forward.loss / accum as f64).backward();
             let values: Vec<Tensor> = forward
                 .logged

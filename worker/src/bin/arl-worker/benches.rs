@@ -21,6 +21,22 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 20)]
         iters: usize,
     },
+    /// Time a data-parallel MLP step with overlapped gradient reduction (for `arl bench ddp`).
+    BenchDdp {
+        #[command(flatten)]
+        dist: DistArgs,
+        #[command(flatten)]
+        shape: arl_worker::ddp_bench::DdpBenchShape,
+        /// Intra-op threads.
+        #[arg(long, default_value_t = 1)]
+        threads: i32,
+        /// Untimed steps.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+    },
     /// Time one pretraining step for `arl bench model` (forward + backward) or, with `--full`,
     /// `arl bench pretrain` (forward + backward, gradient clipping, AdamW).
     BenchModel {
@@ -140,6 +156,21 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<()> {
                 if group.rank() == 0 {
                     println!("{}", serde_json::to_string(&timing)?);
                 }
+            }
+            group.shutdown()?;
+        }
+        BenchCommand::BenchDdp {
+            dist,
+            shape,
+            threads,
+            warmup,
+            iters,
+        } => {
+            tch::set_num_threads(threads);
+            let (group, device) = dist.join()?;
+            let timing = arl_worker::ddp_bench::time_ddp(&group, device, shape, warmup, iters)?;
+            if group.rank() == 0 {
+                println!("{}", serde_json::to_string(&timing)?);
             }
             group.shutdown()?;
         }
