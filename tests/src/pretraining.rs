@@ -12,7 +12,7 @@ use crate::{arl_ok, scratch_dir, workspace_root};
 
 /// The steps of a job's rank-0 event log (`<dir>/rank0.jsonl`), each as JSON with `step`,
 /// `loss`, every loss part by name (`mlm`, …), `lr` (the base group's), `grad_norm`,
-/// `samples_per_s` and `data_wait`.
+/// `samples_per_s`, `data_wait` and `comm_exposed`.
 ///
 /// # Panics
 /// If the log cannot be read, or a line of it is not an event.
@@ -28,7 +28,7 @@ pub fn step_reports(job_dir: &Path) -> Vec<Value> {
             let mut step = serde_json::json!({
                 "step": report.step, "loss": report.loss, "lr": report.lr["base"],
                 "grad_norm": report.grad_norm, "samples_per_s": report.samples_per_s,
-                "data_wait": report.data_wait,
+                "data_wait": report.data_wait, "comm_exposed": report.comm_exposed,
             });
             for (name, value) in &report.losses {
                 step[name] = (*value).into();

@@ -118,6 +118,7 @@ fn two_workers_pretrain_and_a_resumed_run_matches_a_straight_one_bit_for_bit() {
         "grad_norm",
         "throughput/samples_per_s",
         "throughput/data_wait_fraction",
+        "throughput/comm_exposed_fraction",
     ];
     let groups = [
         "lr/base",

@@ -136,6 +136,10 @@ pub struct StepReport {
     pub samples_per_s: f64,
     /// Fraction of the step spent waiting for data.
     pub data_wait: f64,
+    /// Fraction of the step spent after backward waiting for the gradient reductions that
+    /// backward did not hide (rank 0's; 0 in logs written before it was measured).
+    #[serde(default)]
+    pub comm_exposed: f64,
 }
 
 impl StepReport {
@@ -158,6 +162,10 @@ impl StepReport {
         scalars.push(("grad_norm".to_owned(), self.grad_norm));
         scalars.push(("throughput/samples_per_s".to_owned(), self.samples_per_s));
         scalars.push(("throughput/data_wait_fraction".to_owned(), self.data_wait));
+        scalars.push((
+            "throughput/comm_exposed_fraction".to_owned(),
+            self.comm_exposed,
+        ));
         scalars
     }
 }
@@ -310,6 +318,7 @@ mod tests {
             grad_norm: 2.0,
             samples_per_s: 10.0,
             data_wait: 0.1,
+            comm_exposed: 0.05,
         });
         let line = step.line();
         assert!(

@@ -10,10 +10,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use super::compare::{alternate, median, paired_ratio};
-use crate::paths;
+use super::compare::{alternate, median, paired_ratio, rank_worlds};
 use crate::spawn::WorldSpec;
-use crate::topology::Topology;
 use crate::world::run_world;
 
 const TORCH_PEER: &str = include_str!("torch_allreduce.py");
@@ -64,40 +62,14 @@ pub fn run(args: &AllreduceArgs) -> anyhow::Result<()> {
         .join(",");
     let (warmup, iters) = (args.warmup.to_string(), args.iters.to_string());
     let timing_args = ["--sizes-mb", &sizes, "--warmup", &warmup, "--iters", &iters];
-    let world = |program: PathBuf, lead: &[&str], env: Vec<(String, String)>| WorldSpec {
-        program,
-        args: lead
-            .iter()
-            .chain(&timing_args)
-            .map(|s| (*s).to_owned())
-            .collect(),
-        topology: Topology::single_node(args.nproc),
-        kill_grace: std::time::Duration::ZERO,
-        env,
-        on_rank0_line: None,
-        log_dir: None,
-    };
-    let quiet = ("TORCH_CPP_LOG_LEVEL".to_owned(), "ERROR".to_owned());
-    let worker_args = [
-        "bench-allreduce",
-        "--gloo-hostname",
-        "127.0.0.1",
-        "--skip-layout-check",
-    ];
-    let ours = world(
-        crate::spawn::worker_binary()?,
-        &worker_args[..if args.verify_layout { 3 } else { 4 }],
-        vec![quiet.clone()],
-    );
-    let theirs = world(
-        paths::python(args.python.as_deref())?,
-        &["-c", TORCH_PEER],
-        vec![
-            quiet,
-            ("GLOO_SOCKET_IFNAME".to_owned(), "lo".to_owned()),
-            ("PYTHONWARNINGS".to_owned(), "ignore".to_owned()),
-        ],
-    );
+    let worker_args = ["bench-allreduce", "--skip-layout-check"];
+    let (ours, theirs) = rank_worlds(
+        args.nproc,
+        &worker_args[..if args.verify_layout { 1 } else { 2 }],
+        TORCH_PEER,
+        args.python.as_deref(),
+        &timing_args.map(str::to_owned),
+    )?;
 
     let mut arl: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut torch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();

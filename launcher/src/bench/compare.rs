@@ -1,6 +1,57 @@
 //! How a benchmark compares us with the Python reference in the same run: sides alternate in
 //! ABBA order, and the ratio pairs the two sides' times round by round.
 
+use std::path::Path;
+
+use crate::paths;
+use crate::spawn::WorldSpec;
+use crate::topology::Topology;
+
+/// The two sides of a distributed benchmark, each `nproc` ranks on this machine over loopback
+/// Gloo: `arl-worker WORKER_ARGS… --gloo-hostname 127.0.0.1 ARGS…` and the Python peer
+/// `python -c PEER ARGS…` (`python`: see [`paths::python`]).
+///
+/// # Errors
+/// No worker binary or no Python found.
+pub fn rank_worlds(
+    nproc: usize,
+    worker_args: &[&str],
+    peer: &str,
+    python: Option<&Path>,
+    args: &[String],
+) -> anyhow::Result<(WorldSpec, WorldSpec)> {
+    let world = |program, lead: Vec<&str>, env: Vec<(&str, &str)>| WorldSpec {
+        program,
+        args: lead
+            .into_iter()
+            .map(str::to_owned)
+            .chain(args.iter().cloned())
+            .collect(),
+        topology: Topology::single_node(nproc),
+        kill_grace: std::time::Duration::ZERO,
+        env: env
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        on_rank0_line: None,
+        log_dir: None,
+    };
+    let quiet = ("TORCH_CPP_LOG_LEVEL", "ERROR");
+    let mut lead = worker_args.to_vec();
+    lead.extend(["--gloo-hostname", "127.0.0.1"]);
+    let ours = world(crate::spawn::worker_binary()?, lead, vec![quiet]);
+    let theirs = world(
+        paths::python(python)?,
+        vec!["-c", peer],
+        vec![
+            quiet,
+            ("GLOO_SOCKET_IFNAME", "lo"),
+            ("PYTHONWARNINGS", "ignore"),
+        ],
+    );
+    Ok((ours, theirs))
+}
+
 /// Runs `rounds` rounds of both sides; in every other round the reference goes first, so
 /// neither side always inherits the machine state the other leaves behind.
 ///

@@ -11,10 +11,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Deserialize;
 
-use super::compare::{alternate, median, paired_ratio};
-use crate::paths;
+use super::compare::{alternate, median, paired_ratio, rank_worlds};
 use crate::spawn::WorldSpec;
-use crate::topology::Topology;
 use crate::world::run_world;
 
 const TORCH_PEER: &str = include_str!("torch_ddp.py");
@@ -89,39 +87,13 @@ pub fn run(args: &DdpArgs) -> anyhow::Result<()> {
     .into_iter()
     .flat_map(|(flag, value)| [flag.to_owned(), value])
     .collect();
-    let world = |program: PathBuf, lead: &[&str], env: Vec<(String, String)>| WorldSpec {
-        program,
-        args: lead
-            .iter()
-            .map(|s| (*s).to_owned())
-            .chain(shape.iter().cloned())
-            .collect(),
-        topology: Topology::single_node(args.nproc),
-        kill_grace: std::time::Duration::ZERO,
-        env,
-        on_rank0_line: None,
-        log_dir: None,
-    };
-    let quiet = ("TORCH_CPP_LOG_LEVEL".to_owned(), "ERROR".to_owned());
-    let ours = world(
-        crate::spawn::worker_binary()?,
-        &[
-            "bench-ddp",
-            "--gloo-hostname",
-            "127.0.0.1",
-            "--skip-layout-check",
-        ],
-        vec![quiet.clone()],
-    );
-    let theirs = world(
-        paths::python(args.python.as_deref())?,
-        &["-c", TORCH_PEER],
-        vec![
-            quiet,
-            ("GLOO_SOCKET_IFNAME".to_owned(), "lo".to_owned()),
-            ("PYTHONWARNINGS".to_owned(), "ignore".to_owned()),
-        ],
-    );
+    let (ours, theirs) = rank_worlds(
+        args.nproc,
+        &["bench-ddp", "--skip-layout-check"],
+        TORCH_PEER,
+        args.python.as_deref(),
+        &shape,
+    )?;
     let (mut arl, mut torch) = (Vec::new(), Vec::new());
     alternate(
         "ddp",

@@ -222,6 +222,7 @@ impl StepLoop<'_> {
                         grad_norm,
                         samples_per_s: (samples * self.ranks.world) as f64 / seconds,
                         data_wait: data_wait.as_secs_f64() / seconds,
+                        comm_exposed: reduced.exposed.as_secs_f64() / seconds,
                     };
                     reporter.step(report, picture);
                 }
