@@ -114,6 +114,8 @@ struct Summary {
     ratio: f64,
     arl_hidden: f64,
     torch_hidden: f64,
+    arl_local_s: f64,
+    torch_local_s: f64,
     arl_comm_s: f64,
     torch_comm_s: f64,
     arl_exposed_s: f64,
@@ -134,6 +136,8 @@ impl Summary {
             ),
             arl_hidden: of(arl, Timing::hidden),
             torch_hidden: of(torch, Timing::hidden),
+            arl_local_s: of(arl, |t| t.local_s),
+            torch_local_s: of(torch, |t| t.local_s),
             arl_comm_s: of(arl, |t| t.comm_s),
             torch_comm_s: of(torch, |t| t.comm_s),
             arl_exposed_s: of(arl, |t| t.exposed_s.unwrap_or(f64::NAN)),
@@ -143,12 +147,15 @@ impl Summary {
     fn line(&self) -> String {
         format!(
             "ddp arl_step_ms={:.1} torch_step_ms={:.1} ratio={:.2} arl_hidden={:.2} \
-             torch_hidden={:.2} arl_comm_ms={:.1} torch_comm_ms={:.1} arl_exposed_ms={:.1}",
+             torch_hidden={:.2} arl_local_ms={:.1} torch_local_ms={:.1} arl_comm_ms={:.1} \
+             torch_comm_ms={:.1} arl_exposed_ms={:.1}",
             self.arl_step_s * 1e3,
             self.torch_step_s * 1e3,
             self.ratio,
             self.arl_hidden,
             self.torch_hidden,
+            self.arl_local_s * 1e3,
+            self.torch_local_s * 1e3,
             self.arl_comm_s * 1e3,
             self.torch_comm_s * 1e3,
             self.arl_exposed_s * 1e3,
