@@ -14,7 +14,7 @@ use arl_worker::knowledge::{openke, store};
 fn quick_transe() -> TransEConfig {
     TransEConfig {
         dim: 32,
-        epochs: 3,
+        epochs: 6,
         batches: 20,
         negatives: 5,
         ..TransEConfig::default()
@@ -37,9 +37,9 @@ fn the_whole_hpo_graph_trains_transe_well_above_untrained_and_writes_both_layout
     let report = build(&hpo_config(&dir)).unwrap();
     assert_eq!(
         (report.entities, report.relations, report.triples),
-        (11_408, 1, 15_437)
+        (18_393, 1, 22_801)
     );
-    assert_eq!(report.held_out, 771);
+    assert_eq!(report.held_out, 1_139);
     let (before, after) = (report.untrained.unwrap(), report.trained.unwrap());
     assert!(
         after.mrr > 10.0 * before.mrr && after.hits_at_10 > 10.0 * before.hits_at_10,
@@ -48,7 +48,7 @@ fn the_whole_hpo_graph_trains_transe_well_above_untrained_and_writes_both_layout
     let (ours, provenance) = store::read(&dir).unwrap();
     let provenance = provenance.unwrap();
     assert_eq!(provenance.ontology, "hp/releases/2025-01-16");
-    assert_eq!(provenance.held_out.len(), 771);
+    assert_eq!(provenance.held_out.len(), 1_139);
     std::fs::remove_file(dir.join(store::META_FILE)).unwrap();
     let (openke_graph, none) = store::read(&dir).unwrap();
     assert!(none.is_none());
@@ -57,7 +57,7 @@ fn the_whole_hpo_graph_trains_transe_well_above_untrained_and_writes_both_layout
     let cardiomegaly = ours.entities.iter().find(|e| e.cui == "C0018800").unwrap();
     assert_eq!(cardiomegaly.name, "Cardiomegaly");
     let table = store::read_embeddings(&dir, ours.entities.len()).unwrap();
-    assert_eq!(table.size(), [11_408, 32]);
+    assert_eq!(table.size(), [18_393, 32]);
     let error = store::read_embeddings(&dir, 5).unwrap_err().to_string();
     assert!(error.contains("expected 5 rows"), "{error}");
     std::fs::remove_dir_all(dir).unwrap();
@@ -259,11 +259,11 @@ fn the_cli_prints_sizes_and_link_prediction() {
     );
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(
-        lines[0].starts_with("knowledge texts=0 mentions=0 frequent=11408 entities=11408"),
+        lines[0].starts_with("knowledge texts=0 mentions=0 frequent=18393 entities=18393"),
         "{stdout}"
     );
     assert!(
-        lines[1].starts_with("transe held_out=771 untrained_mrr="),
+        lines[1].starts_with("transe held_out=1139 untrained_mrr="),
         "{stdout}"
     );
     assert!(lines[1].contains(" mrr=") && lines[1].contains(" hits10="));

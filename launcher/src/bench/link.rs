@@ -2,8 +2,8 @@
 //! University chest X-ray reports (both installed by `scripts/setup` into data/; the
 //! even-numbered reports are a held-out test set that nothing reads), one thread.
 //! Prints `link reports_per_s=… mentions_per_report=… reports_with_mention=… reports=…`, or with
-//! `--quality` `link_quality recall=… recall_all=… false_finding_rate=… gold_pairs=…
-//! uncoded_pairs=… normal_reports=… unmapped_terms=…` (definitions: the worker's
+//! `--quality` `link_quality recall=… false_finding_rate=… gold_pairs=… normal_reports=…
+//! unmapped_terms=…` (definitions: the worker's
 //! `knowledge::quality`).
 
 use std::process::Command;
@@ -24,10 +24,8 @@ struct Throughput {
 #[derive(Deserialize)]
 struct Quality {
     recall: f64,
-    recall_all: f64,
     false_finding_rate: f64,
     gold_pairs: usize,
-    uncoded_pairs: usize,
     normal_reports: usize,
     unmapped_terms: usize,
     unknown_headings: Vec<String>,
@@ -61,15 +59,9 @@ pub fn run(passes: usize, quality: bool) -> anyhow::Result<()> {
     if quality {
         let q: Quality = serde_json::from_str(line).with_context(|| format!("reading {line:?}"))?;
         println!(
-            "link_quality recall={:.3} recall_all={:.3} false_finding_rate={:.3} gold_pairs={} \
-             uncoded_pairs={} normal_reports={} unmapped_terms={}",
-            q.recall,
-            q.recall_all,
-            q.false_finding_rate,
-            q.gold_pairs,
-            q.uncoded_pairs,
-            q.normal_reports,
-            q.unmapped_terms
+            "link_quality recall={:.3} false_finding_rate={:.3} gold_pairs={} normal_reports={} \
+             unmapped_terms={}",
+            q.recall, q.false_finding_rate, q.gold_pairs, q.normal_reports, q.unmapped_terms
         );
         if !q.unknown_headings.is_empty() {
             eprintln!(

@@ -32,9 +32,10 @@ impl Triple {
 /// Relation name of an ontology's hierarchy.
 pub const IS_A: &str = "is_a";
 
-/// The `is_a` hierarchy of an OBO ontology between terms with a UMLS CUI (the first xref), as
-/// `child is_a parent` triples. A parent without a CUI is skipped over: the edge goes to its
-/// nearest ancestors that have one, so the hierarchy stays connected.
+/// The `is_a` hierarchy of an OBO ontology between its concepts ([`Ontology::concepts`]: a
+/// term's first UMLS CUI, else a phenotypic abnormality's own id), as `child is_a parent`
+/// triples. A parent without a concept is skipped over: the edge goes to its nearest ancestors
+/// that have one, so the hierarchy stays connected.
 pub fn ontology_triples(ontology: &Ontology) -> Vec<Triple> {
     let by_id: HashMap<&str, usize> = ontology
         .terms
@@ -42,7 +43,8 @@ pub fn ontology_triples(ontology: &Ontology) -> Vec<Triple> {
         .enumerate()
         .map(|(i, t)| (t.id.as_str(), i))
         .collect();
-    let cui = |i: usize| ontology.terms[i].umls.first().map(String::as_str);
+    let concepts = ontology.concepts();
+    let cui = |i: usize| concepts[i];
     let mut triples = Vec::new();
     for (index, term) in ontology.terms.iter().enumerate() {
         let Some(child) = cui(index) else { continue };
@@ -80,13 +82,13 @@ pub fn ontology_triples(ontology: &Ontology) -> Vec<Triple> {
     triples
 }
 
-/// Preferred names of an ontology's CUIs (the first term that carries each CUI).
+/// Preferred names of an ontology's concepts (the first term that carries each).
 pub fn ontology_names(ontology: &Ontology) -> HashMap<String, String> {
     let mut names = HashMap::new();
-    for term in &ontology.terms {
-        for cui in &term.umls {
+    for (term, concept) in ontology.terms.iter().zip(ontology.concepts()) {
+        if let Some(concept) = concept {
             names
-                .entry(cui.clone())
+                .entry(concept.to_owned())
                 .or_insert_with(|| term.name.clone());
         }
     }
@@ -155,18 +157,32 @@ mod tests {
     use crate::knowledge::obo;
 
     #[test]
-    fn is_a_skips_parents_without_a_cui() {
-        let text = "[Term]\nid: HP:1\nname: Root\nxref: UMLS:C1\n\n\
-                    [Term]\nid: HP:2\nname: No cui\nis_a: HP:1\n\n\
-                    [Term]\nid: HP:3\nname: Leaf\nxref: UMLS:C3\nis_a: HP:2\nis_a: HP:1\n\n\
-                    [Term]\nid: HP:4\nname: Other\nxref: UMLS:C4\nis_a: HP:3\n";
+    fn phenotypes_without_a_cui_are_keyed_by_their_id_and_other_terms_skipped() {
+        let text = "[Term]\nid: HP:0000118\nname: Phenotypic abnormality\nxref: UMLS:C1\n\n\
+                    [Term]\nid: HP:2\nname: No cui\nis_a: HP:0000118\n\n\
+                    [Term]\nid: HP:3\nname: Leaf\nxref: UMLS:C3\nis_a: HP:2\nis_a: HP:0000118\n\n\
+                    [Term]\nid: HP:4\nname: Other\nxref: UMLS:C4\nis_a: HP:3\n\n\
+                    [Term]\nid: HP:5\nname: Health status\n\n\
+                    [Term]\nid: HP:6\nname: Affected\nis_a: HP:5\n\n\
+                    [Term]\nid: HP:7\nname: Coded modifier\nxref: UMLS:C7\nis_a: HP:6\n";
         let ontology = obo::parse(text, Path::new("t.obo")).unwrap();
         let triples = ontology_triples(&ontology);
         assert_eq!(
             triples,
-            [Triple::new("C3", "C1", IS_A), Triple::new("C4", "C3", IS_A)]
+            [
+                Triple::new("HP:2", "C1", IS_A),
+                Triple::new("C3", "C1", IS_A),
+                Triple::new("C3", "HP:2", IS_A),
+                Triple::new("C4", "C3", IS_A)
+            ],
+            "C7's parents have no concept and no ancestor with one"
         );
-        assert_eq!(ontology_names(&ontology)["C3"], "Leaf");
+        let names = ontology_names(&ontology);
+        assert_eq!(
+            (names["C3"].as_str(), names["HP:2"].as_str()),
+            ("Leaf", "No cui")
+        );
+        assert!(!names.contains_key("HP:6"), "{names:?}");
     }
 
     #[test]

@@ -238,9 +238,10 @@ impl Linker {
         Self::from_ontology(&super::obo::read(path)?, LinkerConfig::default())
     }
 
-    /// The CUI-keyed dictionary of an OBO ontology: every live term with a UMLS xref, by its
-    /// name and its EXACT synonyms (abbreviations case-sensitive), plus the radiology lexicon's
-    /// aliases and frames of those terms.
+    /// The dictionary of an OBO ontology: every live term with a concept
+    /// ([`Ontology::concepts`]: its UMLS CUI, else a phenotypic abnormality's own id), keyed by
+    /// it, by its name and its EXACT synonyms (abbreviations case-sensitive), plus the radiology
+    /// lexicon's aliases and frames of those terms.
     ///
     /// # Errors
     /// As [`Linker::new`].
@@ -248,8 +249,8 @@ impl Linker {
         let lexicon = Lexicon::radiology()?;
         let mut entries = Vec::new();
         let mut entry_of: HashMap<&str, usize> = HashMap::new();
-        for term in &ontology.terms {
-            let Some(cui) = term.umls.first() else {
+        for (term, concept) in ontology.terms.iter().zip(ontology.concepts()) {
+            let Some(cui) = concept else {
                 continue;
             };
             let mut names = vec![(term.name.clone(), false)];
@@ -270,7 +271,7 @@ impl Linker {
                     .map(|(_, phrase)| (phrase.clone(), false)),
             );
             entry_of.insert(&term.id, entries.len());
-            entries.push((cui.clone(), term.name.clone(), names));
+            entries.push((cui.to_owned(), term.name.clone(), names));
         }
         let frames = lexicon
             .frames

@@ -2,6 +2,7 @@
 //! `synonym` (text, scope and type), `is_a`, `alt_id` and `xref: UMLS:C…`; obsolete terms are
 //! skipped, other stanza kinds (`[Typedef]`) ignored.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use super::{ParseError, read_text};
@@ -54,6 +55,58 @@ pub struct Ontology {
     pub version: Option<String>,
     /// Live terms in file order.
     pub terms: Vec<Term>,
+}
+
+/// The root of HPO's phenotypic abnormalities.
+pub const PHENOTYPIC_ABNORMALITY: &str = "HP:0000118";
+
+impl Ontology {
+    /// Each term's concept, in term order: its first UMLS CUI; else, for a term below HPO's
+    /// Phenotypic abnormality ([`PHENOTYPIC_ABNORMALITY`]), its own id, so that findings HPO
+    /// gives no CUI ("Pulmonary opacity", "Granuloma") can still be linked; else none (HPO's
+    /// modifiers, frequencies, modes of inheritance and health states such as "Affected" are
+    /// not findings).
+    pub fn concepts(&self) -> Vec<Option<&str>> {
+        let by_id: HashMap<&str, usize> = self
+            .terms
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.as_str(), i))
+            .collect();
+        let mut phenotype: Vec<Option<bool>> = vec![None; self.terms.len()];
+        (0..self.terms.len())
+            .map(|i| {
+                let term = &self.terms[i];
+                match term.umls.first() {
+                    Some(cui) => Some(cui.as_str()),
+                    None => is_phenotype(self, &by_id, i, &mut phenotype).then_some(&*term.id),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Whether term `i` is HPO's phenotypic abnormality or below it (memoised in `memo`; a cycle
+/// counts as not below).
+fn is_phenotype(
+    ontology: &Ontology,
+    by_id: &HashMap<&str, usize>,
+    i: usize,
+    memo: &mut [Option<bool>],
+) -> bool {
+    if let Some(known) = memo[i] {
+        return known;
+    }
+    memo[i] = Some(false);
+    let term = &ontology.terms[i];
+    let below = term.id == PHENOTYPIC_ABNORMALITY
+        || term.parents.iter().any(|parent| {
+            by_id
+                .get(parent.as_str())
+                .is_some_and(|&p| is_phenotype(ontology, by_id, p, memo))
+        });
+    memo[i] = Some(below);
+    below
 }
 
 /// Reads an OBO file.

@@ -3,11 +3,9 @@
 //! - recall: the fraction of (report, gold HPO concept) pairs that the linker finds un-negated
 //!   (uncertain mentions count) in the report's FINDINGS + IMPRESSION. A mention counts for a
 //!   gold concept when its concept is that concept or a descendant of it (more specific is
-//!   right, more general is not). A mention's concept is every HPO term whose first UMLS CUI is
-//!   the mention's CUI.
-//!   The linker keys concepts by UMLS CUI, so a gold concept that neither it nor any descendant
-//!   carries a CUI for cannot be linked: such pairs are counted (`uncoded_pairs`) and left out
-//!   of `recall`; `recall_all` counts them as misses.
+//!   right, more general is not). A mention's concept is every HPO term whose concept
+//!   ([`Ontology::concepts`]: the first UMLS CUI, else a phenotypic abnormality's own id) is the
+//!   mention's.
 //! - false-finding rate: the fraction of reports annotated only `normal` in which the linker
 //!   finds any un-negated phenotypic abnormality (a descendant of HP:0000118).
 
@@ -16,25 +14,18 @@ use std::path::PathBuf;
 
 use super::linker::Linker;
 use super::mesh::GoldSet;
-use super::obo::Ontology;
-
-/// The root of HPO's phenotypic abnormalities.
-const PHENOTYPIC_ABNORMALITY: &str = "HP:0000118";
+use super::obo::{Ontology, PHENOTYPIC_ABNORMALITY};
 
 /// The measured quality.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LinkQuality {
-    /// Found / linkable gold pairs.
+    /// Found / gold pairs.
     pub recall: f64,
-    /// Found / all gold pairs.
-    pub recall_all: f64,
     /// Normal reports with a finding / normal reports.
     pub false_finding_rate: f64,
     /// All (report, concept) gold pairs.
     pub gold_pairs: usize,
-    /// Gold pairs whose concept the CUI-keyed dictionary cannot reach.
-    pub uncoded_pairs: usize,
-    /// Linkable gold pairs found.
+    /// Gold pairs found.
     pub found_pairs: usize,
     /// Reports annotated only `normal`.
     pub normal_reports: usize,
@@ -44,7 +35,7 @@ pub struct LinkQuality {
     pub unmapped_terms: usize,
     /// Headings the MeSH table does not list.
     pub unknown_headings: Vec<String>,
-    /// Linkable gold pairs not found: (report file, HPO id).
+    /// Gold pairs not found: (report file, HPO id).
     pub missed: Vec<(PathBuf, String)>,
     /// Findings in normal reports: (report file, mention's concept name).
     pub false_findings: Vec<(PathBuf, String)>,
@@ -93,23 +84,16 @@ impl Hierarchy {
 /// Links every gold report and measures recall and the false-finding rate.
 pub fn evaluate(linker: &Linker, ontology: &Ontology, gold: &GoldSet) -> LinkQuality {
     let hierarchy = Hierarchy::new(ontology);
-    let mut terms_of_cui: HashMap<&str, Vec<&str>> = HashMap::new();
-    for term in &ontology.terms {
-        if let Some(cui) = term.umls.first() {
-            terms_of_cui.entry(cui).or_default().push(&term.id);
+    let mut terms_of_concept: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (term, concept) in ontology.terms.iter().zip(ontology.concepts()) {
+        if let Some(concept) = concept {
+            terms_of_concept.entry(concept).or_default().push(&term.id);
         }
     }
-    let reachable: HashSet<&str> = terms_of_cui
-        .values()
-        .flatten()
-        .flat_map(|id| hierarchy.ancestors[*id].iter().map(String::as_str))
-        .collect();
     let mut q = LinkQuality {
         recall: 0.0,
-        recall_all: 0.0,
         false_finding_rate: 0.0,
         gold_pairs: 0,
-        uncoded_pairs: 0,
         found_pairs: 0,
         normal_reports: 0,
         normal_with_finding: 0,
@@ -124,7 +108,7 @@ pub fn evaluate(linker: &Linker, ontology: &Ontology, gold: &GoldSet) -> LinkQua
             .into_iter()
             .filter(|m| !m.negated)
             .flat_map(|m| {
-                let ids = terms_of_cui
+                let ids = terms_of_concept
                     .get(m.cui.as_str())
                     .cloned()
                     .unwrap_or_default();
@@ -133,9 +117,7 @@ pub fn evaluate(linker: &Linker, ontology: &Ontology, gold: &GoldSet) -> LinkQua
             .collect();
         for concept in &report.concepts {
             q.gold_pairs += 1;
-            if !reachable.contains(concept.as_str()) {
-                q.uncoded_pairs += 1;
-            } else if found.iter().any(|(id, _)| hierarchy.is_a(id, concept)) {
+            if found.iter().any(|(id, _)| hierarchy.is_a(id, concept)) {
                 q.found_pairs += 1;
             } else {
                 q.missed.push((report.file.clone(), concept.clone()));
@@ -156,8 +138,7 @@ pub fn evaluate(linker: &Linker, ontology: &Ontology, gold: &GoldSet) -> LinkQua
         }
     }
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    q.recall = ratio(q.found_pairs, q.gold_pairs - q.uncoded_pairs);
-    q.recall_all = ratio(q.found_pairs, q.gold_pairs);
+    q.recall = ratio(q.found_pairs, q.gold_pairs);
     q.false_finding_rate = ratio(q.normal_with_finding, q.normal_reports);
     q
 }
@@ -208,8 +189,8 @@ is_a: HP:0000118
     fn recall_and_false_findings_on_small_reports() {
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, xml: String| std::fs::write(dir.path().join(name), xml).unwrap();
-        // Found: the enlarged cardiac silhouette. Missed: the effusion (negated). Uncoded: the
-        // opacity (Pulmonary opacity has no CUI). Unmapped: the lung and the device.
+        // Found: the enlarged cardiac silhouette, and the opacity (Pulmonary opacity has no CUI:
+        // keyed by its id). Missed: the effusion (negated). Unmapped: the lung and the device.
         write(
             "1.xml",
             report(
@@ -247,13 +228,8 @@ is_a: HP:0000118
         assert_eq!(gold.reports.len(), 3);
         assert_eq!(gold.unmapped_terms, 3);
         let q = evaluate(&linker, &ontology, &gold);
-        assert_eq!(
-            (q.gold_pairs, q.uncoded_pairs, q.found_pairs),
-            (3, 1, 1),
-            "{q:?}"
-        );
-        assert_eq!(q.recall, 0.5);
-        assert!((q.recall_all - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!((q.gold_pairs, q.found_pairs), (3, 2), "{q:?}");
+        assert!((q.recall - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!((q.normal_reports, q.normal_with_finding), (2, 1));
         assert_eq!(q.false_finding_rate, 0.5);
         assert_eq!(

@@ -177,6 +177,8 @@ fn span(surface: &str, cui: &str, negated: bool) -> (String, String, bool) {
 const CALCINOSIS: &str = "C0006663";
 const EFFUSION: &str = "C0032227";
 const CARDIOMEGALY: &str = "C0018800";
+/// HPO gives Granuloma no CUI: it is keyed by its own id.
+const GRANULOMA: &str = "HP:0032252";
 
 #[test]
 fn derived_forms_link_to_their_hpo_concept() {
@@ -184,6 +186,7 @@ fn derived_forms_link_to_their_hpo_concept() {
         hpo_spans("Calcified granuloma. Scattered calcifications."),
         [
             span("Calcified", CALCINOSIS, false),
+            span("granuloma", GRANULOMA, false),
             span("calcifications", CALCINOSIS, false)
         ]
     );
@@ -234,7 +237,10 @@ fn negation_reaches_across_lists_but_not_past_change() {
     );
     assert_eq!(
         hpo_spans("No change in the calcified granuloma."),
-        [span("calcified", CALCINOSIS, false)]
+        [
+            span("calcified", CALCINOSIS, false),
+            span("granuloma", GRANULOMA, false)
+        ]
     );
     assert_eq!(
         hpo_spans("No pneumothorax. Severe cardiomegaly with small bilateral pleural effusions."),
@@ -257,4 +263,22 @@ fn misspellings_are_corrected_and_other_words_left_alone() {
         [span("cardiomegaly", CARDIOMEGALY, false)]
     );
     assert!(hpo_spans("The silhouette is unremarkable.").is_empty());
+}
+
+#[test]
+fn terms_without_a_cui_link_by_their_id() {
+    assert_eq!(
+        hpo_spans("Bibasilar airspace disease. Elevation of the right hemidiaphragm."),
+        [
+            span("airspace disease", "HP:0031457", false),
+            span("Elevation of the right hemidiaphragm", "HP:6000008", false)
+        ]
+    );
+    assert_eq!(
+        hpo_spans("No pleural thickening or nodules."),
+        [
+            span("pleural thickening", "HP:0031944", true),
+            span("nodules", "HP:0033608", true)
+        ]
+    );
 }
