@@ -2,7 +2,7 @@
 //! with its side, size or lobe, and the negation of some absent ones) and an impression. The
 //! wordings are HPO names and synonyms where HPO has them, so paraphrases link to one CUI
 //! ("cardiomegaly", "enlarged heart", "increased heart size" → C0018800). HPO gives pulmonary
-//! nodules no UMLS CUI, so nodule mentions stay unlinked.
+//! nodules no UMLS CUI: their mentions link to the term's own id, HP:0033608.
 
 use rand::Rng;
 use rand::seq::SliceRandom;
