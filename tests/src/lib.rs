@@ -162,6 +162,12 @@ pub fn adamw_fixtures() -> PathBuf {
     MADE.get_or_init(|| fixtures("adamw", "adamw.py")).clone()
 }
 
+/// PyTorch's FLOP counts of the reference model's blocks (`scripts/fixtures/flops.py`).
+pub fn flops_fixtures() -> PathBuf {
+    static MADE: OnceLock<PathBuf> = OnceLock::new();
+    MADE.get_or_init(|| fixtures("flops", "flops.py")).clone()
+}
+
 /// `tests/fixtures/NAME`, written by `scripts/fixtures/SCRIPT` unless its manifest exists.
 fn fixtures(name: &str, script: &str) -> PathBuf {
     let dir = workspace_root().join("tests/fixtures").join(name);

@@ -12,7 +12,7 @@ use crate::{arl_ok, scratch_dir, workspace_root};
 
 /// The steps of a job's rank-0 event log (`<dir>/rank0.jsonl`), each as JSON with `step`,
 /// `loss`, every loss part by name (`mlm`, …), `lr` (the base group's), `grad_norm`,
-/// `samples_per_s`, `data_wait` and `comm_exposed`.
+/// `samples_per_s`, `data_wait`, `comm_exposed`, and `tflops` and `mfu` where reported.
 ///
 /// # Panics
 /// If the log cannot be read, or a line of it is not an event.
@@ -32,6 +32,11 @@ pub fn step_reports(job_dir: &Path) -> Vec<Value> {
             });
             for (name, value) in &report.losses {
                 step[name] = (*value).into();
+            }
+            for (name, value) in [("tflops", report.tflops), ("mfu", report.mfu)] {
+                if let Some(value) = value {
+                    step[name] = value.into();
+                }
             }
             step
         })

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use arl_tests::{release_binary, scratch_dir, workspace_root};
 
 /// One bad key per section: (`--set` assignment, the dotted key the error must name).
-const BAD: [(&str, &str); 27] = [
+const BAD: [(&str, &str); 28] = [
     ("launch.nprocs=2", "launch.nprocs"),
     ("launch.node_rank=3", "launch.node_rank"),
     ("dist.timeout=5", "dist.timeout"),
@@ -25,6 +25,7 @@ const BAD: [(&str, &str); 27] = [
     ("knowledge.folder=\"x\"", "knowledge.folder"),
     ("train.step=4", "train.step"),
     ("train.grad_accum=0", "train.grad_accum"),
+    ("train.peak_tflops=-1", "train.peak_tflops"),
     ("optim.learning_rate=1", "optim.learning_rate"),
     ("optim.lr=-1", "optim.lr"),
     ("checkpoint.every=3", "checkpoint.every"),

@@ -5,16 +5,20 @@
 //!   every scalar and the reconstruction images (with the resumed run's log de-duplicated);
 //! - one worker with the whole batch, and one with two accumulated micro-batches, follow the
 //!   two-worker run within a stated tolerance;
+//! - every step reports its model TFLOP/s (samples/s × the tiny model's training FLOPs per
+//!   sample at the run's micro-batch), and its MFU only where a peak is set (CPU workers);
 //! - SIGTERM to the launcher ends the run with a checkpoint that a rerun resumes from.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
+use arl_contract::config::model::ModelConfig;
 use arl_tests::{
-    arl_ok, export_model, pretrain_config, release_binary, scratch_dir, step_reports,
-    tensorboard_log, wait_for_step,
+    arl_ok, export_model, pretrain_config, pretrain_inputs, release_binary, scratch_dir,
+    step_reports, tensorboard_log, wait_for_step,
 };
+use arl_worker::model::flops::{PretrainFlops, PretrainShape};
 use serde_json::Value;
 
 /// Runs `arl pretrain` on a fresh run folder `name` with extra arguments; returns the folder.
@@ -63,6 +67,40 @@ fn series(log: &Value, tag: &str) -> Vec<(u64, f64)> {
         .collect()
 }
 
+/// Training FLOPs per sample of [`pretrain_config`]'s model (tiny, 32 text positions, 24
+/// entity slots, alignment on) on micro-batches of `batch`.
+fn flops_per_sample(batch: i64) -> f64 {
+    let knowledge = pretrain_inputs().join("knowledge");
+    let (graph, _) = arl_worker::knowledge::store::read(&knowledge).unwrap();
+    let shape = PretrainShape {
+        batch,
+        text_len: 32,
+        slots: 24,
+        entities: graph.entities.len() as i64,
+        align: true,
+    };
+    PretrainFlops::new(&ModelConfig::tiny(), shape).training_per_sample()
+}
+
+/// Every step reports TFLOP/s = samples/s × `per_sample` / 10¹², and MFU = TFLOP/s over
+/// `devices` × `peak` where a peak is set (none otherwise).
+fn assert_throughput(steps: &[Value], per_sample: f64, peak: Option<f64>, devices: f64) {
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs();
+    for step in steps {
+        let tflops = step["tflops"].as_f64().unwrap_or_else(|| panic!("{step}"));
+        let samples_per_s = step["samples_per_s"].as_f64().unwrap();
+        assert!(tflops > 0.0, "{step}");
+        assert!(close(tflops, samples_per_s * per_sample / 1e12), "{step}");
+        match peak {
+            None => assert!(step.get("mfu").is_none(), "{step}"),
+            Some(peak) => {
+                let mfu = step["mfu"].as_f64().unwrap_or_else(|| panic!("{step}"));
+                assert!(close(mfu, tflops / (devices * peak)), "{step}");
+            }
+        }
+    }
+}
+
 #[test]
 fn two_workers_pretrain_and_a_resumed_run_matches_a_straight_one_bit_for_bit() {
     let straight_run = straight();
@@ -71,6 +109,8 @@ fn two_workers_pretrain_and_a_resumed_run_matches_a_straight_one_bit_for_bit() {
     let first = straight[0]["loss"].as_f64().unwrap();
     let last = straight[5]["loss"].as_f64().unwrap();
     assert!(last < first, "loss {first} -> {last}");
+    // Two ranks of 4 samples: micro-batches of 4; CPU workers have no peak.
+    assert_throughput(&straight, flops_per_sample(4), None, 2.0);
 
     let resumed_run = scratch_dir("pretrain-resumed");
     let resumed_config = pretrain_config(&resumed_run);
@@ -119,6 +159,7 @@ fn two_workers_pretrain_and_a_resumed_run_matches_a_straight_one_bit_for_bit() {
         "throughput/samples_per_s",
         "throughput/data_wait_fraction",
         "throughput/comm_exposed_fraction",
+        "throughput/tflops",
     ];
     let groups = [
         "lr/base",
@@ -154,6 +195,7 @@ fn two_workers_pretrain_and_a_resumed_run_matches_a_straight_one_bit_for_bit() {
     let images = log["images"]["mim/reconstruction"].as_array().unwrap();
     let image_steps: Vec<u64> = images.iter().map(|i| i[0].as_u64().unwrap()).collect();
     assert_eq!(image_steps, [2, 4, 6]);
+    assert!(log["scalars"].get("throughput/mfu").is_none());
     assert_eq!(
         (images[0][1].as_u64(), images[0][2].as_u64()),
         (Some(96), Some(32))
@@ -169,11 +211,27 @@ fn two_workers_pretrain_and_a_resumed_run_matches_a_straight_one_bit_for_bit() {
 #[test]
 fn one_rank_with_the_whole_batch_or_accumulating_follows_two_ranks() {
     let two = losses(straight());
-    let one = losses(&pretrain("one-rank", &["--nproc-per-node", "1"]));
-    let accumulated = losses(&pretrain(
+    let one_run = pretrain("one-rank", &["--nproc-per-node", "1"]);
+    let accumulated_run = pretrain(
         "one-rank-accum",
-        &["--nproc-per-node", "1", "--set", "train.grad_accum=2"],
-    ));
+        &[
+            "--nproc-per-node",
+            "1",
+            "--set",
+            "train.grad_accum=2",
+            "--set",
+            "train.peak_tflops=0.5",
+        ],
+    );
+    // The graph's FLOPs are shared by a micro-batch: 8 samples in one, or 4 in each of two.
+    assert_throughput(&step_reports(&one_run), flops_per_sample(8), None, 1.0);
+    assert_throughput(
+        &step_reports(&accumulated_run),
+        flops_per_sample(4),
+        Some(0.5),
+        1.0,
+    );
+    let (one, accumulated) = (losses(&one_run), losses(&accumulated_run));
     // The same samples and the same initial weights; what differs is the per-rank randomness
     // (masking, ITM negatives, MIM noise, dropout) and where losses are averaged. Stated
     // tolerance: every step's total loss within 3 % of the two-rank run's.

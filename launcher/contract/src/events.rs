@@ -140,11 +140,21 @@ pub struct StepReport {
     /// backward did not hide (rank 0's; 0 in logs written before it was measured).
     #[serde(default)]
     pub comm_exposed: f64,
+    /// Achieved model TFLOP/s over all ranks: `samples_per_s` × the model's training FLOPs
+    /// per sample (3 × forward, `arl_worker::model::flops`) / 10¹². Pretraining only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tflops: Option<f64>,
+    /// Model FLOPs utilisation: `tflops` / (ranks × one device's peak TFLOP/s, from
+    /// `train.peak_tflops` or the GPU's datasheet); absent where no peak is known (the CPU
+    /// without `train.peak_tflops`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfu: Option<f64>,
 }
 
 impl StepReport {
     /// The TensorBoard scalars: `loss/total` and `loss/<part>` (or `loss` alone without
-    /// parts), `accuracy/*`, `lr/*`, `grad_norm`, `throughput/*`.
+    /// parts), `accuracy/*`, `lr/*`, `grad_norm`, `throughput/*` (`throughput/tflops` and
+    /// `throughput/mfu` where known).
     pub fn scalars(&self) -> Vec<(String, f64)> {
         let mut scalars = if self.losses.is_empty() {
             vec![("loss".to_owned(), self.loss)]
@@ -166,6 +176,12 @@ impl StepReport {
             "throughput/comm_exposed_fraction".to_owned(),
             self.comm_exposed,
         ));
+        if let Some(tflops) = self.tflops {
+            scalars.push(("throughput/tflops".to_owned(), tflops));
+        }
+        if let Some(mfu) = self.mfu {
+            scalars.push(("throughput/mfu".to_owned(), mfu));
+        }
         scalars
     }
 }
@@ -319,6 +335,8 @@ mod tests {
             samples_per_s: 10.0,
             data_wait: 0.1,
             comm_exposed: 0.05,
+            tflops: Some(0.5),
+            mfu: None,
         });
         let line = step.line();
         assert!(
@@ -326,6 +344,16 @@ mod tests {
             "{line}"
         );
         assert_eq!(Event::parse(&line).unwrap(), step);
+        assert!(
+            line.contains(r#""tflops":0.5"#) && !line.contains("mfu"),
+            "{line}"
+        );
+        // A log written before the throughput fields still reads.
+        let old = line.replace(r#","tflops":0.5"#, "");
+        let Event::Step(old) = Event::parse(&old).unwrap() else {
+            panic!("{old}");
+        };
+        assert_eq!((old.tflops, old.mfu), (None, None));
         let stopped = Event::parse(r#"{"event":"stopped","step":7,"signal":"SIGTERM"}"#).unwrap();
         assert_eq!(
             stopped,

@@ -15,12 +15,13 @@ use crate::config::model::ModelConfig;
 const SECTIONS: [&str; 6] = ["model", "data", "knowledge", "train", "optim", "pretext"];
 
 /// Keys of those sections that do not change what a step computes.
-const RESTART_KEYS: [(&str, &str); 10] = [
+const RESTART_KEYS: [(&str, &str); 11] = [
     ("train", "steps"),
     ("train", "run_dir"),
     ("train", "tensorboard"),
     ("train", "image_every"),
     ("train", "log_samples"),
+    ("train", "peak_tflops"),
     ("data", "cache_dir"),
     ("data", "cache_mb"),
     ("data", "threads"),

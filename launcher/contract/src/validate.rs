@@ -325,6 +325,9 @@ impl JobConfig {
             !train.run_dir.as_os_str().is_empty(),
             "train.run_dir must name a folder"
         );
+        if let Some(peak) = train.peak_tflops {
+            rate("train.peak_tflops", peak)?;
+        }
         let optim = &self.optim;
         self.validate_optim("optim", optim)?;
         let pretext = &self.pretext;

@@ -3,6 +3,7 @@
 
 pub mod align;
 pub mod arl;
+pub mod flops;
 pub mod fusion;
 pub mod gat;
 pub mod heads;

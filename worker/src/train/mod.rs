@@ -1,5 +1,5 @@
 //! Training: the data-parallel step loop every job runs and what it is made of (collectives,
-//! optimiser, schedule, checkpointing, events and TensorBoard, stop signals), and the
+//! optimiser, schedule, checkpointing, events and TensorBoard, throughput and MFU, stop signals), and the
 //! pretraining job (collate, MLM masking, the four objectives).
 
 pub mod checkpointing;
@@ -18,3 +18,4 @@ pub mod seed;
 pub mod step_loop;
 pub mod stop;
 pub mod tensorboard;
+pub mod throughput;

@@ -2,7 +2,8 @@
 //! broadcast from rank 0), resumed from the newest committed checkpoint, fed by the rank's
 //! slice of the global sample order, trained on the four objectives by the shared step loop
 //! ([`super::step_loop`]), with a cross-rank parameter checksum every [`CHECKSUM_EVERY`] steps
-//! and asynchronous checkpoints from rank 0.
+//! and asynchronous checkpoints from rank 0. Rank 0 reports each step's model TFLOP/s and MFU
+//! ([`crate::model::flops`], [`super::throughput`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,13 +32,16 @@ use super::sample_log::SampleLog;
 use super::schedule::Schedule;
 use super::step_loop::{Described, Forward, Job, StepLoop};
 use super::stop::StopRequest;
+use super::throughput::{self, Throughput};
 use crate::data::loader::{Loader, LoaderConfig, Transform};
 use crate::data::remote::Backoff;
 use crate::data::sample_check::{LabelRange, SampleCheck};
 use crate::data::sampler::{self, Sampler, SamplerConfig};
 use crate::data::stream::{RankStream, Sample, ShardSource};
 use crate::data::text::TextTokenizer;
+use crate::knowledge::inputs::MAX_ENTITIES;
 use crate::model::arl::ArlModel;
+use crate::model::flops::{PretrainFlops, PretrainShape};
 use crate::model::init_weights;
 use crate::model::pretext::{LOSS_WEIGHTS, LossWeights, weighted_pretrain_losses};
 use crate::train_state;
@@ -223,11 +227,27 @@ pub fn pretrain(
             &optimizer,
         )?;
         let events = tensorboard_dir(at.run_dir());
+        let flops = PretrainFlops::new(
+            model_cfg,
+            PretrainShape {
+                batch: (train.global_batch / ranks.world / train.grad_accum) as i64,
+                text_len: config.data.max_text_len as i64,
+                slots: MAX_ENTITIES as i64,
+                entities,
+                align: config.pretext.align,
+            },
+        );
+        let throughput = Throughput {
+            flops_per_sample: flops.training_per_sample(),
+            peak_tflops: throughput::device_peak(device, train.precision, train.peak_tflops),
+            devices: ranks.world,
+        };
         let mut reporter = Reporter::new(
             train.tensorboard.then_some(events.as_path()),
             (start > 0).then_some(start + 1),
             train.image_every,
-        )?;
+        )?
+        .with_throughput(throughput);
         reporter.start(PRETRAIN_JOB, start, end);
         (Some(checkpointer), Some(reporter))
     } else {

@@ -1,7 +1,8 @@
 //! What rank 0 says: every [`Event`] as one JSON line on standard output (the launcher's
 //! progress and the job's `rank0.jsonl`), and each step's numbers as TensorBoard scalars, plus a
 //! MIM reconstruction image every `image_every` steps. A TensorBoard write that fails is
-//! reported once and ends the TensorBoard log, not the run.
+//! reported once and ends the TensorBoard log, not the run. Given a job's [`Throughput`], each
+//! step's report gets its achieved TFLOP/s and MFU.
 
 use std::io::Write;
 use std::path::Path;
@@ -11,6 +12,7 @@ use arl_contract::events::StepReport;
 
 use super::reconstruction::mim_strip;
 use super::tensorboard::EventWriter;
+use super::throughput::Throughput;
 
 /// Writes `event` as one line on standard output (flushed: the launcher reads it as it comes).
 pub fn emit(event: Event) {
@@ -35,6 +37,7 @@ pub struct MimPicture {
 pub struct Reporter {
     events: Option<EventWriter>,
     image_every: u64,
+    throughput: Option<Throughput>,
 }
 
 impl Reporter {
@@ -56,7 +59,14 @@ impl Reporter {
         Ok(Self {
             events,
             image_every,
+            throughput: None,
         })
+    }
+
+    /// Reports each step's TFLOP/s and MFU from `throughput`.
+    pub fn with_throughput(mut self, throughput: Throughput) -> Self {
+        self.throughput = Some(throughput);
+        self
     }
 
     /// Whether step `step` (counted from 1) gets a reconstruction image.
@@ -77,8 +87,14 @@ impl Reporter {
         self.scalars(start, &[("run/restarts".to_owned(), f64::from(restart))]);
     }
 
-    /// Emits the step's event and writes its scalars (and `picture`, when given).
-    pub fn step(&mut self, report: StepReport, picture: Option<MimPicture>) {
+    /// Emits the step's event and writes its scalars (and `picture`, when given), with its
+    /// TFLOP/s and MFU when the reporter has a [`Throughput`].
+    pub fn step(&mut self, mut report: StepReport, picture: Option<MimPicture>) {
+        if let Some(throughput) = &self.throughput {
+            let tflops = throughput.tflops(report.samples_per_s);
+            report.tflops = Some(tflops);
+            report.mfu = throughput.mfu(tflops);
+        }
         let (step, scalars) = (report.step, report.scalars());
         emit(Event::Step(report));
         self.write(|events| {

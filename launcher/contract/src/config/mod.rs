@@ -299,6 +299,15 @@ mod tests {
         assert!(
             error(&["train.global_batch=6", "train.grad_accum=2"]).contains("train.global_batch")
         );
+        assert!(error(&["train.peak_tflops=0"]).contains("train.peak_tflops must be a positive"));
+        assert_eq!(
+            load(&["train.peak_tflops=989.5"])
+                .unwrap()
+                .train
+                .peak_tflops,
+            Some(989.5)
+        );
+        assert_eq!(load(&[]).unwrap().train.peak_tflops, None);
     }
 
     #[test]

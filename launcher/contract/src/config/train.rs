@@ -29,6 +29,11 @@ pub struct TrainConfig {
     /// Each pretraining rank appends the samples (shard, item) of every step it trains to
     /// `<run_dir>/samples/rank<R>.jsonl`: an audit of the sample order across resumes.
     pub log_samples: bool,
+    /// Peak TFLOP/s of one device, the denominator of the MFU in each step's report; default:
+    /// the GPU's datasheet figure for `precision` (dense bf16, or float32), and none on the CPU
+    /// or an unknown GPU, where MFU is then not reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_tflops: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -43,6 +48,7 @@ impl Default for TrainConfig {
             tensorboard: true,
             image_every: 100,
             log_samples: false,
+            peak_tflops: None,
         }
     }
 }
