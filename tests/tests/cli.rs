@@ -256,11 +256,13 @@ fn model_summary_lists_modules_and_the_knowledge_sublayers() {
 
 #[test]
 fn bench_model_and_pretrain_print_one_line_in_the_documented_format() {
-    for (bench, keys) in [
-        ("model", ["arl_ms", "torch_ms", "ratio"]),
-        ("pretrain", ["arl_sps", "torch_sps", "ratio"]),
+    let pretrain = &["arl_sps", "torch_sps", "ratio", "arl_tflops"][..];
+    for (bench, precision, keys) in [
+        ("model", "fp32", &["arl_ms", "torch_ms", "ratio"][..]),
+        ("pretrain", "fp32", pretrain),
+        ("pretrain", "bf16", pretrain),
     ] {
-        let out = arl(&[
+        let mut args = vec![
             "bench",
             bench,
             "--preset",
@@ -273,13 +275,18 @@ fn bench_model_and_pretrain_print_one_line_in_the_documented_format() {
             "2",
             "--text-len",
             "8",
-        ]);
+        ];
+        if precision == "bf16" {
+            args.push("--bf16");
+        }
+        let out = arl(&args);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let line = text(&out.stdout);
         let fields: Vec<&str> = line.trim().split(' ').collect();
-        assert_eq!(fields.len(), 5, "{line}");
-        assert_eq!(fields[..2], [bench, "preset=tiny"], "{line}");
-        assert_positive_fields(&line, &fields[2..], &keys);
+        assert_eq!(fields.len(), 3 + keys.len(), "{line}");
+        let precision = format!("precision={precision}");
+        assert_eq!(fields[..3], [bench, "preset=tiny", &precision], "{line}");
+        assert_positive_fields(&line, &fields[3..], keys);
     }
 }
 

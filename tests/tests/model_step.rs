@@ -86,3 +86,62 @@ fn the_itm_images_gathered_from_the_shared_encoding_equal_encoding_them_again() 
         "the batch has negatives"
     );
 }
+
+/// The four losses and every gradient (in name order, flattened) of one tiny step, with CPU
+/// bfloat16 autocast on or off.
+fn step_numbers(bf16: bool) -> ([f64; 4], Tensor) {
+    let mut cfg = ModelConfig::tiny();
+    (cfg.text.dropout, cfg.fusion.dropout, cfg.entity.dropout) = (0.0, 0.0, 0.0);
+    tch::manual_seed(3);
+    let entities = 12;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let edges = Tensor::from_slice2(&[[0i64, 1, 2, 3, 5], [1, 2, 3, 0, 6]]);
+    let model = ArlModel::new(&vs.root(), &cfg, entities, &edges);
+    let batch = PretrainBatch::random(&cfg, 4, 16, 6, entities);
+    let losses = arl_c10d::autocast_bf16(Device::Cpu, bf16, || {
+        pretrain_losses(&model, &cfg, &batch, true)
+    })
+    .unwrap();
+    losses.total.backward();
+    let values = [&losses.mlm, &losses.mim, &losses.itm, &losses.align].map(|l| {
+        assert_eq!(l.kind(), Kind::Float, "losses are reduced in float32");
+        l.double_value(&[])
+    });
+    let mut variables = vs.variables().into_iter().collect::<Vec<_>>();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    let grads: Vec<Tensor> = variables
+        .iter()
+        .map(|(_, v)| {
+            let g = v.grad();
+            if g.defined() {
+                g.to_kind(Kind::Float).view([-1])
+            } else {
+                v.zeros_like().view([-1])
+            }
+        })
+        .collect();
+    (values, Tensor::cat(&grads, 0))
+}
+
+#[test]
+fn bf16_autocast_on_the_cpu_stays_within_tolerance_of_float32() {
+    let _turn = SEEDED.lock().unwrap();
+    let (full, full_grads) = step_numbers(false);
+    let (half, half_grads) = step_numbers(true);
+    assert_ne!(full, half, "autocast changed nothing: it did not run");
+    for ((name, a), b) in ["mlm", "mim", "itm", "align"].iter().zip(full).zip(half) {
+        let relative = (a - b).abs() / a.abs();
+        assert!(relative < 0.02, "{name}: float32 {a}, bfloat16 {b}");
+    }
+    let dot = (&full_grads * &half_grads)
+        .sum(Kind::Double)
+        .double_value(&[]);
+    let norm = |g: &Tensor| g.to_kind(Kind::Double).norm().double_value(&[]);
+    let (n_full, n_half) = (norm(&full_grads), norm(&half_grads));
+    let cosine = dot / (n_full * n_half);
+    assert!(cosine > 0.99, "gradient cosine {cosine}");
+    assert!(
+        (n_half / n_full - 1.0).abs() < 0.05,
+        "gradient norms {n_full} and {n_half}"
+    );
+}

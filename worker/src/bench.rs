@@ -11,6 +11,7 @@ use tch::{Device, Kind, Tensor, nn};
 
 use crate::knowledge::linker::Linker;
 use crate::model::arl::ArlModel;
+use crate::model::flops::{PretrainFlops, PretrainShape};
 use crate::model::pretext::{PretrainBatch, pretrain_losses};
 use arl_contract::config::model::ModelConfig;
 use arl_contract::config::train::OptimConfig;
@@ -151,6 +152,9 @@ pub struct FullStepTiming {
     /// Parameter elements in each of the optimiser's groups (in `optim::GROUPS` order), so that
     /// a peer can check it updates the same parameters with the same settings.
     pub group_numels: Vec<i64>,
+    /// The model's training FLOPs per sample of this step (3 × forward,
+    /// [`crate::model::flops`]).
+    pub train_flops_per_sample: f64,
 }
 
 /// Times the trainer's whole step on one random batch, after one untimed step: zero the
@@ -163,10 +167,21 @@ pub fn time_full_step(cfg: &ModelConfig, shape: StepShape, iters: usize) -> Full
     for (name, value) in optimizer.map(|o| o.parameters()).unwrap_or_default() {
         group_numels[group_of(&name, true)] += value.numel() as i64;
     }
+    let flops = PretrainFlops::new(
+        cfg,
+        PretrainShape {
+            batch: shape.batch,
+            text_len: shape.text_len,
+            slots: shape.slots,
+            entities: shape.entities,
+            align: true,
+        },
+    );
     FullStepTiming {
         median_s,
         batch: shape.batch,
         group_numels,
+        train_flops_per_sample: flops.training_per_sample(),
     }
 }
 
@@ -205,7 +220,12 @@ fn time_step(
         if let Some(optimizer) = optimizer.as_mut() {
             optimizer.zero_grad();
         }
-        pretrain_losses(&model, cfg, &batch, true).total.backward();
+        arl_c10d::autocast_bf16(Device::Cpu, shape.bf16, || {
+            pretrain_losses(&model, cfg, &batch, true)
+        })
+        .expect("CPU autocast")
+        .total
+        .backward();
         if let Some(optimizer) = optimizer.as_mut() {
             optimizer.clip_grad_norm(BENCH_MAX_GRAD_NORM);
             optimizer.step(1.0);
@@ -233,6 +253,9 @@ pub struct StepShape {
     /// Entities in the graph.
     #[arg(long, default_value_t = 64)]
     pub entities: i64,
+    /// The forward passes under bfloat16 CPU autocast (`train.precision = "bf16"`).
+    #[arg(long)]
+    pub bf16: bool,
 }
 
 /// Result of [`time_linking`].

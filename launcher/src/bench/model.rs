@@ -4,11 +4,15 @@
 //! threads, alternating in the same run.
 //!
 //! - `model`: forward + backward of the four pretraining objectives; prints
-//!   `model preset=base arl_ms=… torch_ms=… ratio=…`, times in milliseconds per sample.
+//!   `model preset=base precision=fp32 arl_ms=… torch_ms=… ratio=…`, times in milliseconds per
+//!   sample (`--bf16`: both sides under bfloat16 CPU autocast, `precision=bf16`).
 //! - `pretrain`: the whole training step (forward + backward, clipping the global gradient norm,
 //!   AdamW over the six parameter groups), the PyTorch side running the step as the ARL code
 //!   does (every objective encodes its own inputs) with Hugging Face's AdamW; prints
-//!   `pretrain preset=base arl_sps=… torch_sps=… ratio=…`, samples per second.
+//!   `pretrain preset=base precision=fp32 arl_sps=… torch_sps=… ratio=… arl_tflops=…`, samples per second and
+//!   our side's model TFLOP/s (samples/s × the model's training FLOPs per sample,
+//!   `arl_worker::model::flops`). Both sides run on the CPU, which has no datasheet peak, so
+//!   no MFU is printed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -53,6 +57,16 @@ pub struct ModelArgs {
     /// Python with torch, transformers and torch_geometric (default: as `bench allreduce`).
     #[arg(long)]
     pub python: Option<PathBuf>,
+    /// Both sides' forward passes under bfloat16 CPU autocast (compare bf16 with bf16 only).
+    #[arg(long)]
+    pub bf16: bool,
+}
+
+impl ModelArgs {
+    /// `bf16` or `fp32`, as the printed line names it.
+    fn precision(&self) -> &'static str {
+        if self.bf16 { "bf16" } else { "fp32" }
+    }
 }
 
 #[derive(Deserialize)]
@@ -62,6 +76,9 @@ struct StepTiming {
     /// Parameter elements per optimiser group (full steps).
     #[serde(default)]
     group_numels: Option<Vec<i64>>,
+    /// The model's training FLOPs per sample (our side's full steps).
+    #[serde(default)]
+    train_flops_per_sample: Option<f64>,
 }
 
 impl StepTiming {
@@ -113,8 +130,9 @@ pub fn run(args: &ModelArgs) -> anyhow::Result<()> {
     };
     let (arl, torch) = (ms(&arl), ms(&torch));
     println!(
-        "model preset={} arl_ms={:.1} torch_ms={:.1} ratio={:.2}",
+        "model preset={} precision={} arl_ms={:.1} torch_ms={:.1} ratio={:.2}",
         args.preset,
+        args.precision(),
         median(&arl),
         median(&torch),
         paired_ratio(&arl, &torch)
@@ -142,13 +160,20 @@ pub fn run_pretrain(args: &ModelArgs) -> anyhow::Result<()> {
         timings.iter().map(StepTiming::per_sample_s).collect()
     };
     let sps = |seconds: &[f64]| median(&seconds.iter().map(|s| 1.0 / s).collect::<Vec<_>>());
+    let flops = arl
+        .first()
+        .and_then(|t| t.train_flops_per_sample)
+        .context("our side printed no FLOPs per sample")?;
     let (arl, torch) = (seconds(&arl), seconds(&torch));
     println!(
-        "pretrain preset={} arl_sps={:.3} torch_sps={:.3} ratio={:.2}",
+        "pretrain preset={} precision={} arl_sps={:.3} torch_sps={:.3} ratio={:.2} \
+         arl_tflops={:.4}",
         args.preset,
+        args.precision(),
         sps(&arl),
         sps(&torch),
-        paired_ratio(&arl, &torch)
+        paired_ratio(&arl, &torch),
+        sps(&arl) * flops / 1e12
     );
     Ok(())
 }
@@ -182,6 +207,9 @@ fn measure(args: &ModelArgs, step: Step) -> anyhow::Result<(Vec<StepTiming>, Vec
     let with_shape = |command: &mut Command| {
         for (flag, value) in &shape {
             command.args([*flag, value.as_str()]);
+        }
+        if args.bf16 {
+            command.arg("--bf16");
         }
     };
     let (mut arl, mut torch) = (Vec::new(), Vec::new());

@@ -182,10 +182,28 @@ char* arl_pg_shutdown(arl_pg* pg) {
   return guarded([&] { pg->backend->shutdown(); });
 }
 
-// Not c10d, but libtorch state that tch does not reach: the dtype CUDA autocast casts to
-// (libtorch's default is float16).
-char* arl_set_cuda_autocast_bf16() {
-  return guarded([] { at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16); });
+// Not c10d, but libtorch state that tch does not reach: bfloat16 autocast on the CPU as on
+// CUDA (tch's own autocast switches CUDA only, and to float16). `device_type`: 0 the CPU,
+// 1 CUDA. `enter` sets the state and reports the previous one; `exit` restores it and, when
+// the outermost scope closes, frees the cast weights autocast cached.
+char* arl_autocast_enter(int device_type, bool enabled, bool* previous) {
+  return guarded([&] {
+    const auto type = device_type == 1 ? at::kCUDA : at::kCPU;
+    *previous = at::autocast::is_autocast_enabled(type);
+    at::autocast::set_autocast_dtype(type, at::kBFloat16);
+    at::autocast::set_autocast_enabled(type, enabled);
+    at::autocast::increment_nesting();
+  });
+}
+
+char* arl_autocast_exit(int device_type, bool previous) {
+  return guarded([&] {
+    const auto type = device_type == 1 ? at::kCUDA : at::kCPU;
+    if (at::autocast::decrement_nesting() == 0) {
+      at::autocast::clear_cache();
+    }
+    at::autocast::set_autocast_enabled(type, previous);
+  });
 }
 
 } // extern "C"

@@ -28,7 +28,12 @@ pub(crate) struct RawDdp {
 unsafe extern "C" {
     pub(crate) fn arl_c10d_free_error(error: *mut c_char);
     pub(crate) fn arl_c10d_init_logging() -> *mut c_char;
-    pub(crate) fn arl_set_cuda_autocast_bf16() -> *mut c_char;
+    pub(crate) fn arl_autocast_enter(
+        device_type: i32,
+        enabled: bool,
+        previous: *mut bool,
+    ) -> *mut c_char;
+    pub(crate) fn arl_autocast_exit(device_type: i32, previous: bool) -> *mut c_char;
     pub(crate) fn arl_store_create(
         host: *const c_char,
         port: u16,

@@ -3,6 +3,7 @@
 //! barrier and shutdown, and gradient all-reduce overlapped with backward ([`DataParallel`]). Every failure is a [`C10dError`] carrying c10d's own message; nothing
 //! aborts or panics across the FFI boundary.
 
+mod autocast;
 mod bucket;
 mod ddp;
 mod env;
@@ -12,6 +13,7 @@ mod group;
 mod layout;
 mod store;
 
+pub use autocast::autocast_bf16;
 pub use bucket::{TensorSpec, plan_buckets, plan_buckets_first};
 pub use ddp::{DataParallel, Synced};
 pub use env::RankEnv;
@@ -26,19 +28,6 @@ pub fn init_logging() -> Result<()> {
     // SAFETY: no arguments; the shim catches every exception.
     ffi::take_error(unsafe { ffi::arl_c10d_init_logging() }).map_err(|message| C10dError::Op {
         op: "init logging".into(),
-        rank: -1,
-        message,
-    })
-}
-
-/// Makes CUDA autocast (`tch::autocast`) cast to bfloat16 instead of libtorch's float16.
-///
-/// # Errors
-/// If libtorch refuses the setting.
-pub fn use_bf16_autocast() -> Result<()> {
-    // SAFETY: no arguments; the shim catches every exception.
-    ffi::take_error(unsafe { ffi::arl_set_cuda_autocast_bf16() }).map_err(|message| C10dError::Op {
-        op: "set the autocast dtype".into(),
         rank: -1,
         message,
     })

@@ -168,11 +168,11 @@ impl Evaluator<'_> {
     pub fn evaluate(&self, samples: &[Sample]) -> anyhow::Result<Metric> {
         crate::heartbeat::phase(arl_contract::heartbeat::Phase::Evaluation);
         tch::no_grad(|| {
-            tch::autocast(self.bf16, || match self.task {
+            arl_c10d::autocast_bf16(self.device(), self.bf16, || match self.task {
                 Task::Irtr => self.retrieval(samples).map(Metric::Irtr),
                 Task::Vqa | Task::Cls => self.classification(samples),
             })
-        })
+        })?
     }
 
     /// The rank-sum of a table each rank filled its rows of, flattened.
@@ -205,7 +205,7 @@ impl Evaluator<'_> {
                 &self.model.encode_images(&images),
                 &vectors,
                 false,
-            );
+            )?;
             let rows = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
             let _ = logits.index_copy_(0, &rows, &out.to_kind(Kind::Float).to_device(Device::Cpu));
         }
@@ -284,10 +284,10 @@ impl Evaluator<'_> {
                         &image.expand([pairs, -1, -1], false),
                         &vectors,
                         false,
-                    );
-                    out.view([-1]).to_kind(Kind::Float).to_device(Device::Cpu)
+                    )?;
+                    Ok(out.view([-1]).to_kind(Kind::Float).to_device(Device::Cpu))
                 })
-                .collect();
+                .collect::<anyhow::Result<_>>()?;
             scores.get(i as i64).copy_(&Tensor::cat(&row, 0));
         }
         let all = self.rank_sum(&scores)?;

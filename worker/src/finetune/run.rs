@@ -558,6 +558,6 @@ fn training_loss(
         &image,
         &vectors,
         true,
-    );
+    )?;
     Ok(Targets::of(cfg.task, samples, outputs)?.loss(&out, candidates))
 }

@@ -136,6 +136,9 @@ impl TaskModel {
 
     /// The head's output for N pairs of encoded texts (N, Lt, D) and images (N, Nv, D), with
     /// the entity vectors (Ne, De) of the graph.
+    ///
+    /// # Errors
+    /// Autocast cannot be switched off for the head.
     pub fn pairs(
         &self,
         texts: &Texts,
@@ -143,7 +146,7 @@ impl TaskModel {
         image: &Tensor,
         vectors: &Tensor,
         train: bool,
-    ) -> Tensor {
+    ) -> anyhow::Result<Tensor> {
         let fused = self.model.fuse(
             text,
             &texts.keep,
@@ -156,7 +159,9 @@ impl TaskModel {
         // The head in float32 even under autocast: near-equal scores should not collapse into
         // ties at bfloat16's resolution (ties count against the gold in retrieval).
         let pooled = fused.cls_feats.to_kind(Kind::Float);
-        tch::autocast(false, || self.head.forward(&pooled))
+        Ok(arl_c10d::autocast_bf16(pooled.device(), false, || {
+            self.head.forward(&pooled)
+        })?)
     }
 }
 

@@ -73,16 +73,18 @@ impl AlignHead {
 
     /// Every entity's vector: LN → dropout → ELU(GAT1) → dropout → GAT2. → (Ne, width).
     pub fn entity_vectors(&self, train: bool) -> Tensor {
+        // The model is built on the CPU and its variables moved; the edges follow them here.
+        let edges = self.edges.to_device(self.x.device());
         let xs = self
             .x
             .apply(&self.embedding_ln)
             .dropout(self.dropout, train);
         let xs = self
             .conv1
-            .forward(&xs, &self.edges, train)
+            .forward(&xs, &edges, train)
             .elu()
             .dropout(self.dropout, train);
-        self.conv2.forward(&xs, &self.edges, train)
+        self.conv2.forward(&xs, &edges, train)
     }
 
     /// Entity features for the fusion layers: rows of `vectors` for ids ≠ −100, zeros elsewhere.

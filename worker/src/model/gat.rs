@@ -32,6 +32,15 @@ impl LoopedEdges {
             nodes,
         }
     }
+
+    /// The same edges on `device` (no copy when they are there already).
+    pub fn to_device(&self, device: tch::Device) -> Self {
+        Self {
+            source: self.source.to_device(device),
+            target: self.target.to_device(device),
+            nodes: self.nodes,
+        }
+    }
 }
 
 /// One `GATConv` layer.
@@ -83,8 +92,8 @@ impl GatConv {
         let scores = scores.maximum(&(&scores * 0.2)); // LeakyReLU(0.2), (E, H)
         let alpha = edge_softmax(&scores, &edges.target, n).dropout(self.dropout, train);
         let messages = projected.index_select(0, &edges.source) * alpha.unsqueeze(-1); // (E, H, C)
-        let gathered = projected
-            .zeros_like()
+        // In the messages' type: under autocast the projection is bfloat16, the attention float.
+        let gathered = Tensor::zeros(projected.size(), (messages.kind(), messages.device()))
             .index_add(0, &edges.target, &messages); // (N, H, C)
         let combined = if self.concat {
             gathered.view([n, self.heads * self.out])

@@ -160,8 +160,8 @@ impl MimDecoder {
             &ids_restore.unsqueeze(-1).expand([b, cells, width], true),
             false,
         );
-        let xs =
-            Tensor::cat(&[xs.narrow(1, 0, 1), restored], 1) + self.positions.to_kind(xs.kind());
+        let xs = Tensor::cat(&[xs.narrow(1, 0, 1), restored], 1)
+            + self.positions.to_device(xs.device()).to_kind(xs.kind());
         let xs = self.blocks.iter().fold(xs, |h, block| block.forward(&h));
         let pred = xs.apply(&self.decoder_norm).apply(&self.decoder_pred);
         pred.narrow(1, 1, cells)

@@ -223,6 +223,9 @@ impl StepLoop<'_> {
                         samples_per_s: (samples * self.ranks.world) as f64 / seconds,
                         data_wait: data_wait.as_secs_f64() / seconds,
                         comm_exposed: reduced.exposed.as_secs_f64() / seconds,
+                        // Filled by the reporter from the job's throughput model.
+                        tflops: None,
+                        mfu: None,
                     };
                     reporter.step(report, picture);
                 }
@@ -292,14 +295,14 @@ impl StepLoop<'_> {
             let (from, to) = (k * samples / accum, (k + 1) * samples / accum);
             let images = batch.images.narrow(0, from as i64, (to - from) as i64);
             heartbeat::phase(Phase::Forward);
-            let forward = tch::autocast(self.bf16, || {
+            let forward = arl_c10d::autocast_bf16(self.ranks.device, self.bf16, || {
                 job.forward(
                     &images,
                     &batch.samples[from..to],
                     rng,
                     wants_picture && k == 0,
                 )
-            })?;
+            })??;
             heartbeat::phase(Phase::Backward);
             grads.arm(k + 1 == accum)?;
             (&forward.loss / accum as f64).backward();
