@@ -256,7 +256,15 @@ fn model_summary_lists_modules_and_the_knowledge_sublayers() {
 
 #[test]
 fn bench_model_and_pretrain_print_one_line_in_the_documented_format() {
-    let pretrain = &["arl_sps", "torch_sps", "ratio", "arl_tflops"][..];
+    let pretrain = &[
+        "arl_sps",
+        "torch_sps",
+        "ratio",
+        "arl_tflops",
+        "arl_rss_gib",
+        "torch_rss_gib",
+        "rss_ratio",
+    ][..];
     for (bench, precision, keys) in [
         ("model", "fp32", &["arl_ms", "torch_ms", "ratio"][..]),
         ("pretrain", "fp32", pretrain),

@@ -152,6 +152,9 @@ pub struct FullStepTiming {
     /// Parameter elements in each of the optimiser's groups (in `optim::GROUPS` order), so that
     /// a peer can check it updates the same parameters with the same settings.
     pub group_numels: Vec<i64>,
+    /// This process's peak resident memory (`VmHWM`), bytes; none where the system does not
+    /// say.
+    pub peak_rss_bytes: Option<u64>,
     /// The model's training FLOPs per sample of this step (3 × forward,
     /// [`crate::model::flops`]).
     pub train_flops_per_sample: f64,
@@ -181,8 +184,24 @@ pub fn time_full_step(cfg: &ModelConfig, shape: StepShape, iters: usize) -> Full
         median_s,
         batch: shape.batch,
         group_numels,
+        peak_rss_bytes: peak_rss_bytes(),
         train_flops_per_sample: flops.training_per_sample(),
     }
+}
+
+/// This process's peak resident set size (`VmHWM` of `/proc/self/status`), bytes: what
+/// Python's `resource.getrusage(RUSAGE_SELF).ru_maxrss` reports on Linux, in KiB.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// The median seconds of a step of `kind`, and the optimiser of a full step.

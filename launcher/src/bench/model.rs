@@ -9,10 +9,11 @@
 //! - `pretrain`: the whole training step (forward + backward, clipping the global gradient norm,
 //!   AdamW over the six parameter groups), the PyTorch side running the step as the ARL code
 //!   does (every objective encodes its own inputs) with Hugging Face's AdamW; prints
-//!   `pretrain preset=base precision=fp32 arl_sps=… torch_sps=… ratio=… arl_tflops=…`, samples per second and
-//!   our side's model TFLOP/s (samples/s × the model's training FLOPs per sample,
-//!   `arl_worker::model::flops`). Both sides run on the CPU, which has no datasheet peak, so
-//!   no MFU is printed.
+//!   `pretrain preset=base precision=fp32 arl_sps=… torch_sps=… ratio=… arl_tflops=…
+//!   arl_rss_gib=… torch_rss_gib=… rss_ratio=…`: samples per second, our side's model TFLOP/s
+//!   (samples/s × the model's training FLOPs per sample, `arl_worker::model::flops`) and each
+//!   side's peak resident memory (median over rounds; each round is a fresh process). Both
+//!   sides run on the CPU, which has no datasheet peak, so no MFU is printed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -79,6 +80,9 @@ struct StepTiming {
     /// The model's training FLOPs per sample (our side's full steps).
     #[serde(default)]
     train_flops_per_sample: Option<f64>,
+    /// The side's peak resident memory, bytes (full steps).
+    #[serde(default)]
+    peak_rss_bytes: Option<u64>,
 }
 
 impl StepTiming {
@@ -164,16 +168,27 @@ pub fn run_pretrain(args: &ModelArgs) -> anyhow::Result<()> {
         .first()
         .and_then(|t| t.train_flops_per_sample)
         .context("our side printed no FLOPs per sample")?;
+    let peak_gib = |timings: &[StepTiming]| -> anyhow::Result<f64> {
+        let bytes: Option<Vec<f64>> = timings
+            .iter()
+            .map(|t| t.peak_rss_bytes.map(|b| b as f64 / f64::from(1 << 30)))
+            .collect();
+        Ok(median(&bytes.context("a side printed no peak memory")?))
+    };
+    let (arl_gib, torch_gib) = (peak_gib(&arl)?, peak_gib(&torch)?);
     let (arl, torch) = (seconds(&arl), seconds(&torch));
     println!(
         "pretrain preset={} precision={} arl_sps={:.3} torch_sps={:.3} ratio={:.2} \
-         arl_tflops={:.4}",
+         arl_tflops={:.4} arl_rss_gib={:.2} torch_rss_gib={:.2} rss_ratio={:.2}",
         args.preset,
         args.precision(),
         sps(&arl),
         sps(&torch),
         paired_ratio(&arl, &torch),
-        sps(&arl) * flops / 1e12
+        sps(&arl) * flops / 1e12,
+        arl_gib,
+        torch_gib,
+        arl_gib / torch_gib
     );
     Ok(())
 }
