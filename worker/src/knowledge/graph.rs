@@ -37,12 +37,7 @@ pub const IS_A: &str = "is_a";
 /// triples. A parent without a concept is skipped over: the edge goes to its nearest ancestors
 /// that have one, so the hierarchy stays connected.
 pub fn ontology_triples(ontology: &Ontology) -> Vec<Triple> {
-    let by_id: HashMap<&str, usize> = ontology
-        .terms
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.id.as_str(), i))
-        .collect();
+    let by_id = ontology.index_by_id();
     let concepts = ontology.concepts();
     let cui = |i: usize| concepts[i];
     let mut triples = Vec::new();

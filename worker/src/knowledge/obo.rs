@@ -61,18 +61,22 @@ pub struct Ontology {
 pub const PHENOTYPIC_ABNORMALITY: &str = "HP:0000118";
 
 impl Ontology {
+    /// Each term's index in [`Ontology::terms`], by id.
+    pub fn index_by_id(&self) -> HashMap<&str, usize> {
+        self.terms
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.as_str(), i))
+            .collect()
+    }
+
     /// Each term's concept, in term order: its first UMLS CUI; else, for a term below HPO's
     /// Phenotypic abnormality ([`PHENOTYPIC_ABNORMALITY`]), its own id, so that findings HPO
     /// gives no CUI ("Pulmonary opacity", "Granuloma") can still be linked; else none (HPO's
     /// modifiers, frequencies, modes of inheritance and health states such as "Affected" are
     /// not findings).
     pub fn concepts(&self) -> Vec<Option<&str>> {
-        let by_id: HashMap<&str, usize> = self
-            .terms
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.id.as_str(), i))
-            .collect();
+        let by_id = self.index_by_id();
         let mut phenotype: Vec<Option<bool>> = vec![None; self.terms.len()];
         (0..self.terms.len())
             .map(|i| {
