@@ -13,8 +13,6 @@ use arl_contract::config::train::Precision;
 pub struct Peaks {
     /// bfloat16 on the tensor cores.
     pub bf16: f64,
-    /// TF32 on the tensor cores (float32 matmuls with TF32 allowed).
-    pub tf32: f64,
     /// IEEE float32 (CUDA cores).
     pub fp32: f64,
 }
@@ -26,23 +24,23 @@ pub struct Peaks {
 /// does not tell, so it needs `train.peak_tflops`.
 pub const PEAKS: &[(&[&str], Peaks)] = &[
     // NVIDIA H100 datasheet: SXM5, PCIe and NVL columns.
-    (&["h100", "pcie"], peaks(756.5, 378.0, 51.0)),
-    (&["h100", "nvl"], peaks(835.5, 417.5, 60.0)),
-    (&["h100"], peaks(989.5, 494.5, 67.0)),
+    (&["h100", "pcie"], peaks(756.5, 51.0)),
+    (&["h100", "nvl"], peaks(835.5, 60.0)),
+    (&["h100"], peaks(989.5, 67.0)),
     // NVIDIA H200 datasheet: SXM and NVL columns.
-    (&["h200", "nvl"], peaks(835.5, 417.5, 60.0)),
-    (&["h200"], peaks(989.5, 494.5, 67.0)),
+    (&["h200", "nvl"], peaks(835.5, 60.0)),
+    (&["h200"], peaks(989.5, 67.0)),
     // NVIDIA A100 datasheet (40 and 80 GB, SXM and PCIe alike).
-    (&["a100"], peaks(312.0, 156.0, 19.5)),
+    (&["a100"], peaks(312.0, 19.5)),
     // NVIDIA L40S, L40, L4 and A10 datasheets.
-    (&["l40s"], peaks(362.05, 183.0, 91.6)),
-    (&["l40"], peaks(181.05, 90.5, 90.5)),
-    (&["l4"], peaks(121.0, 60.0, 30.3)),
-    (&["a10"], peaks(125.0, 62.5, 31.2)),
+    (&["l40s"], peaks(362.05, 91.6)),
+    (&["l40"], peaks(181.05, 90.5)),
+    (&["l4"], peaks(121.0, 30.3)),
+    (&["a10"], peaks(125.0, 31.2)),
 ];
 
-const fn peaks(bf16: f64, tf32: f64, fp32: f64) -> Peaks {
-    Peaks { bf16, tf32, fp32 }
+const fn peaks(bf16: f64, fp32: f64) -> Peaks {
+    Peaks { bf16, fp32 }
 }
 
 /// The datasheet peaks of a GPU named `name` as the driver reports it ("NVIDIA H100 80GB
